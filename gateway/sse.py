@@ -1,0 +1,90 @@
+"""Incremental Server-Sent Events parser.
+
+Pure: it is fed the bytes exactly as they leave the upstream socket (events split anywhere, CRLF,
+CR or LF line ends, multi-line `data`, comments, unknown fields) and returns whole events. The
+relay never waits on it: it only observes bytes that have already been sent to the client.
+Follows the WHATWG "event stream interpretation" rules.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    event: str
+    data: str
+    id: str | None = None
+
+
+class SSEParser:
+    """Feed chunks, get events. Lines longer than `max_line_bytes` stop observation (not relay)."""
+
+    __slots__ = ("_buf", "_skip_lf", "_event", "_data", "_id", "_max_line", "overflowed")
+
+    def __init__(self, max_line_bytes: int = 16 * 1024 * 1024) -> None:
+        self._buf = b""
+        self._skip_lf = False  # a chunk ended in CR: a leading LF of the next chunk belongs to it
+        self._event = ""
+        self._data: list[str] = []
+        self._id: str | None = None
+        self._max_line = max_line_bytes
+        self.overflowed = False
+
+    @property
+    def pending(self) -> bool:
+        """True while a partial line or an undispatched event is held."""
+        return bool(self._buf or self._data or self._event)
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if self.overflowed or not chunk:
+            return []
+        if self._skip_lf:
+            self._skip_lf = False
+            if chunk.startswith(b"\n"):
+                chunk = chunk[1:]
+        data = self._buf + chunk if self._buf else chunk
+        events: list[SSEEvent] = []
+        start = 0
+        for match in _LINE_END.finditer(data):
+            event = self._line(data[start : match.start()])
+            if event is not None:
+                events.append(event)
+            start = match.end()
+        if data.endswith(b"\r"):
+            self._skip_lf = True
+        self._buf = data[start:]
+        if len(self._buf) > self._max_line:
+            self.overflowed = True
+            self._buf = b""
+        return events
+
+    def _line(self, line: bytes) -> SSEEvent | None:
+        if not line:
+            return self._dispatch()
+        if line.startswith(b":"):
+            return None
+        name, sep, value = line.partition(b":")
+        if sep and value.startswith(b" "):
+            value = value[1:]
+        text = value.decode("utf-8", "replace")
+        if name == b"data":
+            self._data.append(text)
+        elif name == b"event":
+            self._event = text
+        elif name == b"id" and "\0" not in text:
+            self._id = text
+        return None
+
+    def _dispatch(self) -> SSEEvent | None:
+        if not self._data:
+            self._event = ""
+            return None
+        event = SSEEvent(self._event or "message", "\n".join(self._data), self._id)
+        self._event = ""
+        self._data = []
+        return event
