@@ -1,0 +1,79 @@
+"""Command line: serve, check-config, mock-upstream."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from .config import ConfigError, load_config, parse_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="YAML config (default: built-in defaults)")
+    serve.add_argument("--host", help="override listen.host")
+    serve.add_argument("--port", type=int, help="override listen.port")
+    serve.add_argument(
+        "--mock-upstream", action="store_true", help="run the built-in simulator in-process as the upstream"
+    )
+
+    check = commands.add_parser("check-config", help="validate a config file and summarise it")
+    check.add_argument("path")
+
+    mock = commands.add_parser("mock-upstream", help="run the built-in Assistants API simulator")
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=8081)
+    mock.add_argument("--event-delay-ms", type=float, default=0.0, help="pause between stream events")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return _check_config(args.path)
+    if args.command == "mock-upstream":
+        from .serve import serve_simulator
+        from .simulator import SimulatorSettings
+
+        serve_simulator(args.host, args.port, SimulatorSettings(event_delay_ms=args.event_delay_ms))
+        return 0
+    overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    try:
+        config = load_config(args.config) if args.config else parse_config({})
+        if overrides:
+            raw = config.model_dump(mode="json", exclude_none=True, round_trip=True)
+            config = config.model_copy(update={"listen": config.listen.model_validate({**raw["listen"], **overrides})})
+    except ConfigError as exc:
+        return _report(exc)
+    except ValidationError as exc:
+        return _report(ConfigError("command line", [f"listen.{e['loc'][0]}: {e['msg']}" for e in exc.errors()]))
+    from .serve import serve
+
+    serve(config, mock_upstream=args.mock_upstream)
+    return 0
+
+
+def _check_config(path: str) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return _report(exc)
+    print(f"{path}: OK: {config.summary()}")
+    return 0
+
+
+def _report(exc: ConfigError) -> int:
+    print(f"{exc.source}: {len(exc.problems)} problem(s)", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Cross-cutting concerns: request ids, the error envelope, and authentication of /v1 calls."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from .context import AUTHENTICATOR, CALLER, REQUEST_ID
+from .errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, error_body
+
+log = structlog.get_logger("gateway")
+
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+@web.middleware
+async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Keep a sane caller-chosen X-Request-ID, else mint one; every response carries it."""
+    given = request.headers.get("X-Request-ID", "")
+    rid = given if _CLIENT_REQUEST_ID.fullmatch(given) else f"req_gw_{secrets.token_hex(12)}"
+    request[REQUEST_ID] = rid
+    with structlog.contextvars.bound_contextvars(request_id=rid):
+        response = await handler(request)
+    if not response.prepared:
+        response.headers["X-Request-ID"] = rid
+    return response
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Everything the gateway refuses leaves in OpenAI's error envelope, never as a traceback."""
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        return exc.to_response()
+    except web.HTTPNotFound:
+        return NotFound(
+            f"Unknown request URL: {request.method} {request.path}. Please check the URL for typos."
+        ).to_response()
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return MethodNotAllowed(
+            f"Method {request.method} is not allowed for {request.path} (allowed: {allowed}).",
+            headers={"Allow": allowed},
+        ).to_response()
+    except web.HTTPRequestEntityTooLarge:
+        return PayloadTooLarge("The request body is too large.").to_response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.Response(
+            status=exc.status,
+            body=error_body(exc.reason, "invalid_request_error" if exc.status < 500 else "server_error"),
+            content_type="application/json",
+        )
+    except Exception:
+        log.exception("unhandled_error", path=request.path, method=request.method)
+        return web.Response(
+            status=500,
+            body=error_body("The gateway hit an internal error.", "server_error", code="internal_error"),
+            content_type="application/json",
+        )
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The authenticate stage for every API call; the gateway's own endpoints are open."""
+    if request.path.startswith("/v1/"):
+        request[CALLER] = request.app[AUTHENTICATOR].authenticate(request.headers.get("Authorization"))
+    return await handler(request)

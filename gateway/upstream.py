@@ -1,0 +1,89 @@
+"""The pooled upstream client: URL mapping, header hygiene, timeouts, error mapping.
+
+One `ClientSession` per upstream for the app's lifetime (see `upstream_ctx`). Bodies are never
+decompressed or re-encoded on the way through: what the upstream sends is what the client gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from .config import UpstreamConfig
+from .errors import UpstreamTimeout, UpstreamUnavailable
+
+# RFC 9110 §7.6.1 hop-by-hop fields, plus Host, which belongs to the next hop's URL.
+HOP_BY_HOP = frozenset(
+    h.lower()
+    for h in (
+        "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+        "TE", "Trailer", "Transfer-Encoding", "Upgrade", "Host",
+    )
+)  # fmt: skip
+
+
+def strip_hop_by_hop(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    """A copy without hop-by-hop fields, including any the `Connection` header names."""
+    named = {token.strip().lower() for value in headers.getall("Connection", ()) for token in value.split(",")}
+    drop = HOP_BY_HOP | named if named else HOP_BY_HOP
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
+
+
+class Upstream:
+    """Sends one request upstream and maps transport failures to gateway errors."""
+
+    def __init__(self, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
+        self.config = config
+        self.session = session
+        self._base = str(config.base_url).rstrip("/")
+        self.address = config.base_url.host or ""
+
+    def url(self, api_path: str, query_string: str) -> str:
+        """`api_path` is below the API root (`/threads/runs`); the base may carry a path prefix."""
+        return f"{self._base}{api_path}?{query_string}" if query_string else f"{self._base}{api_path}"
+
+    def headers(self, incoming: CIMultiDictProxy[str], request_id: str, authorization: str | None) -> CIMultiDict[str]:
+        headers = strip_hop_by_hop(incoming)
+        headers.popall("Authorization", None)
+        if authorization:
+            headers["Authorization"] = authorization
+        headers["X-Request-ID"] = request_id
+        return headers
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: CIMultiDict[str],
+        body: bytes | AsyncIterator[bytes] | None,
+    ) -> aiohttp.ClientResponse:
+        """The response is open: the caller reads it and must `release()` or `close()` it."""
+        try:
+            return await self.session.request(method, url, headers=headers, data=body, allow_redirects=False)
+        except asyncio.TimeoutError:
+            raise UpstreamTimeout(
+                f"The upstream did not answer within {self.config.read_timeout_s:g}s."
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamUnavailable(f"The upstream could not be reached: {_describe(exc)}") from None
+
+
+def _describe(exc: BaseException) -> str:
+    return type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
+
+
+def make_session(config: UpstreamConfig) -> aiohttp.ClientSession:
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=config.connect_timeout_s, sock_read=config.read_timeout_s
+    )
+    connector = aiohttp.TCPConnector(limit=config.pool_size, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=False,
+        # No default Accept-Encoding/User-Agent: the upstream must see the client's, and only those.
+        skip_auto_headers=("Accept-Encoding", "User-Agent"),
+    )
