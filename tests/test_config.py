@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_config, parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def problems(raw: object, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, env=env or {})
+    return caught.value.problems
+
+
+def test_defaults_need_no_file():
+    config = parse_config(None, env={})
+    assert config.listen.port == 8080
+    assert str(config.upstream.base_url) == "https://api.openai.com/v1"
+    assert config.tenants is None
+
+
+def test_every_problem_is_named_with_its_key_path():
+    found = problems(
+        {
+            "listen": {"port": "eighty", "bogus": 1},
+            "upstream": {"read_timeout_s": -1, "unknown_fields": "maybe"},
+            "surprise": {},
+        }
+    )
+    assert [p.split(":")[0] for p in found] == [
+        "listen.port",
+        "listen.bogus",
+        "upstream.read_timeout_s",
+        "upstream.unknown_fields",
+        "surprise",
+    ]
+    assert "listen.bogus: unknown key" in found
+
+
+def test_env_interpolation_with_defaults_and_types():
+    config = parse_config(
+        {"listen": {"port": "${PORT}", "host": "${HOST:-0.0.0.0}"}, "upstream": {"api_key": "${KEY}"}},
+        env={"PORT": "9999", "KEY": "sk-from-env"},
+    )
+    assert config.listen.port == 9999
+    assert config.listen.host == "0.0.0.0"
+    assert config.upstream.api_key is not None
+    assert config.upstream.api_key.get_secret_value() == "sk-from-env"
+
+
+def test_unset_variable_without_default_names_the_key():
+    assert problems({"upstream": {"api_key": "${MISSING}"}}) == [
+        "upstream.api_key: environment variable MISSING is not set"
+    ]
+
+
+def test_secrets_written_in_the_file_are_refused():
+    found = problems(
+        {"upstream": {"api_key": "sk-live-123"}, "tenants": {"a": {"keys": ["${K}", "plain-secret"]}}},
+        env={"K": "x"},
+    )
+    assert found[0].startswith("upstream.api_key: the upstream credential must come from the environment")
+    assert found[1].startswith("tenants.a.keys: entries [1] are written in the file")
+
+
+def test_tenants_require_an_upstream_credential():
+    assert problems({"tenants": {"a": {"keys": ["${K}"]}}}, env={"K": "x"}) == [
+        "(top level): tenants are set, so upstream.api_key must be too (tenants never hold it)"
+    ]
+
+
+def test_allowed_paths_are_below_the_api_root():
+    assert problems({"upstream": {"allowed_paths": ["/v1/threads"]}})[0].startswith("upstream.allowed_paths")
+
+
+def test_shipped_configs_are_valid(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    monkeypatch.setenv("TEAM_SEARCH_KEY", "k1")
+    monkeypatch.setenv("TEAM_SUPPORT_KEY", "k2")
+    assert load_config(REPO / "config" / "gateway.yaml").tenants is None
+    example = load_config(REPO / "config" / "gateway.example.yaml")
+    assert example.tenants is not None and set(example.tenants) == {"team-search", "team-support"}
+
+
+def test_unreadable_and_invalid_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("listen: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
