@@ -1,0 +1,102 @@
+"""Shared fixtures: the built-in simulator as upstream, a gateway in front of it, SDK clients."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.app import build_app
+from gateway.config import Config, parse_config
+from gateway.record import Recorder
+from gateway.runs import RunRecord
+from gateway.simulator import SIMULATOR_STATE, SimulatorSettings, build_simulator_app
+from gateway.sse import SSEEvent
+
+SHARED_STREAMS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "openai-streams"
+API_KEY = "sk-test-caller"
+
+
+class RunCollector:
+    """An observer that keeps every finished run record, for tests to assert on."""
+
+    def __init__(self) -> None:
+        self.finished: list[RunRecord] = []
+        self.done = asyncio.Event()
+
+    def run_event(self, record: RunRecord, event: SSEEvent) -> None:
+        return None
+
+    def run_finished(self, record: RunRecord) -> None:
+        self.finished.append(record)
+        self.done.set()
+
+    async def wait(self, count: int = 1, timeout: float = 5.0) -> list[RunRecord]:
+        async def enough() -> None:
+            while len(self.finished) < count:
+                self.done.clear()
+                await self.done.wait()
+
+        await asyncio.wait_for(enough(), timeout)
+        return self.finished
+
+
+class Gateway:
+    """A running gateway: its server, config, collected runs, and SDK clients pointed at it."""
+
+    def __init__(self, server: TestServer, config: Config, runs: RunCollector) -> None:
+        self.server = server
+        self.config = config
+        self.runs = runs
+        self.base_url = str(server.make_url("/v1"))
+
+    @property
+    def app(self) -> web.Application:
+        return self.server.app  # type: ignore[return-value]
+
+    def async_client(self, **kwargs: Any) -> openai.AsyncOpenAI:
+        kwargs.setdefault("api_key", API_KEY)
+        kwargs.setdefault("max_retries", 0)
+        return openai.AsyncOpenAI(base_url=self.base_url, **kwargs)
+
+    def sync_client(self, **kwargs: Any) -> openai.OpenAI:
+        kwargs.setdefault("api_key", API_KEY)
+        kwargs.setdefault("max_retries", 0)
+        return openai.OpenAI(base_url=self.base_url, **kwargs)
+
+
+@pytest.fixture
+async def simulator(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> TestServer:
+    return await aiohttp_server(build_simulator_app(SimulatorSettings(poll_after_ms=5)))
+
+
+@pytest.fixture
+def simulator_state(simulator: TestServer) -> Any:
+    return simulator.app[SIMULATOR_STATE]  # type: ignore[index]
+
+
+@pytest.fixture
+def make_gateway(
+    aiohttp_server: Callable[..., Awaitable[TestServer]], simulator: TestServer
+) -> Callable[..., Awaitable[Gateway]]:
+    """Start a gateway on the simulator; `raw` sections are merged into the default config."""
+
+    async def start(upstream_url: str | None = None, env: dict[str, str] | None = None, **raw: Any) -> Gateway:
+        upstream = {"base_url": upstream_url or str(simulator.make_url("/v1")), **raw.pop("upstream", {})}
+        config = parse_config({"upstream": upstream, **raw}, env=env or {})
+        runs = RunCollector()
+        server = await aiohttp_server(build_app(config, Recorder([runs])))
+        return Gateway(server, config, runs)
+
+    return start
+
+
+@pytest.fixture
+async def gateway(make_gateway: Callable[..., Awaitable[Gateway]]) -> AsyncIterator[Gateway]:
+    yield await make_gateway()

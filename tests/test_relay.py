@@ -1,0 +1,200 @@
+"""Upstream trouble and client disconnects: clear errors or clean stream ends, nothing leaked."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from gateway.context import UPSTREAM
+from tests.conftest import API_KEY, Gateway
+
+RUN = "/v1/threads/runs"
+
+
+def headers(**extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {API_KEY}", "OpenAI-Beta": "assistants=v2", **extra}
+
+
+async def new_assistant(gateway: Gateway, **kwargs: Any) -> str:
+    assistant = await gateway.async_client().beta.assistants.create(model="gpt-4o", **kwargs)
+    return assistant.id
+
+
+def body(assistant_id: str, stream: bool = True) -> dict[str, Any]:
+    return {"assistant_id": assistant_id, "thread": {"messages": [{"role": "user", "content": "hi"}]}, "stream": stream}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pool_in_use(gateway: Gateway) -> int:
+    connector = gateway.app[UPSTREAM].session.connector
+    assert connector is not None
+    return sum(len(conns) for conns in connector._acquired_per_host.values())  # noqa: SLF001
+
+
+async def settle(gateway: Gateway, baseline_tasks: int) -> None:
+    """Wait (bounded) until the gateway holds no upstream connection and no extra task."""
+    for _ in range(100):
+        if pool_in_use(gateway) == 0 and len(asyncio.all_tasks()) <= baseline_tasks:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"leaked: {pool_in_use(gateway)} connections, {len(asyncio.all_tasks())} tasks")
+
+
+async def test_upstream_refused_is_502(make_gateway):
+    gateway = await make_gateway(upstream_url=f"http://127.0.0.1:{free_port()}/v1")
+    with pytest.raises(openai.APIStatusError) as caught:
+        await gateway.async_client().beta.threads.create_and_run(assistant_id="asst_1")
+    assert caught.value.status_code == 502
+    assert caught.value.body["type"] == "upstream_error"
+    assert caught.value.body["code"] == "upstream_unavailable"
+    record = (await gateway.runs.wait())[0]
+    assert record.error and record.upstream_status is None
+
+
+async def test_upstream_timeout_is_504(make_gateway, simulator_state):
+    gateway = await make_gateway(upstream={"read_timeout_s": 0.3})
+    baseline = len(asyncio.all_tasks())
+    assistant_id = await new_assistant(gateway)
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(
+            gateway.server.make_url(RUN), json=body(assistant_id), headers=headers(**{"X-Simulator-Fault": "hang"})
+        )
+        assert response.status == 504
+        error = (await response.json())["error"]
+    assert (error["type"], error["code"]) == ("upstream_error", "upstream_timeout")
+    await settle(gateway, baseline)
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+async def test_upstream_errors_pass_through_as_is(gateway, simulator, status):
+    fault = headers(**{"X-Simulator-Fault": f"http-{status}"})
+    async with aiohttp.ClientSession() as session:
+        direct = await session.post(simulator.make_url(RUN), json=body("asst_1"), headers=fault)
+        direct_body = await direct.read()
+        via = await session.post(gateway.server.make_url(RUN), json=body("asst_1"), headers=fault)
+        via_body = await via.read()
+    assert via.status == direct.status == status
+    assert via_body == direct_body
+    if status == 429:
+        assert via.headers["retry-after"] == direct.headers["retry-after"]
+        assert "x-ratelimit-limit-requests" in via.headers
+
+
+async def test_sdk_sees_upstream_rate_limit(gateway):
+    client = gateway.async_client()
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.beta.threads.create_and_run(
+            assistant_id="asst_1", extra_headers={"X-Simulator-Fault": "http-429"}
+        )
+    assert caught.value.response.headers["retry-after"]
+
+
+async def test_mid_stream_drop_ends_the_client_stream_cleanly(gateway):
+    baseline = len(asyncio.all_tasks())
+    assistant_id = await new_assistant(gateway)
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(
+            gateway.server.make_url(RUN), json=body(assistant_id), headers=headers(**{"X-Simulator-Fault": "drop:3"})
+        )
+        assert response.status == 200
+        text = (await response.read()).decode()  # a clean end: no ClientPayloadError here
+    assert text.count("event: thread.") == 3
+    assert text.endswith("\n\n")
+    assert "event: error\ndata: " in text and "upstream_stream_broken" in text
+    record = (await gateway.runs.wait(2))[-1]
+    assert record.broken and record.events == 4  # three run events and the error the gateway added
+    await settle(gateway, baseline)
+
+
+async def test_sdk_raises_on_a_broken_stream(gateway):
+    client = gateway.async_client()
+    assistant_id = await new_assistant(gateway)
+    with pytest.raises(openai.APIError, match="upstream stream broke"):
+        stream = await client.beta.threads.create_and_run(
+            assistant_id=assistant_id, stream=True, extra_headers={"X-Simulator-Fault": "drop:5"}
+        )
+        async for _event in stream:
+            pass
+
+
+async def test_client_disconnect_closes_the_upstream_stream(gateway, simulator_state):
+    baseline = len(asyncio.all_tasks())
+    assistant_id = await new_assistant(gateway)
+    slow = headers(**{"X-Simulator-Event-Delay-Ms": "50"})
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(gateway.server.make_url(RUN), json=body(assistant_id), headers=slow)
+        assert response.status == 200
+        await response.content.readuntil(b"\n\n")
+        response.close()  # the client walks away mid-stream
+    record = (await gateway.runs.wait(2))[-1]
+    assert record.client_gone and not record.broken
+    for _ in range(100):
+        if simulator_state.open_streams == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert simulator_state.open_streams == 0
+    assert simulator_state.aborted_streams == 1
+    await settle(gateway, baseline)
+
+
+async def test_upstream_error_event_is_relayed_and_recorded(gateway):
+    assistant_id = await new_assistant(gateway)
+    client = gateway.async_client()
+    with pytest.raises(openai.APIError):
+        stream = await client.beta.threads.create_and_run(
+            assistant_id=assistant_id, stream=True, extra_headers={"X-Simulator-Fault": "error-event"}
+        )
+        async for _event in stream:
+            pass
+    record = (await gateway.runs.wait(2))[-1]
+    assert record.error and not record.broken
+
+
+async def test_hop_by_hop_and_credentials_hygiene(make_gateway, simulator_state):
+    gateway = await make_gateway(
+        env={"UP": "sk-upstream", "TEAM": "team-key"}, upstream={"api_key": "${UP}"}, tenants={"t": {"keys": ["${TEAM}"]}}
+    )
+    sent = {
+        "Authorization": "Bearer team-key",
+        "OpenAI-Beta": "assistants=v2",
+        "OpenAI-Organization": "org-1",
+        "OpenAI-Project": "proj-1",
+        "Connection": "keep-alive, X-Secret-Hop",
+        "X-Secret-Hop": "must not pass",
+        "Proxy-Authorization": "Basic Zm9vOmJhcg==",
+        "X-Request-ID": "client-chosen-1",
+    }
+    async with aiohttp.ClientSession() as session:
+        response = await session.get(gateway.server.make_url("/v1/assistants"), headers=sent)
+        assert response.status == 200
+        assert response.headers["X-Request-ID"] == "client-chosen-1"
+        assert response.headers["X-Upstream-Request-ID"].startswith("req_")
+    got = simulator_state.requests[-1].headers
+    assert got["Authorization"] == "Bearer sk-upstream"
+    assert got["OpenAI-Organization"] == "org-1" and got["OpenAI-Project"] == "proj-1"
+    assert got["X-Request-ID"] == "client-chosen-1"
+    assert "X-Secret-Hop" not in got and "Proxy-Authorization" not in got
+
+
+async def test_base_url_with_path_prefix(make_gateway, aiohttp_server):
+    from aiohttp import web
+
+    from gateway.simulator import build_simulator_app
+
+    corporate = web.Application()
+    corporate.add_subapp("/openai/", build_simulator_app())
+    upstream = await aiohttp_server(corporate)
+    gateway = await make_gateway(upstream_url=str(upstream.make_url("/openai/v1")))
+    client = gateway.async_client()
+    created = await client.beta.assistants.create(model="gpt-4o")
+    assert (await client.beta.assistants.retrieve(created.id)).id == created.id
