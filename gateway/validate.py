@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import orjson
 from aiohttp import web
 
@@ -10,7 +12,7 @@ from .openai_types import RunRequest, RunRoute, validate_run_request
 
 
 async def read_run_request(
-    request: web.Request, route: RunRoute, max_bytes: int, unknown_fields: str
+    request: web.Request, route: RunRoute, max_bytes: int, unknown_fields: Literal["reject", "pass"]
 ) -> tuple[bytes, RunRequest]:
     if request.content_length is not None and request.content_length > max_bytes:
         raise _too_large(request.content_length, max_bytes)
