@@ -11,7 +11,7 @@ from .auth import Authenticator
 from .config import Config
 from .context import AUTHENTICATOR, CONFIG, READINESS, RECORDER, UPSTREAM, Readiness
 from .openai_types import RunRoute
-from .proxy import API_ROOT, RunCall, passthrough
+from .proxy import API_ROOT, passthrough, run_call
 from .record import Recorder, RunLog
 from .upstream import Upstream, make_session
 
@@ -31,10 +31,10 @@ def build_app(config: Config, recorder: Recorder | None = None) -> web.Applicati
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     threads = f"{API_ROOT}/threads"
-    app.router.add_post(f"{threads}/runs", RunCall(RunRoute.CREATE_THREAD_AND_RUN))
-    app.router.add_post(f"{threads}/{{thread_id}}/runs", RunCall(RunRoute.CREATE_RUN))
+    app.router.add_post(f"{threads}/runs", run_call(RunRoute.CREATE_THREAD_AND_RUN))
+    app.router.add_post(f"{threads}/{{thread_id}}/runs", run_call(RunRoute.CREATE_RUN))
     app.router.add_post(
-        f"{threads}/{{thread_id}}/runs/{{run_id}}/submit_tool_outputs", RunCall(RunRoute.SUBMIT_TOOL_OUTPUTS)
+        f"{threads}/{{thread_id}}/runs/{{run_id}}/submit_tool_outputs", run_call(RunRoute.SUBMIT_TOOL_OUTPUTS)
     )
     app.router.add_route("*", f"{API_ROOT}/{{tail:.*}}", passthrough)
     return app

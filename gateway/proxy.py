@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from yarl import URL
 
 from .context import CALLER, CONFIG, RECORDER, REQUEST_ID, UPSTREAM
@@ -25,19 +26,16 @@ API_ROOT = "/v1"
 _CHUNK = 64 * 1024
 
 
-class RunCall:
+def run_call(route: RunRoute) -> Handler:
     """Create-thread-and-run and its siblings: validated, then forwarded and teed."""
 
-    def __init__(self, route: RunRoute) -> None:
-        self.route = route
-
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def handle(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         config = request.app[CONFIG]
         body, _run_request = await read_run_request(
-            request, self.route, config.listen.max_body_bytes, config.upstream.unknown_fields
+            request, route, config.listen.max_body_bytes, config.upstream.unknown_fields
         )
-        record = RunRecord(request[REQUEST_ID], self.route.value, request[CALLER].tenant, started)
+        record = RunRecord(request[REQUEST_ID], route.value, request[CALLER].tenant, started)
         tracker = RunTracker(record, request.app[RECORDER])
         try:
             upstream_response = await forward(request, body)
@@ -48,6 +46,8 @@ class RunCall:
         return await relay(
             request, upstream_response, record.request_id, tracker, config.upstream.max_response_bytes
         )
+
+    return handle
 
 
 async def passthrough(request: web.Request) -> web.StreamResponse:
