@@ -70,13 +70,26 @@ async def _tee_events(
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
     await response.prepare(request)
     parser = SSEParser()
+    try:
+        await _pump_events(response, upstream, parser, tracker)
+    except asyncio.CancelledError:
+        # The client went away and aiohttp cancelled the handler (handler_cancellation).
+        if tracker is not None:
+            tracker.on_client_gone()
+        raise
+    return response
+
+
+async def _pump_events(
+    response: web.StreamResponse, upstream: aiohttp.ClientResponse, parser: SSEParser, tracker: RunTracker | None
+) -> None:
     first = True
     while True:
         try:
             chunk = await upstream.content.readany()
         except _UPSTREAM_FAILURES as exc:
             await _end_broken_stream(response, parser, tracker, exc)
-            return response
+            return
         if not chunk:
             break
         if first and tracker is not None:
@@ -87,12 +100,11 @@ async def _tee_events(
         except ConnectionResetError:
             if tracker is not None:
                 tracker.on_client_gone()
-            return response  # relay() closes the upstream stream
+            return  # relay() closes the upstream stream
         if tracker is not None:
             for event in parser.feed(chunk):
                 tracker.on_event(event)
     await _write_eof(response)
-    return response
 
 
 async def _end_broken_stream(
