@@ -124,12 +124,12 @@ class Config(_Section):
         return f"listen {self.listen.host}:{self.listen.port}, upstream {self.upstream.base_url}, {tenants}"
 
 
-def interpolate(node: Any, env: Mapping[str, str], path: str = "") -> Any:
-    """Replace `${VAR}` / `${VAR:-default}` in every string; unset without default is an error."""
+def interpolate(node: Any, env: Mapping[str, str], problems: list[str], path: str = "") -> Any:
+    """Replace `${VAR}` / `${VAR:-default}` in every string; each unset variable is a problem."""
     if isinstance(node, dict):
-        return {key: interpolate(value, env, _join(path, str(key))) for key, value in node.items()}
+        return {key: interpolate(value, env, problems, _join(path, str(key))) for key, value in node.items()}
     if isinstance(node, list):
-        return [interpolate(value, env, f"{path}[{i}]") for i, value in enumerate(node)]
+        return [interpolate(value, env, problems, f"{path}[{i}]") for i, value in enumerate(node)]
     if not isinstance(node, str) or "${" not in node:
         return node
 
@@ -137,9 +137,9 @@ def interpolate(node: Any, env: Mapping[str, str], path: str = "") -> Any:
         name, default = match.group(1), match.group(2)
         if name in env:
             return env[name]
-        if default is not None:
-            return default
-        raise ConfigError("environment", [f"{path}: environment variable {name} is not set"])
+        if default is None:
+            problems.append(f"{path}: environment variable {name} is not set")
+        return default or ""
 
     return FromEnv(_VAR.sub(substitute, node))
 
@@ -149,14 +149,15 @@ def parse_config(raw: object, source: str = "config", env: Mapping[str, str] | N
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(source, ["(top level): expected a mapping of sections"])
+    problems: list[str] = []
+    data = interpolate(raw, os.environ if env is None else env, problems)
     try:
-        data = interpolate(raw, os.environ if env is None else env)
-    except ConfigError as exc:
-        raise ConfigError(source, exc.problems) from None
-    try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, [_problem(error) for error in exc.errors()]) from None
+        problems += [_problem(error) for error in exc.errors()]
+    if problems:
+        raise ConfigError(source, problems)
+    return config
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

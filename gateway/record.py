@@ -52,7 +52,7 @@ class RunLog:
 
     def run_finished(self, record: RunRecord) -> None:
         log.info(
-            "run_finished",
+            "run_call",
             request_id=record.request_id,
             route=record.route,
             tenant=record.tenant,
