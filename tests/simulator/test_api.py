@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient
 
-from gateway.simulator import build_simulator_app
+from gateway.simulator import SIMULATOR_STATE, SimulatorSettings, build_simulator_app
 
 from .conftest import HEADERS, create_assistant, parse_events
 
@@ -54,7 +54,9 @@ async def test_bad_bodies_are_400(http: TestClient) -> None:
     assert error["message"].startswith("We could not parse the JSON body")
     error = await error_of(await http.post("/v1/assistants", json={}, headers=HEADERS), 400)
     assert (error["param"], error["code"]) == ("model", "missing_required_parameter")
-    error = await error_of(await http.post("/v1/assistants", json={"model": "m", "tools": [{"type": "x"}]}, headers=HEADERS), 400)
+    error = await error_of(
+        await http.post("/v1/assistants", json={"model": "m", "tools": [{"type": "x"}]}, headers=HEADERS), 400
+    )
     assert error["param"] == "tools[0].type"
 
 
@@ -98,8 +100,8 @@ async def test_one_active_run_per_thread(http: TestClient) -> None:
     assert queued["status"] == "queued"
     # Real runs finish without being polled: the queued one is done by the time the next one starts.
     paused = await (await http.post(runs, json={"assistant_id": tooled["id"]}, headers=HEADERS)).json()
-    polled = await (await http.get(f"{runs}/{paused['id']}", headers=HEADERS)).json()
-    polled = await (await http.get(f"{runs}/{paused['id']}", headers=HEADERS)).json()
+    for _ in range(2):  # queued -> in_progress -> requires_action
+        polled = await (await http.get(f"{runs}/{paused['id']}", headers=HEADERS)).json()
     assert polled["status"] == "requires_action"
     error = await error_of(await http.post(runs, json={"assistant_id": plain["id"]}, headers=HEADERS), 400)
     assert error["message"] == f"Thread {thread['id']} already has an active run {paused['id']}."
@@ -124,9 +126,17 @@ async def test_cancel_and_update_a_run(http: TestClient) -> None:
 
 async def test_streamed_run_objects_are_retrievable(http: TestClient) -> None:
     assistant = await create_assistant(http)
-    body = {"assistant_id": assistant["id"], "thread": {"messages": [{"role": "user", "content": "hi"}]}, "stream": True}
+    body = {
+        "assistant_id": assistant["id"],
+        "thread": {"messages": [{"role": "user", "content": "hi"}]},
+        "stream": True,
+    }
     events = dict(parse_events(await (await http.post("/v1/threads/runs", json=body, headers=HEADERS)).read()))
-    run, message, step = events["thread.run.completed"], events["thread.message.completed"], events["thread.run.step.completed"]
+    run, message, step = (
+        events["thread.run.completed"],
+        events["thread.message.completed"],
+        events["thread.run.step.completed"],
+    )
     thread = f"/v1/threads/{run['thread_id']}"
     assert await (await http.get(f"{thread}/messages/{message['id']}", headers=HEADERS)).json() == message
     assert await (await http.get(f"{thread}/runs/{run['id']}/steps/{step['id']}", headers=HEADERS)).json() == step
@@ -139,7 +149,9 @@ async def test_vector_stores(http: TestClient) -> None:
     form = FormData({"purpose": "assistants"})
     form.add_field("file", b"12345", filename="a.txt")
     uploaded = await (await http.post("/v1/files", data=form, headers=HEADERS)).json()
-    store = await (await http.post("/v1/vector_stores", json={"name": "s", "file_ids": [uploaded["id"]]}, headers=HEADERS)).json()
+    store = await (
+        await http.post("/v1/vector_stores", json={"name": "s", "file_ids": [uploaded["id"]]}, headers=HEADERS)
+    ).json()
     assert store["id"].startswith("vs_") and store["usage_bytes"] == 5 and store["file_counts"]["total"] == 1
     assert (await (await http.get("/v1/vector_stores", headers=HEADERS)).json())["data"] == [store]
     deleted = await (await http.delete(f"/v1/vector_stores/{store['id']}", headers=HEADERS)).json()
@@ -154,3 +166,13 @@ async def test_mounted_under_a_prefix(aiohttp_client: Any) -> None:
     assert response.status == 200 and response.headers["x-request-id"].startswith("req_")
     no_beta = await client.get("/openai/v1/assistants", headers={"Authorization": "Bearer x"})
     assert no_beta.status == 400
+
+
+async def test_retention_is_bounded(aiohttp_client: Any) -> None:
+    app = build_simulator_app(SimulatorSettings(retain_requests=2, retain_threads=1))
+    client = await aiohttp_client(app)
+    first = await (await client.post("/v1/threads", json={}, headers=HEADERS)).json()
+    second = await (await client.post("/v1/threads", json={}, headers=HEADERS)).json()
+    assert (await client.get(f"/v1/threads/{first['id']}", headers=HEADERS)).status == 404
+    assert (await client.get(f"/v1/threads/{second['id']}", headers=HEADERS)).status == 200
+    assert [request.method for request in app[SIMULATOR_STATE].requests] == ["GET", "GET"]

@@ -30,7 +30,9 @@ async def wait_for(condition: Any, timeout: float = 2.0) -> None:
             await asyncio.sleep(0.01)
 
 
-@pytest.mark.parametrize(("status", "type_"), [(500, "server_error"), (503, "server_error"), (418, "invalid_request_error")])
+@pytest.mark.parametrize(
+    ("status", "type_"), [(500, "server_error"), (503, "server_error"), (418, "invalid_request_error")]
+)
 async def test_http_fault_answers_with_the_error_envelope(http: TestClient, status: int, type_: str) -> None:
     response = await http.post("/v1/threads/runs", json=run_body("asst_x"), headers=fault(f"http-{status}"))
     assert response.status == status
@@ -39,15 +41,21 @@ async def test_http_fault_answers_with_the_error_envelope(http: TestClient, stat
     assert set(error) == {"message", "type", "param", "code"} and error["type"] == type_
 
 
-async def test_rate_limit_fault_carries_retry_after_and_ratelimit_headers(http: TestClient, sdk: openai.AsyncOpenAI) -> None:
+async def test_rate_limit_fault_carries_retry_after_and_ratelimit_headers(
+    http: TestClient, sdk: openai.AsyncOpenAI
+) -> None:
     response = await http.get("/v1/assistants", headers=fault("http-429"))
     assert response.status == 429
     assert response.headers["retry-after"] == "1"
     assert response.headers["x-ratelimit-remaining-requests"] == "0"
-    assert {"x-ratelimit-limit-requests", "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens"} <= set(response.headers)
+    assert {"x-ratelimit-limit-requests", "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens"} <= set(
+        response.headers
+    )
     assert (await response.json())["error"]["code"] == "rate_limit_exceeded"
     with pytest.raises(openai.RateLimitError) as caught:
-        await sdk.beta.assistants.list(extra_headers={"X-Simulator-Fault": "http-429", "X-Simulator-Retry-After": "0.5"})
+        await sdk.beta.assistants.list(
+            extra_headers={"X-Simulator-Fault": "http-429", "X-Simulator-Retry-After": "0.5"}
+        )
     assert caught.value.response.headers["retry-after"] == "0.5"
 
 
@@ -66,11 +74,11 @@ async def test_hang_never_answers_until_the_client_gives_up(base_url: str, state
     assert state.requests[-1].headers["X-Simulator-Fault"] == "hang"
 
 
-async def test_hang_lets_go_on_shutdown(server: TestServer) -> None:
+async def test_hang_lets_go_on_shutdown(server: TestServer, state: Any) -> None:
     async with aiohttp.ClientSession() as session:
         pending = asyncio.create_task(session.get(server.make_url("/v1/assistants"), headers=fault("hang")))
-        await asyncio.sleep(0.05)
-        async with asyncio.timeout(2):
+        await wait_for(lambda: state.requests)
+        async with asyncio.timeout(2):  # not the 60 s aiohttp grants handlers that never return
             await server.close()
         with pytest.raises(aiohttp.ClientError):
             await pending
@@ -154,7 +162,9 @@ async def test_client_leaving_mid_stream_is_counted(http: TestClient, state: Any
 async def test_run_failed_streamed_and_polled(sdk: openai.AsyncOpenAI, tools: list[Any]) -> None:
     assistant = await sdk.beta.assistants.create(model="gpt-4o", tools=tools)
     headers = {"X-Simulator-Fault": "run-failed"}
-    polled = await sdk.beta.threads.create_and_run_poll(assistant_id=assistant.id, poll_interval_ms=1, extra_headers=headers)
+    polled = await sdk.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id, poll_interval_ms=1, extra_headers=headers
+    )
     assert polled.status == "failed" and polled.last_error.code == "server_error"
     assert polled.failed_at is not None and polled.usage is not None
     async with sdk.beta.threads.create_and_run_stream(assistant_id=assistant.id, extra_headers=headers) as stream:
@@ -177,7 +187,9 @@ async def test_run_incomplete_streamed_and_polled(http: TestClient, sdk: openai.
     assert run["incomplete_details"] == {"reason": "max_completion_tokens"} and run["usage"]["total_tokens"] == 73
     message = next(data for name, data in events if name == "thread.message.incomplete")
     text = message["content"][0]["text"]["value"]
-    streamed = "".join(data["delta"]["content"][0]["text"]["value"] for name, data in events if name == "thread.message.delta")
+    streamed = "".join(
+        data["delta"]["content"][0]["text"]["value"] for name, data in events if name == "thread.message.delta"
+    )
     assert message["status"] == "incomplete" and text == streamed and 0 < len(text) < 80
     polled = await sdk.beta.threads.create_and_run_poll(
         assistant_id=assistant["id"], poll_interval_ms=1, extra_headers={"X-Simulator-Fault": "run-incomplete"}
@@ -191,11 +203,16 @@ async def test_run_incomplete_after_tool_outputs(sdk: openai.AsyncOpenAI) -> Non
     tool = {"type": "function", "function": {"name": "f"}}
     assistant = await sdk.beta.assistants.create(model="gpt-4o", tools=[tool])
     headers = {"X-Simulator-Fault": "run-incomplete"}
-    paused = await sdk.beta.threads.create_and_run_poll(assistant_id=assistant.id, poll_interval_ms=1, extra_headers=headers)
+    paused = await sdk.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id, poll_interval_ms=1, extra_headers=headers
+    )
     assert paused.status == "requires_action"  # no reply yet, nothing to cut
     call = paused.required_action.submit_tool_outputs.tool_calls[0]
     done = await sdk.beta.threads.runs.submit_tool_outputs_and_poll(
-        run_id=paused.id, thread_id=paused.thread_id, tool_outputs=[{"tool_call_id": call.id, "output": "o"}], poll_interval_ms=1
+        run_id=paused.id,
+        thread_id=paused.thread_id,
+        tool_outputs=[{"tool_call_id": call.id, "output": "o"}],
+        poll_interval_ms=1,
     )
     assert done.status == "incomplete"
 

@@ -23,14 +23,24 @@ def recorded_streams() -> list[Any]:
         for entry in json.loads(path.read_text())["Entries"]:
             if isinstance(entry["ResponseBody"], list):
                 url = urlsplit(entry["RequestUri"])
-                found.append(pytest.param(path.stem, url.path, entry["RequestBody"], entry["ResponseBody"], id=f"{path.stem}{url.path[-20:]}"))
+                found.append(
+                    pytest.param(
+                        path.stem,
+                        url.path,
+                        entry["RequestBody"],
+                        entry["ResponseBody"],
+                        id=f"{path.stem}{url.path[-20:]}",
+                    )
+                )
     for path in sorted(RECORDINGS.glob("*.yaml")):
         for interaction in yaml.safe_load(path.read_text())["interactions"]:
             text = interaction["response"]["body"]["string"]
             if isinstance(text, str) and text.startswith("event:"):
                 url = urlsplit(interaction["request"]["uri"])
                 pieces = [event + "\n\n" for event in text.split("\n\n")[:-1]]
-                found.append(pytest.param(path.stem, url.path, json.loads(interaction["request"]["body"]), pieces, id=path.stem))
+                found.append(
+                    pytest.param(path.stem, url.path, json.loads(interaction["request"]["body"]), pieces, id=path.stem)
+                )
     return found
 
 

@@ -33,7 +33,10 @@ def test_unchanged_script_encodes_exactly_like_the_recording(name: str) -> None:
         ([], "openai-dotnet__StreamingRunWorks"),
         ([{"type": "code_interpreter"}], "openllmetry__test_streaming_new_assistant"),
         ([{"type": "file_search"}, {"type": "code_interpreter"}], "openai-dotnet__FileSearchStreamingWorks"),
-        ([{"type": "code_interpreter"}, {"type": "function", "function": {"name": "f"}}], "openai-dotnet__StreamingToolCall"),
+        (
+            [{"type": "code_interpreter"}, {"type": "function", "function": {"name": "f"}}],
+            "openai-dotnet__StreamingToolCall",
+        ),
     ],
 )
 def test_recording_follows_the_tools(tools: list[dict], expected: str) -> None:
@@ -45,7 +48,13 @@ def test_every_recorded_id_is_substituted(name: str) -> None:
     recording = RECORDINGS[name]
     tools = [{"type": "function", "function": {"name": "lookup"}}] if recording.function_names else []
     plan = plan_run(
-        recording, thread_id="thread_mine", assistant_id="asst_mine", config=config(tools), include=frozenset(), outcome=None, now=NOW
+        recording,
+        thread_id="thread_mine",
+        assistant_id="asst_mine",
+        config=config(tools),
+        include=frozenset(),
+        outcome=None,
+        now=NOW,
     )
     opening = plan.opening(NOW)
     frames = opening
@@ -65,7 +74,11 @@ def test_every_recorded_id_is_substituted(name: str) -> None:
         assert data.get("assistant_id", "asst_mine") in ("asst_mine", None)
         assert data.get("run_id", run_id) == run_id
         if data["object"] == "thread.run":
-            assert data["id"] == run_id and (data["model"], data["instructions"], data["metadata"]) == ("m", "i", {"k": "v"})
+            assert data["id"] == run_id and (data["model"], data["instructions"], data["metadata"]) == (
+                "m",
+                "i",
+                {"k": "v"},
+            )
             assert data["created_at"] == NOW and data["expires_at"] in (None, NOW + 600)
         for key in ("created_at", "started_at", "completed_at"):
             assert data.get(key) is None or data[key] <= NOW

@@ -16,7 +16,11 @@ USER_TURN = {"messages": [{"role": "user", "content": "Hello there, assistant! H
 RECORDED_REPLY = "Hello! I'm just a program, so I don't have feelings"
 WEATHER_TOOL = {
     "type": "function",
-    "function": {"name": "get_weather", "description": "Current weather", "parameters": {"type": "object", "properties": {}}},
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather",
+        "parameters": {"type": "object", "properties": {}},
+    },
 }
 
 
@@ -34,7 +38,12 @@ async def test_create_and_run_poll_completes_with_usage_and_reply(sdk: openai.As
     assistant = await sdk.beta.assistants.create(model="gpt-4.1-mini", instructions="Be brief.", metadata={"k": "v"})
     run = await sdk.beta.threads.create_and_run_poll(assistant_id=assistant.id, thread=USER_TURN, poll_interval_ms=1)
     assert run.status == "completed" and run.completed_at is not None
-    assert (run.model, run.instructions, run.metadata, run.assistant_id) == ("gpt-4.1-mini", "Be brief.", {}, assistant.id)
+    assert (run.model, run.instructions, run.metadata, run.assistant_id) == (
+        "gpt-4.1-mini",
+        "Be brief.",
+        {},
+        assistant.id,
+    )
     assert run.usage is not None and run.usage.total_tokens == 73
     assert run.usage.model_dump()["prompt_token_details"] == {"cached_tokens": 0}
     assert run.usage.model_dump()["completion_tokens_details"] == {"reasoning_tokens": 0}
@@ -120,7 +129,10 @@ async def test_function_tool_flow_polled(sdk: openai.AsyncOpenAI) -> None:
             paused.id, thread_id=paused.thread_id, tool_outputs=[{"tool_call_id": "call_wrong", "output": "x"}]
         )
     done = await sdk.beta.threads.runs.submit_tool_outputs_and_poll(
-        run_id=paused.id, thread_id=paused.thread_id, tool_outputs=[{"tool_call_id": call_id, "output": "x"}], poll_interval_ms=1
+        run_id=paused.id,
+        thread_id=paused.thread_id,
+        tool_outputs=[{"tool_call_id": call_id, "output": "x"}],
+        poll_interval_ms=1,
     )
     assert done.status == "completed" and done.usage is not None
     with pytest.raises(openai.BadRequestError, match='Runs in status "completed" do not accept tool outputs'):
@@ -164,7 +176,9 @@ async def test_code_interpreter_runs_replay_the_openllmetry_cassette(sdk: openai
     assistant = await sdk.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}])
     assert assistant.tool_resources.code_interpreter.file_ids == []
     thread = await sdk.beta.threads.create(messages=[{"role": "user", "content": "Solve 3x + 11 = 14"}])
-    async with sdk.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id, model="gpt-4o-mini") as stream:
+    async with sdk.beta.threads.runs.stream(
+        thread_id=thread.id, assistant_id=assistant.id, model="gpt-4o-mini"
+    ) as stream:
         await stream.until_done()
         run = await stream.get_final_run()
         steps = await stream.get_final_run_steps()
