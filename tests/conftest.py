@@ -72,8 +72,15 @@ class Gateway:
 
 
 @pytest.fixture
-async def simulator(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> TestServer:
-    return await aiohttp_server(build_simulator_app(SimulatorSettings(poll_after_ms=5)))
+def simulator_settings() -> SimulatorSettings:
+    return SimulatorSettings(poll_after_ms=1, hang_check_interval_s=0.01)
+
+
+@pytest.fixture
+async def simulator(
+    aiohttp_server: Callable[..., Awaitable[TestServer]], simulator_settings: SimulatorSettings
+) -> TestServer:
+    return await aiohttp_server(build_simulator_app(simulator_settings))
 
 
 @pytest.fixture

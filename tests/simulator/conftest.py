@@ -1,4 +1,4 @@
-"""Fixtures: a simulator served on a real socket, raw and SDK clients on it, and SSE helpers."""
+"""Fixtures: raw and SDK clients on the simulator (served by the root conftest), and SSE helpers."""
 
 from __future__ import annotations
 
@@ -11,34 +11,18 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.simulator import SIMULATOR_STATE, SimulatorSettings, SimulatorState, build_simulator_app
 
 HEADERS = {"Authorization": "Bearer sk-test", "OpenAI-Beta": "assistants=v2"}
 
 
 @pytest.fixture
-def settings() -> SimulatorSettings:
-    return SimulatorSettings(poll_after_ms=1, hang_check_interval_s=0.01)
+async def http(aiohttp_client: Any, simulator: TestServer) -> TestClient:
+    return await aiohttp_client(simulator)
 
 
 @pytest.fixture
-async def server(aiohttp_server: Any, settings: SimulatorSettings) -> TestServer:
-    return await aiohttp_server(build_simulator_app(settings))
-
-
-@pytest.fixture
-def state(server: TestServer) -> SimulatorState:
-    return server.app[SIMULATOR_STATE]
-
-
-@pytest.fixture
-async def http(aiohttp_client: Any, server: TestServer) -> TestClient:
-    return await aiohttp_client(server)
-
-
-@pytest.fixture
-def base_url(server: TestServer) -> str:
-    return str(server.make_url("/v1"))
+def base_url(simulator: TestServer) -> str:
+    return str(simulator.make_url("/v1"))
 
 
 @pytest.fixture

@@ -70,9 +70,9 @@ async def test_responses_carry_openai_headers(http: TestClient) -> None:
     assert assistant["id"].startswith("asst_") and len(assistant["id"]) == 29
 
 
-async def test_requests_are_recorded_as_received(http: TestClient, state: Any) -> None:
+async def test_requests_are_recorded_as_received(http: TestClient, simulator_state: Any) -> None:
     await http.post("/v1/threads?x=1", data=b'{"metadata": {}}', headers={**HEADERS, "X-Custom": "yes"})
-    [request] = state.requests
+    [request] = simulator_state.requests
     assert (request.method, request.path, request.query_string) == ("POST", "/v1/threads", "x=1")
     assert request.headers["x-custom"] == "yes" and request.body == b'{"metadata": {}}'
 

@@ -66,25 +66,25 @@ async def test_unknown_fault_is_refused(http: TestClient) -> None:
         assert "X-Simulator-Fault" in (await response.json())["error"]["message"]
 
 
-async def test_hang_never_answers_until_the_client_gives_up(base_url: str, state: Any) -> None:
+async def test_hang_never_answers_until_the_client_gives_up(base_url: str, simulator_state: Any) -> None:
     client = openai.AsyncOpenAI(base_url=base_url, api_key="sk-test", max_retries=0, timeout=0.2)
     with pytest.raises(openai.APITimeoutError):
         await client.beta.assistants.list(extra_headers={"X-Simulator-Fault": "hang"})
     await client.close()
-    assert state.requests[-1].headers["X-Simulator-Fault"] == "hang"
+    assert simulator_state.requests[-1].headers["X-Simulator-Fault"] == "hang"
 
 
-async def test_hang_lets_go_on_shutdown(server: TestServer, state: Any) -> None:
+async def test_hang_lets_go_on_shutdown(simulator: TestServer, simulator_state: Any) -> None:
     async with aiohttp.ClientSession() as session:
-        pending = asyncio.create_task(session.get(server.make_url("/v1/assistants"), headers=fault("hang")))
-        await wait_for(lambda: state.requests)
+        pending = asyncio.create_task(session.get(simulator.make_url("/v1/assistants"), headers=fault("hang")))
+        await wait_for(lambda: simulator_state.requests)
         async with asyncio.timeout(2):  # not the 60 s aiohttp grants handlers that never return
-            await server.close()
+            await simulator.close()
         with pytest.raises(aiohttp.ClientError):
             await pending
 
 
-async def test_drop_cuts_the_connection_after_n_events(http: TestClient, state: Any) -> None:
+async def test_drop_cuts_the_connection_after_n_events(http: TestClient, simulator_state: Any) -> None:
     assistant = await create_assistant(http)
     response = await http.post("/v1/threads/runs", json=run_body(assistant["id"]), headers=fault("drop:4"))
     assert response.status == 200
@@ -98,11 +98,11 @@ async def test_drop_cuts_the_connection_after_n_events(http: TestClient, state: 
         "thread.run.queued",
         "thread.run.in_progress",
     ]
-    await wait_for(lambda: state.open_streams == 0)
+    await wait_for(lambda: simulator_state.open_streams == 0)
     run = parse_events(received)[1][1]
     polled = await (await http.get(f"/v1/threads/{run['thread_id']}/runs/{run['id']}", headers=HEADERS)).json()
     assert polled["status"] == "completed"  # the run went on server-side
-    assert state.aborted_streams == 0  # the server, not the client, ended it
+    assert simulator_state.aborted_streams == 0  # the server, not the client, ended it
 
 
 async def test_sdk_raises_on_a_dropped_stream(sdk: openai.AsyncOpenAI) -> None:
@@ -131,7 +131,7 @@ async def test_error_event_ends_the_stream_and_fails_the_run(http: TestClient, s
             await stream.until_done()
 
 
-async def test_hang_mid_stream_stalls_until_the_client_leaves(http: TestClient, state: Any) -> None:
+async def test_hang_mid_stream_stalls_until_the_client_leaves(http: TestClient, simulator_state: Any) -> None:
     assistant = await create_assistant(http)
     response = await http.post("/v1/threads/runs", json=run_body(assistant["id"]), headers=fault("hang-mid-stream:2"))
     first = await response.content.readuntil(b"\n\n")
@@ -139,22 +139,22 @@ async def test_hang_mid_stream_stalls_until_the_client_leaves(http: TestClient, 
     assert first.startswith(b"event: thread.created") and second.startswith(b"event: thread.run.created")
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(response.content.readuntil(b"\n\n"), 0.1)
-    assert state.open_streams == 1
+    assert simulator_state.open_streams == 1
     response.close()
-    await wait_for(lambda: state.open_streams == 0)
-    assert state.aborted_streams == 1
+    await wait_for(lambda: simulator_state.open_streams == 0)
+    assert simulator_state.aborted_streams == 1
 
 
-async def test_client_leaving_mid_stream_is_counted(http: TestClient, state: Any) -> None:
+async def test_client_leaving_mid_stream_is_counted(http: TestClient, simulator_state: Any) -> None:
     assistant = await create_assistant(http)
     slow = {**HEADERS, "X-Simulator-Event-Delay-Ms": "20"}
     response = await http.post("/v1/threads/runs", json=run_body(assistant["id"]), headers=slow)
     await response.content.readuntil(b"\n\n")
-    assert state.open_streams == 1
+    assert simulator_state.open_streams == 1
     response.close()
-    await wait_for(lambda: state.open_streams == 0)
-    assert state.aborted_streams == 1
-    [thread] = state.threads.values()
+    await wait_for(lambda: simulator_state.open_streams == 0)
+    assert simulator_state.aborted_streams == 1
+    [thread] = simulator_state.threads.values()
     assert next(iter(thread.runs.values())).status == "completed"
 
 

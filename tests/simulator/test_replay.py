@@ -57,7 +57,7 @@ async def test_replay_is_byte_identical_and_chunked_as_recorded(
     assert chunks == [piece.encode() for piece in pieces]
 
 
-async def test_replayed_objects_are_registered(http: TestClient, state: Any) -> None:
+async def test_replayed_objects_are_registered(http: TestClient, simulator_state: Any) -> None:
     """After replaying the tool-call opening, the recorded run can be polled and resumed."""
     replay = {**HEADERS, "X-Simulator-Replay": "openai-dotnet__StreamingToolCall"}
     opening = parse_events(await (await http.post("/v1/threads/runs", json={"stream": True}, headers=replay)).read())
@@ -78,7 +78,7 @@ async def test_replayed_objects_are_registered(http: TestClient, state: Any) -> 
     assert events[-2][0] == "thread.run.completed" and events[-2][1]["id"] == run["id"]
     messages = await (await http.get(f"{thread_path}/messages", headers=HEADERS)).json()
     assert messages["data"][0]["content"][0]["text"]["value"].startswith("Since it's warm and sunny")
-    assert state.open_streams == 0
+    assert simulator_state.open_streams == 0
 
 
 async def test_replay_of_a_call_the_recording_lacks_is_refused(http: TestClient) -> None:

@@ -24,12 +24,12 @@ WEATHER_TOOL = {
 }
 
 
-async def test_create_and_run_is_queued_then_advances_with_each_poll(sdk: openai.AsyncOpenAI, settings: Any) -> None:
+async def test_create_and_run_is_queued_then_advances_with_each_poll(sdk: openai.AsyncOpenAI, simulator_settings: Any) -> None:
     assistant = await sdk.beta.assistants.create(model="gpt-4o")
     raw = await sdk.beta.threads.with_raw_response.create_and_run(assistant_id=assistant.id, thread=USER_TURN)
     run = raw.parse()
     assert run.status == "queued" and run.usage is None
-    assert raw.headers["openai-poll-after-ms"] == str(settings.poll_after_ms)
+    assert raw.headers["openai-poll-after-ms"] == str(simulator_settings.poll_after_ms)
     seen = [(await sdk.beta.threads.runs.retrieve(run.id, thread_id=run.thread_id)).status for _ in range(3)]
     assert seen == ["in_progress", "completed", "completed"]
 
@@ -82,7 +82,7 @@ def stream_with_sync_sdk(base_url: str) -> tuple[Collector, Any, Any]:
     return handler, final, assistant
 
 
-async def test_create_and_run_stream_delivers_text_and_a_completed_run(base_url: str, state: Any) -> None:
+async def test_create_and_run_stream_delivers_text_and_a_completed_run(base_url: str, simulator_state: Any) -> None:
     handler, final, assistant = await asyncio.to_thread(stream_with_sync_sdk, base_url)
     kinds = [event.event for event in handler.events]
     assert kinds[:3] == ["thread.created", "thread.run.created", "thread.run.queued"]
@@ -91,8 +91,8 @@ async def test_create_and_run_stream_delivers_text_and_a_completed_run(base_url:
     thread_id = handler.events[0].data.id
     assert final.status == "completed" and final.thread_id == thread_id and final.assistant_id == assistant.id
     assert final.usage is not None and final.usage.total_tokens == 73
-    assert state.threads[thread_id].runs[final.id].status == "completed"
-    assert state.open_streams == 0 and state.aborted_streams == 0
+    assert simulator_state.threads[thread_id].runs[final.id].status == "completed"
+    assert simulator_state.open_streams == 0 and simulator_state.aborted_streams == 0
 
 
 async def test_function_tool_flow_streams_through_requires_action(sdk: openai.AsyncOpenAI) -> None:
