@@ -29,10 +29,10 @@ class Usage:
     def from_json(cls, value: object) -> Usage | None:
         if not isinstance(value, Mapping):
             return None
-        counts = [value.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")]
-        if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
-            return None
-        return cls(*counts)
+        prompt, completion, total = (value.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens"))
+        if type(prompt) is int and type(completion) is int and type(total) is int:  # bool is not a count
+            return cls(prompt, completion, total)
+        return None
 
 
 @dataclass(slots=True)

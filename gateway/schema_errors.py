@@ -73,7 +73,7 @@ def _strip(node: Any) -> Any:
             node = get_args(node)[0]
         elif _is_union(node) and type(None) in get_args(node):
             rest = tuple(arg for arg in get_args(node) if arg is not type(None))
-            node = rest[0] if len(rest) == 1 else Union[rest]
+            node = rest[0] if len(rest) == 1 else Union[rest]  # noqa: UP007 (built at run time)
         else:
             return node
 

@@ -6,11 +6,11 @@ decompressed or re-encoded on the way through: what the upstream sends is what t
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from .config import UpstreamConfig
 from .errors import UpstreamTimeout, UpstreamUnavailable
@@ -56,14 +56,14 @@ class Upstream:
     async def send(
         self,
         method: str,
-        url: str,
+        url: URL,
         headers: CIMultiDict[str],
         body: bytes | AsyncIterator[bytes] | None,
     ) -> aiohttp.ClientResponse:
         """The response is open: the caller reads it and must `release()` or `close()` it."""
         try:
             return await self.session.request(method, url, headers=headers, data=body, allow_redirects=False)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamTimeout(
                 f"The upstream did not answer within {self.config.read_timeout_s:g}s."
             ) from None
