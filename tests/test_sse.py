@@ -1,13 +1,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from gateway.sse import SSEEvent, SSEParser
-
-RECORDINGS = Path(__file__).resolve().parents[1] / "gateway" / "simulator" / "recordings"
+from tests.recordings import RecordedStream, stream_params
 
 
 def feed_all(parser: SSEParser, chunks: list[bytes]) -> list[SSEEvent]:
@@ -63,20 +61,11 @@ def test_invalid_utf8_is_replaced_not_raised():
     assert SSEParser().feed(b"data: \xff\n\n") == [SSEEvent("message", "\ufffd")]
 
 
-def recorded_bodies() -> list[tuple[str, list[str]]]:
-    bodies = []
-    for path in sorted(RECORDINGS.glob("*.json")):
-        for entry in json.loads(path.read_text())["Entries"]:
-            if isinstance(entry["ResponseBody"], list):
-                bodies.append((path.stem, entry["ResponseBody"]))
-    return bodies
-
-
-@pytest.mark.parametrize(("name", "pieces"), recorded_bodies())
-def test_recorded_streams_parse_to_the_recorded_events(name, pieces):
-    body = "".join(pieces).encode()
+@pytest.mark.parametrize("stream", stream_params())
+def test_recorded_streams_parse_to_the_recorded_events(stream: RecordedStream):
+    body = stream.body
     events = feed_all(SSEParser(), [body[i : i + 97] for i in range(0, len(body), 97)])
-    expected_names = [line[len("event: ") :] for line in "".join(pieces).split("\n") if line.startswith("event: ")]
+    expected_names = [line[len("event: ") :] for line in body.decode().split("\n") if line.startswith("event: ")]
     assert [e.event for e in events] == expected_names
     assert events[-1] == SSEEvent("done", "[DONE]")
     for event in events[:-1]:

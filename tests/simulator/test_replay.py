@@ -2,59 +2,25 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-import yaml
 from aiohttp.test_utils import TestClient
+
+from tests.recordings import RecordedStream, stream_params
 
 from .conftest import HEADERS, parse_events, read_chunks
 
-RECORDINGS = Path(__file__).resolve().parents[2] / "gateway" / "simulator" / "recordings"
-
-
-def recorded_streams() -> list[Any]:
-    """(file stem, request path, request body, recorded pieces) of every SSE response on disk."""
-    found = []
-    for path in sorted(RECORDINGS.glob("*.json")):
-        for entry in json.loads(path.read_text())["Entries"]:
-            if isinstance(entry["ResponseBody"], list):
-                url = urlsplit(entry["RequestUri"])
-                found.append(
-                    pytest.param(
-                        path.stem,
-                        url.path,
-                        entry["RequestBody"],
-                        entry["ResponseBody"],
-                        id=f"{path.stem}{url.path[-20:]}",
-                    )
-                )
-    for path in sorted(RECORDINGS.glob("*.yaml")):
-        for interaction in yaml.safe_load(path.read_text())["interactions"]:
-            text = interaction["response"]["body"]["string"]
-            if isinstance(text, str) and text.startswith("event:"):
-                url = urlsplit(interaction["request"]["uri"])
-                pieces = [event + "\n\n" for event in text.split("\n\n")[:-1]]
-                found.append(
-                    pytest.param(path.stem, url.path, json.loads(interaction["request"]["body"]), pieces, id=path.stem)
-                )
-    return found
-
-
-@pytest.mark.parametrize(("recording", "path", "body", "pieces"), recorded_streams())
-async def test_replay_is_byte_identical_and_chunked_as_recorded(
-    http: TestClient, recording: str, path: str, body: dict[str, Any], pieces: list[str]
-) -> None:
-    response = await http.post(path, json=body, headers={**HEADERS, "X-Simulator-Replay": recording})
+@pytest.mark.parametrize("stream", stream_params())
+async def test_replay_is_byte_identical_and_chunked_as_recorded(http: TestClient, stream: RecordedStream) -> None:
+    replay = {**HEADERS, "X-Simulator-Replay": stream.recording}
+    response = await http.post(stream.path, json=stream.request_body, headers=replay)
     assert response.status == 200
     assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
     assert response.headers["x-request-id"].startswith("req_")
     chunks = await read_chunks(response)
-    assert b"".join(chunks) == "".join(pieces).encode()
-    assert chunks == [piece.encode() for piece in pieces]
+    assert b"".join(chunks) == stream.body
+    assert chunks == [piece.encode() for piece in stream.pieces]
 
 
 async def test_replayed_objects_are_registered(http: TestClient, simulator_state: Any) -> None:
