@@ -18,7 +18,7 @@ from yarl import URL
 from .context import CALLER, CONFIG, RECORDER, REQUEST_ID, UPSTREAM
 from .errors import GatewayError, NotFound, PayloadTooLarge
 from .openai_types import RunRoute
-from .relay import relay
+from .relay import relay, relay_run
 from .runs import RunRecord, RunTracker
 from .validate import read_run_request
 
@@ -43,7 +43,7 @@ def run_call(route: RunRoute) -> Handler:
             record.error = exc.message
             tracker.finish()
             raise
-        return await relay(
+        return await relay_run(
             request, upstream_response, record.request_id, tracker, config.upstream.max_response_bytes
         )
 

@@ -37,35 +37,41 @@ def is_event_stream(upstream: aiohttp.ClientResponse) -> bool:
     return upstream.content_type == "text/event-stream"
 
 
-async def relay(
+async def relay(request: web.Request, upstream: aiohttp.ClientResponse, request_id: str) -> web.StreamResponse:
+    """Pass-through: the upstream response goes on as it arrives; the connection is always released."""
+    try:
+        return await _pass_body(request, upstream, response_headers(upstream, request_id))
+    finally:
+        upstream.release()
+
+
+async def relay_run(
     request: web.Request,
     upstream: aiohttp.ClientResponse,
     request_id: str,
-    tracker: RunTracker | None = None,
-    max_json_bytes: int = 0,
+    tracker: RunTracker,
+    max_json_bytes: int,
 ) -> web.StreamResponse:
-    """Send the upstream response on; the upstream connection is always released."""
+    """A run call's response: streams are teed, run objects read, both told to the tracker."""
     headers = response_headers(upstream, request_id)
     streamed = is_event_stream(upstream)
-    if tracker is not None:
-        tracker.on_response(upstream.status, streamed)
+    tracker.on_response(upstream.status, streamed)
     try:
         if streamed:
             return await _tee_events(request, upstream, headers, tracker)
-        if tracker is not None and upstream.content_type == "application/json":
+        if upstream.content_type == "application/json":
             return await _observed_body(upstream, headers, tracker, max_json_bytes)
         return await _pass_body(request, upstream, headers)
     finally:
         upstream.release()  # back to the pool if fully read, closed (upstream told) if not
-        if tracker is not None:
-            tracker.finish()
+        tracker.finish()
 
 
 async def _tee_events(
     request: web.Request,
     upstream: aiohttp.ClientResponse,
     headers: CIMultiDict[str],
-    tracker: RunTracker | None,
+    tracker: RunTracker,
 ) -> web.StreamResponse:
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
     await response.prepare(request)
@@ -74,14 +80,13 @@ async def _tee_events(
         await _pump_events(response, upstream, parser, tracker)
     except asyncio.CancelledError:
         # The client went away and aiohttp cancelled the handler (handler_cancellation).
-        if tracker is not None:
-            tracker.on_client_gone()
+        tracker.on_client_gone()
         raise
     return response
 
 
 async def _pump_events(
-    response: web.StreamResponse, upstream: aiohttp.ClientResponse, parser: SSEParser, tracker: RunTracker | None
+    response: web.StreamResponse, upstream: aiohttp.ClientResponse, parser: SSEParser, tracker: RunTracker
 ) -> None:
     first = True
     while True:
@@ -92,28 +97,25 @@ async def _pump_events(
             return
         if not chunk:
             break
-        if first and tracker is not None:
+        if first:
             tracker.on_first_byte()
             first = False
         try:
             await response.write(chunk)
         except ConnectionResetError:
-            if tracker is not None:
-                tracker.on_client_gone()
-            return  # relay() closes the upstream stream
-        if tracker is not None:
-            for event in parser.feed(chunk):
-                tracker.on_event(event)
+            tracker.on_client_gone()
+            return  # relay_run() closes the upstream stream
+        for event in parser.feed(chunk):
+            tracker.on_event(event)
     await _write_eof(response)
 
 
 async def _end_broken_stream(
-    response: web.StreamResponse, parser: SSEParser, tracker: RunTracker | None, exc: BaseException
+    response: web.StreamResponse, parser: SSEParser, tracker: RunTracker, exc: BaseException
 ) -> None:
     """End the client's stream cleanly, with an `error` event the SDK raises as `openai.APIError`."""
     reason = "upstream stream timed out" if isinstance(exc, asyncio.TimeoutError) else "upstream stream broke"
-    if tracker is not None:
-        tracker.on_broken(reason)
+    tracker.on_broken(reason)
     payload = orjson.dumps(
         {"error": {"message": f"The {reason} before the run finished.", "type": "upstream_error",
                    "param": None, "code": "upstream_stream_broken"}}
