@@ -41,29 +41,44 @@ def pool_in_use(gateway: Gateway) -> int:
     return sum(len(conns) for conns in connector._acquired_per_host.values())  # noqa: SLF001
 
 
+def own_tasks() -> int:
+    """Tasks other than servers' per-connection loops (idle keep-alive upstream connections are fine)."""
+    return sum(1 for task in asyncio.all_tasks() if task.get_coro().__qualname__ != "RequestHandler.start")
+
+
+def client_connections(gateway: Gateway) -> int:
+    return len(gateway.server.runner.server.connections)  # type: ignore[union-attr]
+
+
 async def settle(gateway: Gateway, baseline_tasks: int) -> None:
-    """Wait (bounded) until the gateway holds no upstream connection and no extra task."""
+    """Wait (bounded) until the gateway holds no client or upstream connection and no extra task."""
     for _ in range(100):
-        if pool_in_use(gateway) == 0 and len(asyncio.all_tasks()) <= baseline_tasks:
+        if pool_in_use(gateway) == 0 and client_connections(gateway) == 0 and own_tasks() <= baseline_tasks:
             return
         await asyncio.sleep(0.02)
-    raise AssertionError(f"leaked: {pool_in_use(gateway)} connections, tasks {asyncio.all_tasks()}")
+    raise AssertionError(
+        f"leaked: {pool_in_use(gateway)} upstream, {client_connections(gateway)} client connections, "
+        f"tasks {asyncio.all_tasks()}"
+    )
 
 
 async def test_upstream_refused_is_502(make_gateway):
+    baseline = own_tasks()
     gateway = await make_gateway(upstream_url=f"http://127.0.0.1:{free_port()}/v1")
     with pytest.raises(openai.APIStatusError) as caught:
-        await gateway.async_client().beta.threads.create_and_run(assistant_id="asst_1")
+        async with gateway.async_client() as client:
+            await client.beta.threads.create_and_run(assistant_id="asst_1")
     assert caught.value.status_code == 502
     assert caught.value.body["type"] == "upstream_error"
     assert caught.value.body["code"] == "upstream_unavailable"
     record = (await gateway.runs.wait())[0]
     assert record.error and record.upstream_status is None
+    await settle(gateway, baseline)
 
 
 async def test_upstream_timeout_is_504(make_gateway, simulator_state):
     gateway = await make_gateway(upstream={"read_timeout_s": 0.3})
-    baseline = len(asyncio.all_tasks())
+    baseline = own_tasks()
     assistant_id = await new_assistant(gateway)
     async with aiohttp.ClientSession() as session:
         response = await session.post(
@@ -77,6 +92,7 @@ async def test_upstream_timeout_is_504(make_gateway, simulator_state):
 
 @pytest.mark.parametrize("status", [500, 503, 429])
 async def test_upstream_errors_pass_through_as_is(gateway, simulator, status):
+    baseline = own_tasks()
     fault = headers(**{"X-Simulator-Fault": f"http-{status}"})
     async with aiohttp.ClientSession() as session:
         direct = await session.post(simulator.make_url(RUN), json=body("asst_1"), headers=fault)
@@ -88,6 +104,22 @@ async def test_upstream_errors_pass_through_as_is(gateway, simulator, status):
     if status == 429:
         assert via.headers["retry-after"] == direct.headers["retry-after"]
         assert "x-ratelimit-limit-requests" in via.headers
+    await settle(gateway, baseline)
+
+
+async def test_validated_body_is_forwarded_byte_for_byte(gateway, simulator_state):
+    assistant_id = await new_assistant(gateway)
+    raw = (
+        b'{ "thread" : {"messages":[{"role":"user","content":"caf\\u00e9 \xe2\x98\x95"}]},\n'
+        b'  "temperature": 1.0e0, "assistant_id":"' + assistant_id.encode() + b'" }'
+    )
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(
+            gateway.server.make_url(RUN), data=raw, headers=headers(**{"Content-Type": "application/json"})
+        )
+        assert response.status == 200
+    assert simulator_state.requests[-1].body == raw
+    assert simulator_state.requests[-1].headers["Content-Length"] == str(len(raw))
 
 
 async def test_sdk_sees_upstream_rate_limit(gateway):
@@ -100,7 +132,7 @@ async def test_sdk_sees_upstream_rate_limit(gateway):
 
 
 async def test_mid_stream_drop_ends_the_client_stream_cleanly(gateway):
-    baseline = len(asyncio.all_tasks())
+    baseline = own_tasks()
     assistant_id = await new_assistant(gateway)
     async with aiohttp.ClientSession() as session:
         response = await session.post(
@@ -128,7 +160,7 @@ async def test_sdk_raises_on_a_broken_stream(gateway):
 
 
 async def test_client_disconnect_closes_the_upstream_stream(gateway, simulator_state):
-    baseline = len(asyncio.all_tasks())
+    baseline = own_tasks()
     assistant_id = await new_assistant(gateway)
     slow = headers(**{"X-Simulator-Event-Delay-Ms": "50"})
     async with aiohttp.ClientSession() as session:
