@@ -10,6 +10,7 @@ conventions of `gateway.openai_parts`: callable-discriminator unions with `Tag`g
 from __future__ import annotations
 
 import types
+from collections.abc import Sized
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -143,7 +144,8 @@ def _length_problem(quoted: str, kind: str, is_key: bool, value: Any, ctx: dict[
         noun = "key" if is_key else "string"
         expected, got = f"a {noun} with maximum length {ctx['max_length']}", f"a {noun} with length {len(value)}"
         return _limit_message(quoted, f"{noun} too long", expected, got), "string_above_max_length"
-    actual = ctx["actual_length"]
+    # The input itself, not ctx: pydantic ≥ 2.14 leaves actual_length unset for dicts.
+    actual = len(value) if isinstance(value, Sized) else ctx.get("actual_length")
     if ctx["field_type"] == "Dictionary":  # dicts only have a maximum: metadata's 16 keys
         expected, got = f"an object with at most {ctx['max_length']} properties", f"an object with {actual} properties"
         return _limit_message(quoted, "too many properties", expected, got), "object_above_max_properties"
