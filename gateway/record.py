@@ -6,6 +6,7 @@ logged and skipped: telemetry must never break the relay.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
@@ -30,18 +31,17 @@ class Recorder:
         self.observers: list[RunObserver] = list(observers or [])
 
     def run_event(self, record: RunRecord, event: SSEEvent) -> None:
-        for observer in self.observers:
-            try:
-                observer.run_event(record, event)
-            except Exception:
-                log.exception("observer_failed", observer=type(observer).__name__, hook="run_event")
+        self._notify("run_event", record, event)
 
     def run_finished(self, record: RunRecord) -> None:
+        self._notify("run_finished", record)
+
+    def _notify(self, hook: str, *args: object) -> None:
         for observer in self.observers:
             try:
-                observer.run_finished(record)
+                getattr(observer, hook)(*args)
             except Exception:
-                log.exception("observer_failed", observer=type(observer).__name__, hook="run_finished")
+                log.exception("observer_failed", observer=type(observer).__name__, hook=hook)
 
 
 class RunLog:
@@ -51,21 +51,6 @@ class RunLog:
         return None
 
     def run_finished(self, record: RunRecord) -> None:
-        log.info(
-            "run_call",
-            request_id=record.request_id,
-            route=record.route,
-            tenant=record.tenant,
-            thread_id=record.thread_id,
-            run_id=record.run_id,
-            status=record.status,
-            usage=None if record.usage is None else record.usage.total_tokens,
-            upstream_status=record.upstream_status,
-            streamed=record.streamed,
-            events=record.events,
-            ttfb_s=record.ttfb_s,
-            first_delta_s=record.first_delta_s,
-            duration_s=record.duration_s,
-            broken=record.broken,
-            client_gone=record.client_gone,
-        )
+        fields = dataclasses.asdict(record)
+        del fields["event_counts"], fields["started"]
+        log.info("run_call", **fields)
