@@ -3,9 +3,11 @@ never reaches the upstream."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
 from tests.conftest import API_KEY, Gateway
@@ -150,4 +152,25 @@ async def test_unknown_key_is_401_when_tenants_are_configured(make_gateway, simu
     assert status == 401
     assert_error(body, "invalid_request_error", None)
     assert body["error"]["code"] == "invalid_api_key"
+    assert simulator_state.requests == []
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/v1/threads/../organization/users",
+        "/v1/threads%2F..%2Forganization",
+        "/v1/assistants/%2e%2e/%2e%2e/admin",
+        "/v1/files/..%2f..%2fadmin",
+    ],
+)
+async def test_path_traversal_never_leaves_the_allowlist(gateway, simulator_state, target):
+    """Sent raw, as a hostile client would, since HTTP clients normalise such paths away."""
+    reader, writer = await asyncio.open_connection(gateway.server.host, gateway.server.port)
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\nConnection: close\r\n\r\n".encode())
+    response = await reader.read()
+    writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404")
+    assert_error(orjson.loads(body), "invalid_request_error", None)
     assert simulator_state.requests == []
