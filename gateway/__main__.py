@@ -1,14 +1,16 @@
-"""Command line: serve, check-config, mock-upstream."""
+"""Command line: serve, check-config, policy explain, mock-upstream."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 
 from pydantic import ValidationError
 
 from .config import ConfigError, load_config, parse_config
+from .openai_types import RunRoute
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,6 +28,14 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file and summarise it")
     check.add_argument("path")
 
+    policy = commands.add_parser("policy", help="policy tools").add_subparsers(dest="policy_command", required=True)
+    explain = policy.add_parser("explain", help="what a tenant's policy does with a request (exit 0 allow, 1 deny)")
+    explain.add_argument("--config", required=True)
+    explain.add_argument("--tenant", required=True)
+    explain.add_argument("--route", choices=[r.value for r in RunRoute], default=RunRoute.CREATE_THREAD_AND_RUN.value)
+    explain.add_argument("--assistant-model", help="the assistant's model, when the request omits `model`")
+    explain.add_argument("request", help="the request body, as JSON")
+
     mock = commands.add_parser("mock-upstream", help="run the built-in Assistants API simulator")
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=8081)
@@ -37,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.path)
+    if args.command == "policy":
+        return _explain(args)
     if args.command == "mock-upstream":
         from .serve import serve_simulator
         from .simulator import SimulatorSettings
@@ -55,8 +67,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(ConfigError("command line", [f"listen.{e['loc'][0]}: {e['msg']}" for e in exc.errors()]))
     from .serve import serve
 
-    serve(config, mock_upstream=args.mock_upstream)
+    serve(config, config_path=Path(args.config) if args.config else None, mock_upstream=args.mock_upstream)
     return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _report(exc)
+    code, report = explain(config, args.tenant, RunRoute(args.route), Path(args.request), args.assistant_model)
+    print(report, file=sys.stderr if code == 2 else sys.stdout)
+    return code
 
 
 def _check_config(path: str) -> int:

@@ -2,34 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import middlewares
-from .auth import Authenticator
 from .config import Config
-from .context import AUTHENTICATOR, CONFIG, READINESS, RECORDER, UPSTREAM, Readiness
+from .context import CONFIG_PATH, METRICS, OWNERSHIP, READINESS, RECORDER, RUNTIME, SESSION, Readiness
 from .openai_types import RunRoute
+from .ownership import MemoryOwnership
 from .proxy import API_ROOT, passthrough, run_call
-from .record import Recorder, RunLog
-from .upstream import Upstream, make_session
+from .record import Recorder, RunLog, RunObserver
+from .reload import admin_reload, reload_triggers
+from .runtime import Runtime, RuntimeHolder
+from .telemetry.metrics import Metrics, PolicyMetrics
+from .upstream import make_session
 
 
-def build_app(config: Config, recorder: Recorder | None = None) -> web.Application:
+def build_app(
+    config: Config, *, config_path: Path | None = None, observers: Sequence[RunObserver] = ()
+) -> web.Application:
     app = web.Application(
         middlewares=[middlewares.request_id, middlewares.errors, middlewares.authenticate],
         client_max_size=config.listen.max_body_bytes,
     )
-    app[CONFIG] = config
-    app[AUTHENTICATOR] = Authenticator(config)
-    app[RECORDER] = recorder if recorder is not None else Recorder([RunLog()])
+    app[RUNTIME] = RuntimeHolder(Runtime.from_config(config))
+    if config_path is not None:
+        app[CONFIG_PATH] = config_path
+    app[METRICS] = Metrics()
+    app[RECORDER] = Recorder([RunLog(), PolicyMetrics(app[METRICS]), *observers])
+    app[OWNERSHIP] = MemoryOwnership(config.state.max_owned_objects)
     app[READINESS] = Readiness()
-    app.cleanup_ctx.append(_upstream_pool)
+    app.cleanup_ctx.extend([_upstream_pool, reload_triggers])
     app.on_shutdown.append(_start_draining)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/admin/reload", admin_reload)
     threads = f"{API_ROOT}/threads"
     app.router.add_post(f"{threads}/runs", run_call(RunRoute.CREATE_THREAD_AND_RUN))
     app.router.add_post(f"{threads}/{{thread_id}}/runs", run_call(RunRoute.CREATE_RUN))
@@ -41,9 +53,8 @@ def build_app(config: Config, recorder: Recorder | None = None) -> web.Applicati
 
 
 async def _upstream_pool(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG].upstream
-    async with make_session(config) as session:
-        app[UPSTREAM] = Upstream(config, session)
+    async with make_session(app[RUNTIME].current.config.upstream) as session:
+        app[SESSION] = session
         app[READINESS].ready = True
         yield
         app[READINESS].ready = False
@@ -64,3 +75,9 @@ async def readyz(request: web.Request) -> web.Response:
     if not readiness.ready:
         return web.json_response({"status": "starting"}, status=503)
     return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(
+        body=generate_latest(request.app[METRICS].registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )

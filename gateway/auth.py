@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from pydantic import SecretStr
 
 from .config import Config
 from .errors import Unauthorized
@@ -28,13 +31,7 @@ def fingerprint(key: str) -> str:
     return "fp_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def _digest(key: str) -> bytes:
-    if key.startswith("sha256:"):
-        return bytes.fromhex(key.removeprefix("sha256:"))
-    return hashlib.sha256(key.encode()).digest()
-
-
-def _bearer(authorization: str | None) -> str | None:
+def bearer_token(authorization: str | None) -> str | None:
     if not authorization:
         return None
     scheme, _, token = authorization.partition(" ")
@@ -42,32 +39,67 @@ def _bearer(authorization: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
+class KeyRing:
+    """Digests of known keys, each with a label; matching takes the same time whichever matches."""
+
+    def __init__(self, keys: Iterable[tuple[SecretStr, str]]) -> None:
+        self._digests = [(_digest(key.get_secret_value()), label) for key, label in keys]
+
+    def __bool__(self) -> bool:
+        return bool(self._digests)
+
+    def match(self, key: str) -> str | None:
+        presented = hashlib.sha256(key.encode()).digest()
+        found = None
+        for digest, label in self._digests:  # no early exit
+            if hmac.compare_digest(presented, digest) and found is None:
+                found = label
+        return found
+
+
+def _digest(key: str) -> bytes:
+    if key.startswith("sha256:"):
+        return bytes.fromhex(key.removeprefix("sha256:"))
+    return hashlib.sha256(key.encode()).digest()
+
+
+def _missing_key() -> Unauthorized:
+    return Unauthorized(
+        "You didn't provide an API key. You need to provide your API key in an Authorization "
+        "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+    )
+
+
 class Authenticator:
     def __init__(self, config: Config) -> None:
-        self._passthrough = config.tenants is None
-        self._keys = [
-            (_digest(key.get_secret_value()), tenant)
-            for tenant, tenant_config in (config.tenants or {}).items()
-            for key in tenant_config.keys
-        ]
-        api_key = config.upstream.api_key
-        self._upstream = None if api_key is None else f"Bearer {api_key.get_secret_value()}"
+        tenants = config.tenants
+        self._passthrough = tenants is None
+        self._keep_caller_key = config.upstream.credential == "caller"
+        self._keys = KeyRing((key, name) for name, tenant in (tenants or {}).items() for key in tenant.keys)
+        default = config.upstream.api_key
+        self._upstream = {
+            name: f"Bearer {key.get_secret_value()}"
+            for name, tenant in (tenants or {}).items()
+            if (key := tenant.upstream_api_key or default) is not None
+        }
 
     def authenticate(self, authorization: str | None) -> Caller:
-        key = _bearer(authorization)
+        key = bearer_token(authorization)
         if self._passthrough:
-            # The upstream judges the caller's own key; a configured api_key still wins.
-            return Caller(PASSTHROUGH_TENANT, key and fingerprint(key), self._upstream or authorization)
+            return Caller(PASSTHROUGH_TENANT, key and fingerprint(key), authorization)
         if key is None:
-            raise Unauthorized(
-                "You didn't provide an API key. You need to provide your API key in an Authorization "
-                "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
-            )
-        presented = hashlib.sha256(key.encode()).digest()
-        tenant = None
-        for digest, name in self._keys:
-            if hmac.compare_digest(presented, digest) and tenant is None:
-                tenant = name
+            raise _missing_key()
+        tenant = self._keys.match(key)
         if tenant is None:
             raise Unauthorized(f"Incorrect API key provided: {fingerprint(key)}.")
-        return Caller(tenant, fingerprint(key), self._upstream)
+        upstream = authorization if self._keep_caller_key else self._upstream[tenant]
+        return Caller(tenant, fingerprint(key), upstream)
+
+
+def admin_check(keys: KeyRing, authorization: str | None) -> None:
+    """Admin endpoints: 401 unless one of `admin.keys` is presented."""
+    key = bearer_token(authorization)
+    if key is None:
+        raise _missing_key()
+    if keys.match(key) is None:
+        raise Unauthorized(f"Incorrect admin key provided: {fingerprint(key)}.")

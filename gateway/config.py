@@ -11,11 +11,12 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     HttpUrl,
@@ -24,6 +25,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from .policy_config import PolicyConfig
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -46,11 +49,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _plain_secret(value: object, *, digest_ok: bool) -> bool:
-    """True for a secret written into the file itself rather than taken from the environment."""
-    if not isinstance(value, str) or isinstance(value, FromEnv):
-        return False
-    return not (digest_ok and _DIGEST.fullmatch(value))
+def _from_env(value: object) -> object:
+    if isinstance(value, str) and not isinstance(value, FromEnv):
+        raise ValueError("secrets must come from the environment (${VAR}), not the file")
+    return value
+
+
+def _from_env_or_digest(value: object) -> object:
+    if isinstance(value, str) and not isinstance(value, FromEnv) and not _DIGEST.fullmatch(value):
+        raise ValueError("keys must come from the environment (${VAR}) or be a sha256:<hex> digest")
+    return value
+
+
+# A credential the gateway sends upstream: only ever from the environment.
+EnvSecret = Annotated[SecretStr, BeforeValidator(_from_env)]
+# A caller key the gateway checks: from the environment, or stored as its digest.
+CallerKey = Annotated[SecretStr, BeforeValidator(_from_env_or_digest)]
 
 
 class ListenConfig(_Section):
@@ -63,20 +77,17 @@ class ListenConfig(_Section):
 
 class UpstreamConfig(_Section):
     base_url: HttpUrl = HttpUrl("https://api.openai.com/v1")
-    api_key: SecretStr | None = Field(None, description="credential sent upstream; None = pass the caller's")
+    api_key: EnvSecret | None = Field(None, description="credential sent upstream for every tenant without its own")
+    credential: Literal["gateway", "caller"] = Field(
+        "gateway", description="gateway: swap in api_key / the tenant's key; caller: keep the caller's key"
+    )
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float = Field(120.0, gt=0, description="max wait for headers and between stream chunks")
     pool_size: int = Field(256, gt=0)
     max_response_bytes: int = Field(32 * 1024 * 1024, gt=0, description="largest JSON body read to observe")
     unknown_fields: Literal["reject", "pass"] = "reject"
     allowed_paths: tuple[str, ...] = ("/threads", "/assistants", "/files", "/vector_stores")
-
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _key_from_env(cls, key: object) -> object:
-        if _plain_secret(key, digest_ok=False):
-            raise ValueError("the upstream credential must come from the environment (${VAR})")
-        return key
+    assistant_cache_ttl_s: float = Field(60.0, ge=0, description="how long an assistant's model is trusted")
 
     @field_validator("allowed_paths")
     @classmethod
@@ -88,16 +99,21 @@ class UpstreamConfig(_Section):
 
 
 class TenantConfig(_Section):
-    keys: tuple[SecretStr, ...] = Field(min_length=1, description="`${ENV}` or `sha256:<hex>` digests")
+    keys: tuple[CallerKey, ...] = Field(min_length=1, description="`${ENV}` or `sha256:<hex>` digests")
+    policy: str | None = Field(None, description="a name under `policies`; absent: the `default` policy, if any")
+    upstream_api_key: EnvSecret | None = Field(None, description="this tenant's own upstream credential")
+    unknown_threads: Literal["allow", "deny"] = Field(
+        "allow", description="threads the gateway never saw created (before it ran, or by another route)"
+    )
 
-    @field_validator("keys", mode="before")
-    @classmethod
-    def _keys_from_env(cls, keys: object) -> object:
-        if isinstance(keys, list | tuple):
-            plain = [i for i, key in enumerate(keys) if _plain_secret(key, digest_ok=True)]
-            if plain:
-                raise ValueError(f"entries {plain} are written in the file: use ${{VAR}} or sha256:<hex>")
-        return keys
+
+class AdminConfig(_Section):
+    keys: tuple[CallerKey, ...] = Field((), description="keys for /admin/*; none: the admin API is off")
+
+
+class StateConfig(_Section):
+    backend: Literal["memory"] = "memory"
+    max_owned_objects: int = Field(1_000_000, gt=0, description="threads and runs remembered (oldest forgotten)")
 
 
 class TelemetryConfig(_Section):
@@ -111,17 +127,44 @@ class Config(_Section):
     tenants: dict[str, TenantConfig] | None = Field(
         None, description="absent: pass-through, the caller's own key goes upstream"
     )
+    policies: dict[str, PolicyConfig] = Field(default_factory=dict)
+    state: StateConfig = StateConfig()
+    admin: AdminConfig = AdminConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
 
     @model_validator(mode="after")
-    def _tenants_need_upstream_key(self) -> Config:
-        if self.tenants is not None and self.upstream.api_key is None:
-            raise ValueError("tenants are set, so upstream.api_key must be too (tenants never hold it)")
+    def _credentials_fit_the_mode(self) -> Config:
+        upstream = self.upstream
+        if self.tenants is None:
+            if upstream.api_key is not None:
+                raise ValueError("upstream.api_key without tenants would let anyone spend it: define tenants")
+            return self
+        for name, tenant in self.tenants.items():
+            if upstream.credential == "caller" and (tenant.upstream_api_key or upstream.api_key):
+                raise ValueError(f"tenants.{name}: upstream.credential is 'caller', so no upstream key may be set")
+            if upstream.credential == "gateway" and not (tenant.upstream_api_key or upstream.api_key):
+                raise ValueError(f"tenants.{name}: needs upstream_api_key, or set upstream.api_key")
+            if tenant.policy is not None and tenant.policy not in self.policies:
+                raise ValueError(f"tenants.{name}.policy: no policy named {tenant.policy!r} under policies")
         return self
+
+    def policy_name_for(self, tenant: str) -> str:
+        tenant_config = (self.tenants or {}).get(tenant)
+        return tenant_config.policy if tenant_config and tenant_config.policy else "default"
+
+    def policy_for(self, tenant: str) -> PolicyConfig | None:
+        return self.policies.get(self.policy_name_for(tenant))
+
+    def with_upstream(self, base_url: str) -> Config:
+        """The same config aimed at another upstream (the in-process simulator of `--mock-upstream`)."""
+        return self.model_copy(update={"upstream": self.upstream.model_copy(update={"base_url": HttpUrl(base_url)})})
 
     def summary(self) -> str:
         tenants = "pass-through" if self.tenants is None else f"{len(self.tenants)} tenant(s)"
-        return f"listen {self.listen.host}:{self.listen.port}, upstream {self.upstream.base_url}, {tenants}"
+        return (
+            f"listen {self.listen.host}:{self.listen.port}, upstream {self.upstream.base_url}, {tenants}, "
+            f"{len(self.policies)} polic{'y' if len(self.policies) == 1 else 'ies'}"
+        )
 
 
 def interpolate(node: Any, env: Mapping[str, str], problems: list[str], path: str = "") -> Any:
@@ -154,7 +197,10 @@ def parse_config(raw: object, source: str = "config", env: Mapping[str, str] | N
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        problems += [_problem(error) for error in exc.errors()]
+        # A missing variable was already named; the empty value it left would only echo it.
+        unset = {problem.split(":", 1)[0] for problem in problems}
+        found = (_problem(error) for error in exc.errors())
+        problems += [p for p in found if not unset or p.split(":", 1)[0] not in unset | {"(top level)"}]
     if problems:
         raise ConfigError(source, problems)
     return config

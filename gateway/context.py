@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import aiohttp
 from aiohttp import web
 
-from .auth import Authenticator, Caller
-from .config import Config
+from .auth import Caller
+from .ownership import OwnershipStore
 from .record import Recorder
-from .upstream import Upstream
+from .runtime import Runtime, RuntimeHolder
+from .telemetry.metrics import Metrics
 
 
 class Readiness:
@@ -18,11 +22,15 @@ class Readiness:
         self.draining = False
 
 
-CONFIG = web.AppKey("config", Config)
-AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
-UPSTREAM = web.AppKey("upstream", Upstream)
+RUNTIME = web.AppKey("runtime", RuntimeHolder)
+CONFIG_PATH = web.AppKey("config_path", Path)  # absent: nothing to reload from
+UPSTREAM_OVERRIDE = web.AppKey("upstream_override", str)  # --mock-upstream: survives reloads
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+OWNERSHIP = web.AppKey("ownership", OwnershipStore)
 RECORDER = web.AppKey("recorder", Recorder)
+METRICS = web.AppKey("metrics", Metrics)
 READINESS = web.AppKey("readiness", Readiness)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", Caller)
+REQUEST_RUNTIME = web.RequestKey("runtime", Runtime)

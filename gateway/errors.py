@@ -91,3 +91,22 @@ class UpstreamTimeout(GatewayError):
     status = 504
     type = "upstream_error"
     code = "upstream_timeout"
+
+
+class PolicyViolation(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "policy_violation"
+
+
+class UpstreamAnswer(GatewayError):
+    """The upstream refused a call the gateway made on the client's behalf: its answer goes back as is."""
+
+    def __init__(self, status: int, body: bytes, content_type: str) -> None:
+        super().__init__(f"upstream answered {status}")
+        self.status = status
+        self._body = body
+        self._content_type = content_type
+
+    def to_response(self) -> web.Response:
+        return web.Response(status=self.status, body=self._body, headers={"Content-Type": self._content_type})

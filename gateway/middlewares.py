@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .context import AUTHENTICATOR, CALLER, REQUEST_ID
+from .context import CALLER, REQUEST_ID, REQUEST_RUNTIME, RUNTIME
 from .errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, error_body
 
 log = structlog.get_logger("gateway")
@@ -68,7 +68,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The authenticate stage for every API call; the gateway's own endpoints are open."""
+    """The authenticate stage for every API call; the gateway's own endpoints are open.
+
+    The request takes the runtime current now and keeps it, whatever a reload swaps in meanwhile.
+    """
+    runtime = request[REQUEST_RUNTIME] = request.app[RUNTIME].current
     if request.path.startswith("/v1/"):
-        request[CALLER] = request.app[AUTHENTICATOR].authenticate(request.headers.get("Authorization"))
+        request[CALLER] = runtime.authenticator.authenticate(request.headers.get("Authorization"))
     return await handler(request)

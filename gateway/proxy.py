@@ -1,23 +1,27 @@
 """The request's path, one stage per call, for run calls and for the rest of `/v1/`.
 
-    authenticate (middleware) → validate → forward → relay / tee → record
+    authenticate (middleware) → validate → ownership → policy → forward → relay / tee → record
 
-Policy and admission slot in between validate and forward as their issues land.
+Admission (limits, token reservation) slots in between policy and forward with its issue.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 
 import aiohttp
+import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from yarl import URL
 
-from .context import CALLER, CONFIG, RECORDER, REQUEST_ID, UPSTREAM
+from .auth import Caller
+from .context import CALLER, OWNERSHIP, RECORDER, REQUEST_ID, REQUEST_RUNTIME, SESSION
+from .enforce import enforce
 from .errors import GatewayError, NotFound, PayloadTooLarge
 from .openai_types import RunRoute
+from .ownership import check_thread_access, thread_id_of
 from .relay import relay, relay_run
 from .runs import RunRecord, RunTracker
 from .validate import read_run_request
@@ -27,24 +31,28 @@ _CHUNK = 64 * 1024
 
 
 def run_call(route: RunRoute) -> Handler:
-    """Create-thread-and-run and its siblings: validated, then forwarded and teed."""
+    """Create-thread-and-run and its siblings: validated, judged, then forwarded and teed."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
-        config = request.app[CONFIG]
-        body, _run_request = await read_run_request(
+        config = request[REQUEST_RUNTIME].config
+        body, data, run_request = await read_run_request(
             request, route, config.listen.max_body_bytes, config.upstream.unknown_fields
         )
-        record = RunRecord(request[REQUEST_ID], route.value, request[CALLER].tenant, started)
-        tracker = RunTracker(record, request.app[RECORDER])
+        if "thread_id" in request.match_info:
+            await guard_thread(request, request.match_info["thread_id"])
+        caller = request[CALLER]
+        record = RunRecord(request[REQUEST_ID], route.value, caller.tenant, started)
+        tracker = RunTracker(record, request.app[RECORDER], on_ids=partial(request.app[OWNERSHIP].claim, caller.tenant))
         try:
+            body, reported = await enforce(request, route, run_request, data, body, record)
             upstream_response = await forward(request, body)
         except GatewayError as exc:
             record.error = exc.message
             tracker.finish()
             raise
         return await relay_run(
-            request, upstream_response, record.request_id, tracker, config.upstream.max_response_bytes
+            request, upstream_response, record.request_id, tracker, config.upstream.max_response_bytes, reported
         )
 
     return handle
@@ -52,26 +60,50 @@ def run_call(route: RunRoute) -> Handler:
 
 async def passthrough(request: web.Request) -> web.StreamResponse:
     """Everything else the SDK calls under /v1/, if its prefix is allowed; bodies stream through."""
-    config = request.app[CONFIG]
+    config = request[REQUEST_RUNTIME].config
     api_path = request.path.removeprefix(API_ROOT)
     if not _allowed(api_path, config.upstream.allowed_paths):
         raise NotFound(f"Unknown request URL: {request.method} {request.path}. Please check the URL for typos.")
+    thread_id = thread_id_of(api_path)
+    if thread_id is not None:
+        await guard_thread(request, thread_id)
     size = request.content_length
     if size is not None and size > config.listen.max_upload_bytes:
         raise PayloadTooLarge(f"The request body exceeds the gateway's limit of {config.listen.max_upload_bytes} bytes.")
     body = _stream_body(request) if request.body_exists else None
-    return await relay(request, await forward(request, body), request[REQUEST_ID])
+    upstream_response = await forward(request, body)
+    if request.method == "POST" and api_path == "/threads":  # a new thread: claim it for the caller
+        observe = partial(_claim_thread, request, request[CALLER])
+        return await relay(request, upstream_response, request[REQUEST_ID], observe, config.upstream.max_response_bytes)
+    return await relay(request, upstream_response, request[REQUEST_ID])
+
+
+async def guard_thread(request: web.Request, thread_id: str) -> None:
+    """The ownership stage: another tenant's thread answers 404, as if it did not exist."""
+    runtime = request[REQUEST_RUNTIME]
+    if runtime.config.tenants is None:
+        return  # pass-through mode: one anonymous tenant, nothing to separate
+    tenant = request[CALLER].tenant
+    await check_thread_access(request.app[OWNERSHIP], tenant, thread_id, runtime.unknown_threads_allowed(tenant))
+
+
+async def _claim_thread(request: web.Request, caller: Caller, body: bytes) -> None:
+    try:
+        thread = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return
+    if isinstance(thread, dict) and thread.get("object") == "thread" and isinstance(thread.get("id"), str):
+        await request.app[OWNERSHIP].claim(caller.tenant, thread["id"])
 
 
 async def forward(request: web.Request, body: bytes | AsyncIterator[bytes] | None) -> aiohttp.ClientResponse:
     """The forward stage: same method, path and query, hygienic headers, the upstream credential."""
-    upstream = request.app[UPSTREAM]
-    raw_path = request.rel_url.raw_path.removeprefix(API_ROOT)
-    url = URL(upstream.url(raw_path, request.rel_url.raw_query_string), encoded=True)
+    upstream = request[REQUEST_RUNTIME].upstream
+    url = upstream.url(request.rel_url.raw_path.removeprefix(API_ROOT), request.rel_url.raw_query_string)
     headers = upstream.headers(request.headers, request[REQUEST_ID], request[CALLER].upstream_authorization)
     if isinstance(body, bytes):
         headers.popall("Content-Length", None)  # aiohttp sets it from the bytes actually sent
-    return await upstream.send(request.method, url, headers, body)
+    return await upstream.send(request.app[SESSION], request.method, url, headers, body)
 
 
 def _allowed(api_path: str, prefixes: tuple[str, ...]) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
 import orjson
@@ -21,6 +22,8 @@ from .sse import SSEParser
 from .upstream import strip_hop_by_hop
 
 _UPSTREAM_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+JsonObserver = Callable[[bytes], Awaitable[None]]
 
 
 def response_headers(upstream: aiohttp.ClientResponse, request_id: str) -> CIMultiDict[str]:
@@ -37,10 +40,19 @@ def is_event_stream(upstream: aiohttp.ClientResponse) -> bool:
     return upstream.content_type == "text/event-stream"
 
 
-async def relay(request: web.Request, upstream: aiohttp.ClientResponse, request_id: str) -> web.StreamResponse:
-    """Pass-through: the upstream response goes on as it arrives; the connection is always released."""
+async def relay(
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    request_id: str,
+    observe_json: JsonObserver | None = None,
+    max_json_bytes: int = 0,
+) -> web.StreamResponse:
+    """Pass-through: the response goes on as it arrives; a JSON body may be read whole to observe."""
+    headers = response_headers(upstream, request_id)
     try:
-        return await _pass_body(request, upstream, response_headers(upstream, request_id))
+        if observe_json is not None and upstream.content_type == "application/json":
+            return await _observed_body(upstream, headers, observe_json, max_json_bytes)
+        return await _pass_body(request, upstream, headers)
     finally:
         upstream.release()
 
@@ -51,16 +63,18 @@ async def relay_run(
     request_id: str,
     tracker: RunTracker,
     max_json_bytes: int,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> web.StreamResponse:
     """A run call's response: streams are teed, run objects read, both told to the tracker."""
     headers = response_headers(upstream, request_id)
+    headers.update(extra_headers or {})
     streamed = is_event_stream(upstream)
     tracker.on_response(upstream.status, streamed)
     try:
         if streamed:
             return await _tee_events(request, upstream, headers, tracker)
         if upstream.content_type == "application/json":
-            return await _observed_body(upstream, headers, tracker, max_json_bytes)
+            return await _observed_body(upstream, headers, tracker.on_json, max_json_bytes)
         return await _pass_body(request, upstream, headers)
     finally:
         upstream.release()  # back to the pool if fully read, closed (upstream told) if not
@@ -105,8 +119,7 @@ async def _pump_events(
         except ConnectionResetError:
             tracker.on_client_gone()
             return  # relay_run() closes the upstream stream
-        for event in parser.feed(chunk):
-            tracker.on_event(event)
+        await tracker.on_events(parser.feed(chunk))
     await _write_eof(response)
 
 
@@ -137,22 +150,31 @@ async def _write_eof(response: web.StreamResponse) -> None:
 
 
 async def _observed_body(
-    upstream: aiohttp.ClientResponse, headers: CIMultiDict[str], tracker: RunTracker, max_bytes: int
+    upstream: aiohttp.ClientResponse, headers: CIMultiDict[str], observe: JsonObserver, max_bytes: int
 ) -> web.Response:
-    """Small JSON bodies (run objects) are read whole so the tracker can see them."""
-    try:
-        body = await upstream.content.read(max_bytes + 1)
-    except _UPSTREAM_FAILURES:
-        raise UpstreamUnavailable("The upstream connection broke while sending its response.") from None
-    if len(body) > max_bytes:
-        raise UpstreamUnavailable(
-            f"The upstream response exceeds the gateway's limit of {max_bytes} bytes.",
-            code="upstream_response_too_large",
-        )
+    """Small JSON bodies (run and thread objects) are read whole so they can be observed."""
+    body = await _read_bounded(upstream, max_bytes)
     decoded = _decoded(body, upstream.headers.get("Content-Encoding", "identity"), max_bytes)
     if decoded is not None:
-        tracker.on_json(decoded)
+        await observe(decoded)
     return web.Response(status=upstream.status, reason=upstream.reason, body=body, headers=headers)
+
+
+async def _read_bounded(upstream: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    try:
+        while chunk := await upstream.content.readany():
+            size += len(chunk)
+            if size > max_bytes:
+                raise UpstreamUnavailable(
+                    f"The upstream response exceeds the gateway's limit of {max_bytes} bytes.",
+                    code="upstream_response_too_large",
+                )
+            parts.append(chunk)
+    except _UPSTREAM_FAILURES:
+        raise UpstreamUnavailable("The upstream connection broke while sending its response.") from None
+    return b"".join(parts)
 
 
 def _decoded(body: bytes, encoding: str, max_bytes: int) -> bytes | None:

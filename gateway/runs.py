@@ -7,7 +7,7 @@ nobody has seen yet; anything unreadable is skipped, never raised into the relay
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,15 +56,34 @@ class RunRecord:
     broken: bool = False
     client_gone: bool = False
     error: str | None = None
+    # The policy stage's verdict: allow | deny | modify | none (no policy), rules as ids.
+    decision: str = "none"
+    violations: tuple[str, ...] = ()
+    shadowed: tuple[str, ...] = ()
+    modified: tuple[str, ...] = ()
     event_counts: dict[str, int] = field(default_factory=dict)
 
 
-class RunTracker:
-    """Reads run facts off the relayed response and tells the recorder; never raises into the relay."""
+IdsListener = Callable[[str | None, str | None], Awaitable[None]]
 
-    def __init__(self, record: RunRecord, recorder: Recorder, clock: Callable[[], float] = time.perf_counter):
+
+class RunTracker:
+    """Reads run facts off the relayed response and tells the recorder; never raises into the relay.
+
+    `on_ids` hears the thread and run ids as soon as they appear (ownership is claimed from them).
+    """
+
+    def __init__(
+        self,
+        record: RunRecord,
+        recorder: Recorder,
+        on_ids: IdsListener | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
         self.record = record
         self._recorder = recorder
+        self._on_ids = on_ids
+        self._announced: tuple[str | None, str | None] = (None, None)
         self._clock = clock
 
     def on_response(self, status: int, streamed: bool) -> None:
@@ -93,8 +112,20 @@ class RunTracker:
             record.error = str(error.get("message")) if isinstance(error, Mapping) else "error event"
         self._recorder.run_event(record, event)
 
-    def on_json(self, body: bytes) -> None:
+    async def on_events(self, events: Iterable[SSEEvent]) -> None:
+        for event in events:
+            self.on_event(event)
+        await self._announce_ids()
+
+    async def on_json(self, body: bytes) -> None:
         self._read_run(_json(body))
+        await self._announce_ids()
+
+    async def _announce_ids(self) -> None:
+        ids = (self.record.thread_id, self.record.run_id)
+        if ids != self._announced and self._on_ids is not None:
+            self._announced = ids
+            await self._on_ids(*ids)
 
     def on_broken(self, reason: str) -> None:
         self.record.broken = True

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 from aiohttp import web
-from pydantic import HttpUrl
 
 from .app import build_app
 from .config import Config
+from .context import UPSTREAM_OVERRIDE
 from .logs import configure_logging
 from .simulator import SimulatorSettings, build_simulator_app
 
@@ -24,10 +26,10 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def serve(config: Config, *, mock_upstream: bool = False) -> None:
+def serve(config: Config, *, config_path: Path | None = None, mock_upstream: bool = False) -> None:
     configure_logging(config.telemetry)
     web.run_app(
-        _gateway_app(config, mock_upstream),
+        _gateway_app(config, config_path, mock_upstream),
         host=config.listen.host,
         port=config.listen.port,
         shutdown_timeout=config.listen.drain_timeout_s,
@@ -46,19 +48,14 @@ def serve_simulator(host: str, port: int, settings: SimulatorSettings) -> None:
     web.run_app(build_simulator_app(settings), host=host, port=port, access_log=None, print=None, loop=new_event_loop())
 
 
-async def _gateway_app(config: Config, mock_upstream: bool) -> web.Application:
-    runner = None
-    if mock_upstream:
-        runner = web.AppRunner(build_simulator_app(), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        upstream = config.upstream.model_copy(update={"base_url": HttpUrl(f"http://127.0.0.1:{port}/v1")})
-        config = config.model_copy(update={"upstream": upstream})
-    app = build_app(config)
-    if runner is not None:
-        app.on_cleanup.append(lambda _app: runner.cleanup())
+async def _gateway_app(config: Config, config_path: Path | None, mock_upstream: bool) -> web.Application:
+    simulator = await _start_simulator() if mock_upstream else None
+    if simulator is not None:
+        config = config.with_upstream(simulator.url)
+    app = build_app(config, config_path=config_path)
+    if simulator is not None:
+        app[UPSTREAM_OVERRIDE] = simulator.url
+        app.on_cleanup.append(lambda _app: simulator.runner.cleanup())
     log.info(
         "gateway_listening",
         url=f"http://{config.listen.host}:{config.listen.port}/v1",
@@ -66,3 +63,18 @@ async def _gateway_app(config: Config, mock_upstream: bool) -> web.Application:
         simulator=mock_upstream,
     )
     return app
+
+
+@dataclass(frozen=True, slots=True)
+class _Simulator:
+    runner: web.AppRunner
+    url: str
+
+
+async def _start_simulator() -> _Simulator:
+    """The simulator on a free loopback port, in this process and loop."""
+    runner = web.AppRunner(build_simulator_app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    return _Simulator(runner, f"http://127.0.0.1:{port}/v1")

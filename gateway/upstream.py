@@ -33,17 +33,18 @@ def strip_hop_by_hop(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
 
 
 class Upstream:
-    """Sends one request upstream and maps transport failures to gateway errors."""
+    """Where and how to send upstream, from one config; the pooled session is the app's."""
 
-    def __init__(self, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, config: UpstreamConfig) -> None:
         self.config = config
-        self.session = session
         self._base = str(config.base_url).rstrip("/")
-        self.address = config.base_url.host or ""
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=config.connect_timeout_s, sock_read=config.read_timeout_s
+        )
 
-    def url(self, api_path: str, query_string: str) -> str:
-        """`api_path` is below the API root (`/threads/runs`); the base may carry a path prefix."""
-        return f"{self._base}{api_path}?{query_string}" if query_string else f"{self._base}{api_path}"
+    def url(self, api_path: str, query_string: str = "") -> URL:
+        """`api_path` is below the API root (`/threads/runs`), still percent-encoded; the base may carry a prefix."""
+        return URL(f"{self._base}{api_path}?{query_string}" if query_string else f"{self._base}{api_path}", encoded=True)
 
     def headers(self, incoming: CIMultiDictProxy[str], request_id: str, authorization: str | None) -> CIMultiDict[str]:
         headers = strip_hop_by_hop(incoming)
@@ -55,14 +56,17 @@ class Upstream:
 
     async def send(
         self,
+        session: aiohttp.ClientSession,
         method: str,
         url: URL,
         headers: CIMultiDict[str],
-        body: bytes | AsyncIterator[bytes] | None,
+        body: bytes | AsyncIterator[bytes] | None = None,
     ) -> aiohttp.ClientResponse:
         """The response is open: the caller reads it and must `release()` or `close()` it."""
         try:
-            return await self.session.request(method, url, headers=headers, data=body, allow_redirects=False)
+            return await session.request(
+                method, url, headers=headers, data=body, allow_redirects=False, timeout=self._timeout
+            )
         except TimeoutError:
             raise UpstreamTimeout(
                 f"The upstream did not answer within {self.config.read_timeout_s:g}s."
@@ -76,13 +80,10 @@ def _describe(exc: BaseException) -> str:
 
 
 def make_session(config: UpstreamConfig) -> aiohttp.ClientSession:
-    timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=config.connect_timeout_s, sock_read=config.read_timeout_s
-    )
+    """The pool lives as long as the app; its size is fixed at startup (timeouts follow reloads)."""
     connector = aiohttp.TCPConnector(limit=config.pool_size, ttl_dns_cache=300)
     return aiohttp.ClientSession(
         connector=connector,
-        timeout=timeout,
         auto_decompress=False,
         # No default Accept-Encoding/User-Agent: the upstream must see the client's, and only those.
         skip_auto_headers=("Accept-Encoding", "User-Agent"),

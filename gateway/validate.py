@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from aiohttp import web
@@ -13,7 +13,8 @@ from .openai_types import RunRequest, RunRoute, validate_run_request
 
 async def read_run_request(
     request: web.Request, route: RunRoute, max_bytes: int, unknown_fields: Literal["reject", "pass"]
-) -> tuple[bytes, RunRequest]:
+) -> tuple[bytes, dict[str, Any], RunRequest]:
+    """The raw bytes (forwarded unless the policy changes them), the parsed body, the typed request."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise _too_large(request.content_length, max_bytes)
     if request.content_type != "application/json":
@@ -33,7 +34,7 @@ async def read_run_request(
             f"your HTTP library correctly. The OpenAI API expects a JSON payload.) Detail: {exc}",
             code="invalid_json",
         ) from None
-    return body, validate_run_request(route, data, unknown_fields=unknown_fields)
+    return body, data, validate_run_request(route, data, unknown_fields=unknown_fields)
 
 
 def _too_large(size: int | None, max_bytes: int) -> PayloadTooLarge:

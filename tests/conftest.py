@@ -13,8 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.app import build_app
-from gateway.config import Config, parse_config
-from gateway.record import Recorder
+from gateway.config import Config, load_config, parse_config
 from gateway.runs import RunRecord
 from gateway.simulator import SIMULATOR_STATE, SimulatorSettings, build_simulator_app
 from gateway.sse import SSEEvent
@@ -94,11 +93,20 @@ def make_gateway(
 ) -> Callable[..., Awaitable[Gateway]]:
     """Start a gateway on the simulator; `raw` sections are merged into the default config."""
 
-    async def start(upstream_url: str | None = None, env: dict[str, str] | None = None, **raw: Any) -> Gateway:
+    async def start(
+        upstream_url: str | None = None,
+        env: dict[str, str] | None = None,
+        config_file: Path | None = None,
+        **raw: Any,
+    ) -> Gateway:
+        """A gateway from `raw` sections, or from a YAML `config_file` (which it then reloads from)."""
         upstream = {"base_url": upstream_url or str(simulator.make_url("/v1")), **raw.pop("upstream", {})}
-        config = parse_config({"upstream": upstream, **raw}, env=env or {})
+        if config_file is not None:
+            config = load_config(config_file, env=env)
+        else:
+            config = parse_config({"upstream": upstream, **raw}, env=env or {})
         runs = RunCollector()
-        server = await aiohttp_server(build_app(config, Recorder([runs])))
+        server = await aiohttp_server(build_app(config, config_path=config_file, observers=[runs]))
         return Gateway(server, config, runs)
 
     return start

@@ -42,7 +42,11 @@ def test_every_problem_is_named_with_its_key_path():
 
 def test_env_interpolation_with_defaults_and_types():
     config = parse_config(
-        {"listen": {"port": "${PORT}", "host": "${HOST:-0.0.0.0}"}, "upstream": {"api_key": "${KEY}"}},
+        {
+            "listen": {"port": "${PORT}", "host": "${HOST:-0.0.0.0}"},
+            "upstream": {"api_key": "${KEY}"},
+            "tenants": {"t": {"keys": ["${KEY}"]}},
+        },
         env={"PORT": "9999", "KEY": "sk-from-env"},
     )
     assert config.listen.port == 9999
@@ -62,14 +66,28 @@ def test_secrets_written_in_the_file_are_refused():
         {"upstream": {"api_key": "sk-live-123"}, "tenants": {"a": {"keys": ["${K}", "plain-secret"]}}},
         env={"K": "x"},
     )
-    assert found[0].startswith("upstream.api_key: the upstream credential must come from the environment")
-    assert found[1].startswith("tenants.a.keys: entries [1] are written in the file")
-
-
-def test_tenants_require_an_upstream_credential():
-    assert problems({"tenants": {"a": {"keys": ["${K}"]}}}, env={"K": "x"}) == [
-        "(top level): tenants are set, so upstream.api_key must be too (tenants never hold it)"
+    assert found == [
+        "upstream.api_key: secrets must come from the environment (${VAR}), not the file",
+        "tenants.a.keys[1]: keys must come from the environment (${VAR}) or be a sha256:<hex> digest",
     ]
+
+
+def test_credentials_must_fit_the_mode():
+    assert problems({"tenants": {"a": {"keys": ["${K}"]}}}, env={"K": "x"}) == [
+        "(top level): tenants.a: needs upstream_api_key, or set upstream.api_key"
+    ]
+    assert problems({"upstream": {"api_key": "${K}"}}, env={"K": "x"}) == [
+        "(top level): upstream.api_key without tenants would let anyone spend it: define tenants"
+    ]
+    caller_mode = {"upstream": {"credential": "caller", "api_key": "${K}"}, "tenants": {"a": {"keys": ["${K}"]}}}
+    assert problems(caller_mode, env={"K": "x"}) == [
+        "(top level): tenants.a: upstream.credential is 'caller', so no upstream key may be set"
+    ]
+
+
+def test_tenants_name_existing_policies():
+    raw = {"upstream": {"api_key": "${K}"}, "tenants": {"a": {"keys": ["${K}"], "policy": "nope"}}}
+    assert problems(raw, env={"K": "x"}) == ["(top level): tenants.a.policy: no policy named 'nope' under policies"]
 
 
 def test_allowed_paths_are_below_the_api_root():

@@ -30,7 +30,7 @@ def test_check_config_ok_prints_one_line_summary():
     done = gateway_cli("check-config", "config/gateway.yaml")
     assert done.returncode == 0
     assert done.stdout.strip() == (
-        "config/gateway.yaml: OK: listen 127.0.0.1:8080, upstream http://127.0.0.1:8081/v1, pass-through"
+        "config/gateway.yaml: OK: listen 127.0.0.1:8080, upstream http://127.0.0.1:8081/v1, pass-through, 0 policies"
     )
 
 

@@ -10,7 +10,7 @@ import aiohttp
 import openai
 import pytest
 
-from gateway.context import UPSTREAM
+from gateway.context import SESSION
 from tests.conftest import API_KEY, Gateway
 
 RUN = "/v1/threads/runs"
@@ -36,7 +36,7 @@ def free_port() -> int:
 
 
 def pool_in_use(gateway: Gateway) -> int:
-    connector = gateway.app[UPSTREAM].session.connector
+    connector = gateway.app[SESSION].connector
     assert connector is not None
     return sum(len(conns) for conns in connector._acquired_per_host.values())  # noqa: SLF001
 

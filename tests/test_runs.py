@@ -38,7 +38,8 @@ class Broken:
 
 
 def tracker(*observers: object) -> RunTracker:
-    return RunTracker(RunRecord("req_1", "create_thread_and_run", "t", 0.0), Recorder(list(observers)), Clock())  # type: ignore[arg-type]
+    record = RunRecord("req_1", "create_thread_and_run", "t", 0.0)
+    return RunTracker(record, Recorder(list(observers)), clock=Clock())  # type: ignore[arg-type]
 
 
 def run(status: str, **extra: object) -> SSEEvent:
@@ -92,9 +93,9 @@ def test_error_event_is_recorded():
     assert t.record.error == "server had an error"
 
 
-def test_polled_run_object():
+async def test_polled_run_object():
     t = tracker()
-    t.on_json(orjson.dumps({"id": "run_9", "object": "thread.run", "status": "queued", "thread_id": "thread_9"}))
+    await t.on_json(orjson.dumps({"id": "run_9", "object": "thread.run", "status": "queued", "thread_id": "thread_9"}))
     assert (t.record.run_id, t.record.thread_id, t.record.status) == ("run_9", "thread_9", "queued")
 
 
@@ -104,3 +105,16 @@ def test_a_failing_observer_never_breaks_the_others():
     t.on_event(run("queued"))
     t.finish()
     assert seen.events == ["thread.run.queued"] and len(seen.finished) == 1
+
+
+async def test_ids_are_announced_once_as_they_appear():
+    heard: list[tuple[str | None, str | None]] = []
+
+    async def on_ids(thread_id: str | None, run_id: str | None) -> None:
+        heard.append((thread_id, run_id))
+
+    t = RunTracker(RunRecord("req_1", "create_thread_and_run", "t", 0.0), Recorder(), on_ids=on_ids)
+    await t.on_events([SSEEvent("thread.created", '{"id":"thread_1","object":"thread"}')])
+    await t.on_events([run("queued"), run("in_progress")])
+    await t.on_events([SSEEvent("thread.message.delta", "{}")])
+    assert heard == [("thread_1", None), ("thread_1", "run_1")]

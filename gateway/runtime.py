@@ -1,0 +1,52 @@
+"""Everything derived from one config, swapped whole on reload.
+
+A request takes the current `Runtime` once, when it arrives (see `middlewares.authenticate`), and
+keeps it to the end: in-flight requests finish under the config and policy they started with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cachetools import TTLCache
+
+from .auth import Authenticator, KeyRing
+from .config import Config
+from .policy_config import PolicyConfig
+from .upstream import Upstream
+
+_ASSISTANTS_CACHED = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    config: Config
+    authenticator: Authenticator
+    upstream: Upstream
+    admin_keys: KeyRing
+    # (tenant, assistant id) → model; lives with the config, so a reload starts it afresh.
+    assistant_models: TTLCache[tuple[str, str], str] = field(compare=False)
+
+    @classmethod
+    def from_config(cls, config: Config) -> Runtime:
+        return cls(
+            config=config,
+            authenticator=Authenticator(config),
+            upstream=Upstream(config.upstream),
+            admin_keys=KeyRing((key, "admin") for key in config.admin.keys),
+            assistant_models=TTLCache(_ASSISTANTS_CACHED, ttl=config.upstream.assistant_cache_ttl_s or 1e-9),
+        )
+
+    def policy_for(self, tenant: str) -> PolicyConfig | None:
+        return self.config.policy_for(tenant)
+
+    def unknown_threads_allowed(self, tenant: str) -> bool:
+        tenants = self.config.tenants
+        return tenants is None or tenant not in tenants or tenants[tenant].unknown_threads == "allow"
+
+
+class RuntimeHolder:
+    """The one mutable cell: assignment is atomic on the event loop."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.current = runtime

@@ -1,0 +1,1 @@
+"""Observers of the gateway: metrics (and, as they land, traces and the audit log)."""
