@@ -52,17 +52,19 @@ class _Section(BaseModel):
 def _from_env(value: object) -> object:
     if isinstance(value, str) and not isinstance(value, FromEnv):
         raise ValueError("secrets must come from the environment (${VAR}), not the file")
-    return value
+    return value or None  # `${KEY:-}` left empty means "not set", never an empty credential
 
 
 def _from_env_or_digest(value: object) -> object:
     if isinstance(value, str) and not isinstance(value, FromEnv) and not _DIGEST.fullmatch(value):
         raise ValueError("keys must come from the environment (${VAR}) or be a sha256:<hex> digest")
+    if value == "":
+        raise ValueError("an empty key would match an empty Authorization header")
     return value
 
 
 # A credential the gateway sends upstream: only ever from the environment.
-EnvSecret = Annotated[SecretStr, BeforeValidator(_from_env)]
+EnvSecret = Annotated[SecretStr | None, BeforeValidator(_from_env)]
 # A caller key the gateway checks: from the environment, or stored as its digest.
 CallerKey = Annotated[SecretStr, BeforeValidator(_from_env_or_digest)]
 
@@ -77,7 +79,7 @@ class ListenConfig(_Section):
 
 class UpstreamConfig(_Section):
     base_url: HttpUrl = HttpUrl("https://api.openai.com/v1")
-    api_key: EnvSecret | None = Field(None, description="credential sent upstream for every tenant without its own")
+    api_key: EnvSecret = Field(None, description="credential sent upstream for every tenant without its own")
     credential: Literal["gateway", "caller"] = Field(
         "gateway", description="gateway: swap in api_key / the tenant's key; caller: keep the caller's key"
     )
@@ -101,7 +103,7 @@ class UpstreamConfig(_Section):
 class TenantConfig(_Section):
     keys: tuple[CallerKey, ...] = Field(min_length=1, description="`${ENV}` or `sha256:<hex>` digests")
     policy: str | None = Field(None, description="a name under `policies`; absent: the `default` policy, if any")
-    upstream_api_key: EnvSecret | None = Field(None, description="this tenant's own upstream credential")
+    upstream_api_key: EnvSecret = Field(None, description="this tenant's own upstream credential")
     unknown_threads: Literal["allow", "deny"] = Field(
         "allow", description="threads the gateway never saw created (before it ran, or by another route)"
     )

@@ -98,6 +98,7 @@ def test_shipped_configs_are_valid(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
     monkeypatch.setenv("TEAM_SEARCH_KEY", "k1")
     monkeypatch.setenv("TEAM_SUPPORT_KEY", "k2")
+    monkeypatch.setenv("GATEWAY_ADMIN_KEY", "k3")
     assert load_config(REPO / "config" / "gateway.yaml").tenants is None
     example = load_config(REPO / "config" / "gateway.example.yaml")
     assert example.tenants is not None and set(example.tenants) == {"team-search", "team-support"}
@@ -110,3 +111,15 @@ def test_unreadable_and_invalid_yaml(tmp_path):
     bad.write_text("listen: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_an_empty_variable_is_no_credential_and_no_key():
+    raw = {
+        "upstream": {"api_key": "${UP}"},
+        "tenants": {"a": {"keys": ["${A}"], "upstream_api_key": "${A_UP:-}"}},
+    }
+    config = parse_config(raw, env={"UP": "sk-up", "A": "key-a"})
+    assert config.tenants is not None and config.tenants["a"].upstream_api_key is None
+    assert problems(raw, env={"UP": "sk-up", "A": ""})[0] == (
+        "tenants.a.keys[0]: an empty key would match an empty Authorization header"
+    )
