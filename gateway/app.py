@@ -14,7 +14,7 @@ from .context import CONFIG_PATH, METRICS, OWNERSHIP, READINESS, RECORDER, RUNTI
 from .openai_types import RunRoute
 from .ownership import MemoryOwnership
 from .proxy import API_ROOT, passthrough, run_call
-from .record import Recorder, RunLog, RunObserver
+from .record import Recorder, RunLog
 from .reload import admin_reload, reload_triggers
 from .runtime import Runtime, RuntimeHolder
 from .telemetry.metrics import Metrics, PolicyMetrics
@@ -22,7 +22,7 @@ from .upstream import make_session
 
 
 def build_app(
-    config: Config, *, config_path: Path | None = None, observers: Sequence[RunObserver] = ()
+    config: Config, *, config_path: Path | None = None, observers: Sequence[object] = ()
 ) -> web.Application:
     app = web.Application(
         middlewares=[middlewares.request_id, middlewares.errors, middlewares.authenticate],

@@ -34,3 +34,4 @@ READINESS = web.AppKey("readiness", Readiness)
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", Caller)
 REQUEST_RUNTIME = web.RequestKey("runtime", Runtime)
+TRACE_ID = web.RequestKey("trace_id", str)  # set by tracing, when it is on

@@ -45,6 +45,7 @@ async def enforce(
         raise PolicyViolation(denial_message(decision.violations, policy=name), param=decision.violations[0].param)
     if decision.modified:
         record.decision = "modify"
+        record.note_caps(decision.body)
         return orjson.dumps(decision.body), {MODIFIED_HEADER: ",".join(decision.modified)}
     record.decision = "allow"
     return body, {}

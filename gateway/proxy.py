@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from .auth import Caller
-from .context import CALLER, OWNERSHIP, RECORDER, REQUEST_ID, REQUEST_RUNTIME, SESSION
+from .context import CALLER, OWNERSHIP, RECORDER, REQUEST_ID, REQUEST_RUNTIME, SESSION, TRACE_ID
 from .enforce import enforce
 from .errors import GatewayError, NotFound, PayloadTooLarge
 from .openai_types import RunRoute
@@ -34,21 +34,26 @@ def run_call(route: RunRoute) -> Handler:
     """Create-thread-and-run and its siblings: validated, judged, then forwarded and teed."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        started = time.perf_counter()
+        started, started_ns = time.perf_counter(), time.time_ns()
         config = request[REQUEST_RUNTIME].config
         body, data, run_request = await read_run_request(
             request, route, config.listen.max_body_bytes, config.upstream.unknown_fields
         )
         if "thread_id" in request.match_info:
             await guard_thread(request, request.match_info["thread_id"])
-        caller = request[CALLER]
-        record = RunRecord(request[REQUEST_ID], route.value, caller.tenant, started)
-        tracker = RunTracker(record, request.app[RECORDER], on_ids=partial(request.app[OWNERSHIP].claim, caller.tenant))
+        record = _new_record(request, route, started, started_ns)
+        record.note_request(run_request, data)
+        claim = partial(request.app[OWNERSHIP].claim, record.tenant)
+        tracker = RunTracker(record, request.app[RECORDER], on_ids=claim)
         try:
-            body, reported = await enforce(request, route, run_request, data, body, record)
+            try:
+                body, reported = await enforce(request, route, run_request, data, body, record)
+            finally:
+                tracker.decided()
+            tracker.on_forward()
             upstream_response = await forward(request, body)
         except GatewayError as exc:
-            record.error = exc.message
+            tracker.on_error(exc.code, exc.message)
             tracker.finish()
             raise
         return await relay_run(
@@ -56,6 +61,21 @@ def run_call(route: RunRoute) -> Handler:
         )
 
     return handle
+
+
+def _new_record(request: web.Request, route: RunRoute, started: float, started_ns: int) -> RunRecord:
+    caller = request[CALLER]
+    return RunRecord(
+        request[REQUEST_ID],
+        route.value,
+        caller.tenant,
+        started,
+        started_ns,
+        key_fingerprint=caller.fingerprint,
+        client_address=request.remote,
+        trace_id=request.get(TRACE_ID),
+        policy=request[REQUEST_RUNTIME].config.policy_name_for(caller.tenant),
+    )
 
 
 async def passthrough(request: web.Request) -> web.StreamResponse:

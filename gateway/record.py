@@ -1,56 +1,65 @@
 """The record stage: observers subscribe to run events; they observe, never decide or block.
 
-Like mitmproxy addons, an observer implements only the hooks it cares about. A failing observer is
-logged and skipped: telemetry must never break the relay.
+Like mitmproxy addons, an observer is a small class that implements only the hooks it cares
+about, each a plain method called with the run's record:
+
+    run_decided(record)          the policy has judged the call (allowed or not), before forwarding
+    run_responded(record)        the upstream's status and headers have arrived
+    run_event(record, event)     one SSE event of the run's stream, after it was relayed
+    run_finished(record)         the call is over, whatever the outcome
+
+A failing observer is logged and skipped: telemetry must never break the relay.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 if TYPE_CHECKING:
     from .runs import RunRecord
-    from .sse import SSEEvent
 
 log = structlog.get_logger("gateway.record")
 
-
-class RunObserver(Protocol):
-    def run_event(self, record: RunRecord, event: SSEEvent) -> None: ...
-
-    def run_finished(self, record: RunRecord) -> None: ...
+HOOKS = ("run_decided", "run_responded", "run_event", "run_finished")
 
 
 class Recorder:
-    """Fans run events out to the observers, isolating each from the others' failures."""
+    """Fans run events out to the observers that have the hook, isolating each from the others."""
 
-    def __init__(self, observers: list[RunObserver] | None = None) -> None:
-        self.observers: list[RunObserver] = list(observers or [])
+    def __init__(self, observers: Sequence[object] = ()) -> None:
+        self.observers = list(observers)
+        self._hooks: dict[str, list[Callable[..., None]]] = {
+            hook: [getattr(o, hook) for o in self.observers if callable(getattr(o, hook, None))] for hook in HOOKS
+        }
 
-    def run_event(self, record: RunRecord, event: SSEEvent) -> None:
+    def run_decided(self, record: RunRecord) -> None:
+        self._notify("run_decided", record)
+
+    def run_responded(self, record: RunRecord) -> None:
+        self._notify("run_responded", record)
+
+    def run_event(self, record: RunRecord, event: Any) -> None:
         self._notify("run_event", record, event)
 
     def run_finished(self, record: RunRecord) -> None:
         self._notify("run_finished", record)
 
     def _notify(self, hook: str, *args: object) -> None:
-        for observer in self.observers:
+        for call in self._hooks[hook]:
             try:
-                getattr(observer, hook)(*args)
+                call(*args)
             except Exception:
-                log.exception("observer_failed", observer=type(observer).__name__, hook=hook)
+                log.exception("observer_failed", observer=type(getattr(call, "__self__", call)).__name__, hook=hook)
 
 
 class RunLog:
     """Logs one line per finished run call."""
 
-    def run_event(self, record: RunRecord, event: SSEEvent) -> None:
-        return None
-
     def run_finished(self, record: RunRecord) -> None:
         fields = dataclasses.asdict(record)
-        del fields["event_counts"], fields["started"]
+        del fields["event_counts"], fields["started"], fields["started_ns"]
         log.info("run_call", **fields)

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from .openai_types import RunRequest, SubmitToolOutputsRequest
 from .record import Recorder
 from .sse import SSEEvent
 
@@ -37,10 +38,30 @@ class Usage:
 
 @dataclass(slots=True)
 class RunRecord:
+    """One run call, from arrival to its last byte: what observers (log, metrics, traces, audit) read."""
+
     request_id: str
     route: str
     tenant: str
-    started: float
+    started: float  # perf_counter; every `*_s` below is seconds since this
+    started_ns: int = 0  # the wall clock at `started`, for telemetry timestamps
+    key_fingerprint: str | None = None
+    client_address: str | None = None
+    trace_id: str | None = None
+    # What was asked (after the policy: caps are the effective ones).
+    requested_model: str | None = None
+    tools: tuple[str, ...] = ()
+    temperature: float | None = None
+    top_p: float | None = None
+    max_prompt_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    # The policy stage's verdict: allow | deny | modify | none (no policy), rules as ids.
+    policy: str | None = None
+    decision: str = "none"
+    violations: tuple[str, ...] = ()
+    shadowed: tuple[str, ...] = ()
+    modified: tuple[str, ...] = ()
+    # What the upstream said.
     thread_id: str | None = None
     run_id: str | None = None
     assistant_id: str | None = None
@@ -50,18 +71,37 @@ class RunRecord:
     upstream_status: int | None = None
     streamed: bool = False
     events: int = 0
+    event_counts: dict[str, int] = field(default_factory=dict)
+    # Milestones.
+    decided_s: float | None = None
+    forwarded_s: float | None = None  # the gateway's own overhead before the upstream is asked
     ttfb_s: float | None = None
     first_delta_s: float | None = None
+    requires_action_s: float | None = None
+    terminal_s: float | None = None
     duration_s: float | None = None
+    # How it ended.
     broken: bool = False
     client_gone: bool = False
     error: str | None = None
-    # The policy stage's verdict: allow | deny | modify | none (no policy), rules as ids.
-    decision: str = "none"
-    violations: tuple[str, ...] = ()
-    shadowed: tuple[str, ...] = ()
-    modified: tuple[str, ...] = ()
-    event_counts: dict[str, int] = field(default_factory=dict)
+    error_type: str | None = None  # a short, bounded kind: an error code or the upstream's status
+
+    def note_request(self, request: RunRequest, body: Mapping[str, Any]) -> None:
+        """What the client asked, as sent (spec defaults the client did not send are not reported)."""
+        self.assistant_id = body.get("assistant_id") if isinstance(body.get("assistant_id"), str) else None
+        self.requested_model = body.get("model") if isinstance(body.get("model"), str) else None
+        if isinstance(request, SubmitToolOutputsRequest):
+            return
+        self.tools = tuple(tool.type for tool in request.tools or ())
+        sent = request.model_fields_set
+        self.temperature = request.temperature if "temperature" in sent else None
+        self.top_p = request.top_p if "top_p" in sent else None
+        self.note_caps(body)
+
+    def note_caps(self, body: Mapping[str, Any]) -> None:
+        for cap in ("max_prompt_tokens", "max_completion_tokens"):
+            value = body.get(cap)
+            setattr(self, cap, value if type(value) is int else None)
 
 
 IdsListener = Callable[[str | None, str | None], Awaitable[None]]
@@ -86,9 +126,15 @@ class RunTracker:
         self._announced: tuple[str | None, str | None] = (None, None)
         self._clock = clock
 
+    def on_forward(self) -> None:
+        self.record.forwarded_s = self._clock() - self.record.started
+
     def on_response(self, status: int, streamed: bool) -> None:
         self.record.upstream_status = status
         self.record.streamed = streamed
+        if status >= 400:
+            self.record.error_type = str(status)
+        self._recorder.run_responded(self.record)
 
     def on_first_byte(self) -> None:
         self.record.ttfb_s = self._clock() - self.record.started
@@ -110,6 +156,7 @@ class RunTracker:
         elif name == "error":
             error = _json(event.data).get("error")
             record.error = str(error.get("message")) if isinstance(error, Mapping) else "error event"
+            record.error_type = record.error_type or "error_event"
         self._recorder.run_event(record, event)
 
     async def on_events(self, events: Iterable[SSEEvent]) -> None:
@@ -130,6 +177,15 @@ class RunTracker:
     def on_broken(self, reason: str) -> None:
         self.record.broken = True
         self.record.error = self.record.error or reason
+        self.record.error_type = "stream_broken"
+
+    def decided(self) -> None:
+        self.record.decided_s = self._clock() - self.record.started
+        self._recorder.run_decided(self.record)
+
+    def on_error(self, code: str | None, message: str) -> None:
+        self.record.error = message
+        self.record.error_type = code or "error"
 
     def on_client_gone(self) -> None:
         self.record.client_gone = True
@@ -146,6 +202,10 @@ class RunTracker:
             value = run.get(name)
             if isinstance(value, str):
                 setattr(record, name, value)
+        if record.status == "requires_action" and record.requires_action_s is None:
+            record.requires_action_s = self._clock() - record.started
+        elif record.status in TERMINAL_STATUSES and record.terminal_s is None:
+            record.terminal_s = self._clock() - record.started
         if isinstance(run.get("id"), str):
             record.run_id = run["id"]
         usage = Usage.from_json(run.get("usage"))

@@ -37,6 +37,16 @@ class Broken:
         raise RuntimeError("observer bug")
 
 
+class OnlyFinished:
+    """Observers implement only the hooks they need."""
+
+    def __init__(self) -> None:
+        self.finished = 0
+
+    def run_finished(self, record: RunRecord) -> None:
+        self.finished += 1
+
+
 def tracker(*observers: object) -> RunTracker:
     record = RunRecord("req_1", "create_thread_and_run", "t", 0.0)
     return RunTracker(record, Recorder(list(observers)), clock=Clock())  # type: ignore[arg-type]
@@ -64,7 +74,7 @@ def test_stream_events_fill_the_record():
     assert (record.thread_id, record.run_id, record.assistant_id, record.model) == ("thread_1", "run_1", "asst_1", "gpt-4o")
     assert record.status == "completed"
     assert record.usage == Usage(10, 5, 15)
-    assert (record.ttfb_s, record.first_delta_s, record.duration_s) == (1.0, 2.0, 3.0)
+    assert (record.ttfb_s, record.first_delta_s, record.terminal_s, record.duration_s) == (1.0, 2.0, 3.0, 4.0)
     assert record.events == 6 and record.event_counts["thread.message.delta"] == 2
     assert seen.events[-1] == "done"
 
@@ -100,11 +110,11 @@ async def test_polled_run_object():
 
 
 def test_a_failing_observer_never_breaks_the_others():
-    seen = Collect()
-    t = tracker(Broken(), seen)
+    seen, partial = Collect(), OnlyFinished()
+    t = tracker(Broken(), partial, seen)
     t.on_event(run("queued"))
     t.finish()
-    assert seen.events == ["thread.run.queued"] and len(seen.finished) == 1
+    assert seen.events == ["thread.run.queued"] and len(seen.finished) == 1 and partial.finished == 1
 
 
 async def test_ids_are_announced_once_as_they_appear():

@@ -8,7 +8,6 @@ from prometheus_client import CollectorRegistry, Counter
 
 if TYPE_CHECKING:
     from ..runs import RunRecord
-    from ..sse import SSEEvent
 
 
 class Metrics:
@@ -30,9 +29,6 @@ class PolicyMetrics:
 
     def __init__(self, metrics: Metrics) -> None:
         self._decisions = metrics.policy_decisions
-
-    def run_event(self, record: RunRecord, event: SSEEvent) -> None:
-        return None
 
     def run_finished(self, record: RunRecord) -> None:
         if record.decision == "none":
