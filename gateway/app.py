@@ -10,14 +10,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import middlewares
 from .config import Config
-from .context import CONFIG_PATH, METRICS, OWNERSHIP, READINESS, RECORDER, RUNTIME, SESSION, Readiness
+from .context import CONFIG_PATH, OWNERSHIP, READINESS, RECORDER, RUNTIME, SESSION, Readiness
 from .openai_types import RunRoute
 from .ownership import MemoryOwnership
 from .proxy import API_ROOT, passthrough, run_call
 from .record import Recorder, RunLog
 from .reload import admin_reload, reload_triggers
 from .runtime import Runtime, RuntimeHolder
-from .telemetry.metrics import Metrics, PolicyMetrics
+from .telemetry.metrics import METRICS, Metrics, RunMetrics, count_requests
 from .upstream import make_session
 
 
@@ -25,14 +25,14 @@ def build_app(
     config: Config, *, config_path: Path | None = None, observers: Sequence[object] = ()
 ) -> web.Application:
     app = web.Application(
-        middlewares=[middlewares.request_id, middlewares.errors, middlewares.authenticate],
+        middlewares=[middlewares.request_id, count_requests, middlewares.errors, middlewares.authenticate],
         client_max_size=config.listen.max_body_bytes,
     )
-    app[RUNTIME] = RuntimeHolder(Runtime.from_config(config))
+    runtime = app[RUNTIME] = RuntimeHolder(Runtime.from_config(config))
     if config_path is not None:
         app[CONFIG_PATH] = config_path
-    app[METRICS] = Metrics()
-    app[RECORDER] = Recorder([RunLog(), PolicyMetrics(app[METRICS]), *observers])
+    metrics = app[METRICS] = Metrics()
+    app[RECORDER] = Recorder([RunLog(), RunMetrics(metrics, runtime), *observers])
     app[OWNERSHIP] = MemoryOwnership(config.state.max_owned_objects)
     app[READINESS] = Readiness()
     app.cleanup_ctx.extend([_upstream_pool, reload_triggers])
@@ -40,7 +40,7 @@ def build_app(
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_post("/admin/reload", admin_reload)
     threads = f"{API_ROOT}/threads"
     app.router.add_post(f"{threads}/runs", run_call(RunRoute.CREATE_THREAD_AND_RUN))
@@ -77,7 +77,7 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(
         body=generate_latest(request.app[METRICS].registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

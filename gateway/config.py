@@ -32,6 +32,12 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
+DEFAULT_METRIC_MODELS = (
+    "gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4-turbo", "gpt-4",
+    "gpt-3.5-turbo", "o1", "o3", "o3-mini", "o4-mini", "gpt-5", "gpt-5-mini", "gpt-5-nano",
+)  # fmt: skip
+
+
 class ConfigError(Exception):
     """Every problem found in a config, each as `key.path: message`."""
 
@@ -121,6 +127,9 @@ class StateConfig(_Section):
 class TelemetryConfig(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+    metric_models: tuple[str, ...] = Field(
+        DEFAULT_METRIC_MODELS, description="models that get their own metric label; any other is `other`"
+    )
 
 
 class Config(_Section):

@@ -11,7 +11,6 @@ from .auth import Caller
 from .ownership import OwnershipStore
 from .record import Recorder
 from .runtime import Runtime, RuntimeHolder
-from .telemetry.metrics import Metrics
 
 
 class Readiness:
@@ -28,7 +27,6 @@ UPSTREAM_OVERRIDE = web.AppKey("upstream_override", str)  # --mock-upstream: sur
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 OWNERSHIP = web.AppKey("ownership", OwnershipStore)
 RECORDER = web.AppKey("recorder", Recorder)
-METRICS = web.AppKey("metrics", Metrics)
 READINESS = web.AppKey("readiness", Readiness)
 
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -60,6 +60,6 @@ class RunLog:
     """Logs one line per finished run call."""
 
     def run_finished(self, record: RunRecord) -> None:
-        fields = dataclasses.asdict(record)
-        del fields["event_counts"], fields["started"], fields["started_ns"]
+        skip = {"event_counts", "started", "started_ns", "body"}
+        fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name not in skip}
         log.info("run_call", **fields)

@@ -18,7 +18,8 @@ from watchfiles import awatch
 
 from .auth import admin_check
 from .config import ConfigError, load_config
-from .context import CONFIG_PATH, METRICS, REQUEST_RUNTIME, RUNTIME, UPSTREAM_OVERRIDE
+from .context import CONFIG_PATH, REQUEST_RUNTIME, RUNTIME, UPSTREAM_OVERRIDE
+from .telemetry.metrics import METRICS
 from .errors import InvalidRequest, NotFound
 from .runtime import Runtime
 

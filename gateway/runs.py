@@ -85,9 +85,11 @@ class RunRecord:
     client_gone: bool = False
     error: str | None = None
     error_type: str | None = None  # a short, bounded kind: an error code or the upstream's status
+    body: Mapping[str, Any] | None = field(default=None, repr=False)  # the parsed request, for content capture
 
     def note_request(self, request: RunRequest, body: Mapping[str, Any]) -> None:
         """What the client asked, as sent (spec defaults the client did not send are not reported)."""
+        self.body = body
         self.assistant_id = body.get("assistant_id") if isinstance(body.get("assistant_id"), str) else None
         self.requested_model = body.get("model") if isinstance(body.get("model"), str) else None
         if isinstance(request, SubmitToolOutputsRequest):

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 
 from cachetools import TTLCache
 
-from .auth import Authenticator, KeyRing
+from .auth import PASSTHROUGH_TENANT, Authenticator, KeyRing
 from .config import Config
 from .policy_config import PolicyConfig
+from .telemetry.labels import Labels
 from .upstream import Upstream
 
 _ASSISTANTS_CACHED = 10_000
@@ -24,6 +25,7 @@ class Runtime:
     authenticator: Authenticator
     upstream: Upstream
     admin_keys: KeyRing
+    labels: Labels  # metric label values this config allows
     # (tenant, assistant id) → model; lives with the config, so a reload starts it afresh.
     assistant_models: TTLCache[tuple[str, str], str] = field(compare=False)
 
@@ -34,6 +36,7 @@ class Runtime:
             authenticator=Authenticator(config),
             upstream=Upstream(config.upstream),
             admin_keys=KeyRing((key, "admin") for key in config.admin.keys),
+            labels=Labels([*(config.tenants or {}), PASSTHROUGH_TENANT], config.telemetry.metric_models),
             assistant_models=TTLCache(_ASSISTANTS_CACHED, ttl=config.upstream.assistant_cache_ttl_s or 1e-9),
         )
 

@@ -1,44 +1,215 @@
-"""Prometheus metrics, one registry per app (no process globals), served on GET /metrics."""
+"""Prometheus metrics: one registry per app (no process globals), served on GET /metrics.
+
+Label values are bounded by design: tenants and models come from the config or collapse into
+`other`, routes are templates, event types a known list; no id and no user input is ever a label.
+The GenAI histograms follow the OpenTelemetry GenAI semantic conventions, with their advised buckets.
+"""
 
 from __future__ import annotations
 
+import re
+import time
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ..context import CALLER, REQUEST_RUNTIME, RUNTIME
+from .labels import OTHER, Labels
 
 if TYPE_CHECKING:
     from ..runs import RunRecord
+    from ..runtime import RuntimeHolder
+    from ..sse import SSEEvent
+
+OPERATION = "invoke_agent"  # an Assistants run is an agent invocation in the GenAI conventions
+PROVIDER = "openai"
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+EVENT_TYPES = frozenset(
+    f"thread.{name}"
+    for name in (
+        "created", "run.created", "run.queued", "run.in_progress", "run.requires_action", "run.completed",
+        "run.incomplete", "run.failed", "run.cancelling", "run.cancelled", "run.expired", "run.step.created",
+        "run.step.in_progress", "run.step.delta", "run.step.completed", "run.step.failed", "run.step.cancelled",
+        "run.step.expired", "message.created", "message.in_progress", "message.delta", "message.completed",
+        "message.incomplete",
+    )
+) | {"error", "done"}  # fmt: skip
+_ID_SEGMENT = re.compile(r"^(thread|run|msg|asst|step|call|vs|file|batch)[_-][A-Za-z0-9_-]+$")
 
 
 class Metrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.config_reloads = Counter(
-            "gateway_config_reloads", "Config reloads by result (ok, error).", ["result"], registry=self.registry
-        )
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gateway_requests", "Requests by route template, method, status and tenant.",
+            ["route", "method", "status", "tenant"], registry=r,
+        )  # fmt: skip
+        self.request_duration = Histogram(
+            "gateway_request_duration_seconds", "Whole request time, streams included.",
+            ["route", "method"], buckets=DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.overhead = Histogram(
+            "gateway_overhead_seconds", "Time the gateway spends on a run call before asking the upstream.",
+            ["route"], buckets=FAST_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.upstream_ttfb = Histogram(
+            "gateway_upstream_ttfb_seconds", "From arrival to the upstream's first body byte.",
+            ["route"], buckets=TTFT_BUCKETS, registry=r,
+        )  # fmt: skip
         self.policy_decisions = Counter(
-            "gateway_policy_decisions",
-            "Policy decisions by tenant, decision (allow, deny, shadow_deny, modify) and rule.",
-            ["tenant", "decision", "rule"],
-            registry=self.registry,
+            "gateway_policy_decisions", "Policy decisions by tenant, decision (allow, deny, shadow_deny, modify) and rule.",
+            ["tenant", "decision", "rule"], registry=r,
+        )  # fmt: skip
+        self.rate_limit_hits = Counter(
+            "gateway_rate_limit_hits", "Calls refused by a limit.", ["tenant", "limit"], registry=r
         )
+        self.budget_remaining = Gauge(
+            "gateway_budget_remaining_tokens", "Tokens left in a tenant's budget.", ["tenant", "period"], registry=r
+        )
+        self.runs = Counter(
+            "gateway_runs", "Run calls by tenant, model and the run's last status.", ["tenant", "model", "status"],
+            registry=r,
+        )  # fmt: skip
+        self.tokens = Counter(
+            "gateway_tokens", "Tokens used by tenant, model and type (input, output).", ["tenant", "model", "type"],
+            registry=r,
+        )  # fmt: skip
+        self.active_streams = Gauge("gateway_active_streams", "Run streams being relayed now.", ["tenant"], registry=r)
+        self.stream_events = Counter("gateway_stream_events", "Relayed stream events by type.", ["type"], registry=r)
+        self.broken_streams = Counter(
+            "gateway_broken_streams", "Streams the upstream broke off before the run ended.", ["tenant"], registry=r
+        )
+        self.upstream_errors = Counter(
+            "gateway_upstream_errors",
+            "Upstream trouble by kind (unavailable, timeout, server_error, rate_limited, stream_broken, error_event).",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        self.audit_records = Counter(
+            "gateway_audit_records", "Audit records by result (written, failed).", ["result"], registry=r
+        )
+        self.config_reloads = Counter(
+            "gateway_config_reloads", "Config reloads by result (ok, error).", ["result"], registry=r
+        )
+        genai = ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_response_model"]
+        self.token_usage = Histogram(
+            "gen_ai_client_token_usage", "GenAI semconv: tokens used per run, by type.",
+            [*genai, "gen_ai_token_type", "gateway_tenant"], buckets=TOKEN_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.operation_duration = Histogram(
+            "gen_ai_client_operation_duration_seconds", "GenAI semconv: run call duration.",
+            [*genai, "error_type", "gateway_tenant"], buckets=DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.time_to_first_token = Histogram(
+            "gen_ai_server_time_to_first_token_seconds", "GenAI semconv: time to the first message delta.",
+            [*genai, "gateway_tenant"], buckets=TTFT_BUCKETS, registry=r,
+        )  # fmt: skip
 
 
-class PolicyMetrics:
-    """Counts each run call's policy verdict, per rule that decided it."""
+class RunMetrics:
+    """The run observer behind the run, token, stream, policy and GenAI metrics."""
 
-    def __init__(self, metrics: Metrics) -> None:
-        self._decisions = metrics.policy_decisions
+    def __init__(self, metrics: Metrics, runtime: RuntimeHolder) -> None:
+        self.m = metrics
+        self._runtime = runtime
+
+    @property
+    def labels(self) -> Labels:
+        return self._runtime.current.labels
+
+    def run_responded(self, record: RunRecord) -> None:
+        if record.streamed:
+            self.m.active_streams.labels(self.labels.tenant(record.tenant)).inc()
+
+    def run_event(self, record: RunRecord, event: SSEEvent) -> None:
+        self.m.stream_events.labels(event.event if event.event in EVENT_TYPES else OTHER).inc()
 
     def run_finished(self, record: RunRecord) -> None:
+        m, tenant = self.m, self.labels.tenant(record.tenant)
+        if record.streamed and record.upstream_status is not None:
+            m.active_streams.labels(tenant).dec()
+        self._count_decision(record, tenant)
+        if record.forwarded_s is not None:
+            m.overhead.labels(record.route).observe(record.forwarded_s)
+        if record.ttfb_s is not None:
+            m.upstream_ttfb.labels(record.route).observe(record.ttfb_s)
+        kind = _upstream_error_kind(record)
+        if kind is not None:
+            m.upstream_errors.labels(kind).inc()
+        if record.broken:
+            m.broken_streams.labels(tenant).inc()
+        if record.decision == "deny":
+            return
+        requested = self.labels.model(record.requested_model or record.model)
+        response = self.labels.model(record.model)
+        m.runs.labels(tenant, response, record.status or "unknown").inc()
+        genai = (OPERATION, PROVIDER, requested, response)
+        m.operation_duration.labels(*genai, record.error_type or "", tenant).observe(record.duration_s or 0.0)
+        if record.first_delta_s is not None:
+            m.time_to_first_token.labels(*genai, tenant).observe(record.first_delta_s)
+        if record.usage is not None:
+            for kind, count in (("input", record.usage.prompt_tokens), ("output", record.usage.completion_tokens)):
+                m.tokens.labels(tenant, response, kind).inc(count)
+                m.token_usage.labels(*genai, kind, tenant).observe(count)
+
+    def _count_decision(self, record: RunRecord, tenant: str) -> None:
         if record.decision == "none":
             return
-        count = self._decisions.labels
+        count = self.m.policy_decisions.labels
         for rule in record.violations:
-            count(record.tenant, "deny", rule).inc()
+            count(tenant, "deny", rule).inc()
         for rule in record.shadowed:
-            count(record.tenant, "shadow_deny", rule).inc()
+            count(tenant, "shadow_deny", rule).inc()
         for param in record.modified:
-            count(record.tenant, "modify", f"tokens.{param}").inc()
-        if record.decision == "allow" and not record.shadowed:
-            count(record.tenant, "allow", "").inc()
+            count(tenant, "modify", f"tokens.{param}").inc()
+        if record.decision in ("allow", "modify") and not record.shadowed and not record.modified:
+            count(tenant, "allow", "").inc()
+
+
+def _upstream_error_kind(record: RunRecord) -> str | None:
+    if record.broken:
+        return "stream_broken"
+    kinds = {"upstream_unavailable": "unavailable", "upstream_timeout": "timeout", "error_event": "error_event"}
+    if record.error_type in kinds:
+        return kinds[record.error_type]
+    if record.upstream_status == 429:
+        return "rate_limited"
+    if record.upstream_status is not None and record.upstream_status >= 500:
+        return "server_error"
+    return None
+
+
+def route_label(request: web.Request) -> str:
+    """The route template; pass-through paths with ids replaced by `{id}`."""
+    info = request.match_info
+    if info.route.resource is None:
+        return OTHER
+    canonical = info.route.resource.canonical
+    if "tail" not in info:
+        return canonical
+    parts = [("{id}" if _ID_SEGMENT.match(part) else part) for part in info["tail"].split("/")[:5]]
+    allowed = request[REQUEST_RUNTIME].config.upstream.allowed_paths if REQUEST_RUNTIME in request else ()
+    if not parts or f"/{parts[0]}" not in allowed:
+        return "/v1/" + OTHER
+    return "/v1/" + "/".join(part if part == "{id}" or part.isidentifier() else OTHER for part in parts)
+
+
+@web.middleware
+async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    response = await handler(request)
+    metrics = request.app[METRICS]
+    route, method = route_label(request), request.method if request.method in _METHODS else OTHER
+    caller = request.get(CALLER)
+    tenant = request.app[RUNTIME].current.labels.tenant(caller.tenant) if caller else "unauthenticated"
+    metrics.requests.labels(route, method, str(response.status), tenant).inc()
+    metrics.request_duration.labels(route, method).observe(time.perf_counter() - started)
+    return response
+
+
+_METHODS = frozenset({"GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"})
+METRICS = web.AppKey("metrics", Metrics)
