@@ -62,4 +62,5 @@ class RunLog:
     def run_finished(self, record: RunRecord) -> None:
         skip = {"event_counts", "started", "started_ns", "body"}
         fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name not in skip}
+        fields["usage"] = record.usage and dataclasses.asdict(record.usage)
         log.info("run_call", **fields)
