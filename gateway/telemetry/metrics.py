@@ -39,6 +39,7 @@ EVENT_TYPES = frozenset(
         "message.incomplete",
     )
 ) | {"error", "done"}  # fmt: skip
+UPSTREAM_ERROR_KINDS = ("unavailable", "timeout", "server_error", "rate_limited", "stream_broken", "error_event")
 _ID_SEGMENT = re.compile(r"^(thread|run|msg|asst|step|call|vs|file|batch)[_-][A-Za-z0-9_-]+$")
 
 
@@ -71,6 +72,14 @@ class Metrics:
         self.budget_remaining = Gauge(
             "gateway_budget_remaining_tokens", "Tokens left in a tenant's budget.", ["tenant", "period"], registry=r
         )
+        self.budget_limit = Gauge(
+            "gateway_budget_limit_tokens", "A tenant's token budget per period.", ["tenant", "period"], registry=r
+        )
+        self.run_decisions = Counter(
+            "gateway_run_decisions", "Run calls by tenant and policy decision (allow, modify, deny, none).",
+            ["tenant", "decision"], registry=r,
+        )  # fmt: skip
+        self.streams = Counter("gateway_streams", "Run streams started.", ["tenant"], registry=r)
         self.runs = Counter(
             "gateway_runs", "Run calls by tenant, model and the run's last status.", ["tenant", "model", "status"],
             registry=r,
@@ -95,6 +104,14 @@ class Metrics:
         self.config_reloads = Counter(
             "gateway_config_reloads", "Config reloads by result (ok, error).", ["result"], registry=r
         )
+        # Series with a fixed set of label values start at 0, so a first event shows up in increase().
+        for counter, values in (
+            (self.audit_records, ("written", "failed")),
+            (self.config_reloads, ("ok", "error")),
+            (self.upstream_errors, UPSTREAM_ERROR_KINDS),
+        ):
+            for label in values:
+                counter.labels(label)
         genai = ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_response_model"]
         self.token_usage = Histogram(
             "gen_ai_client_token_usage", "GenAI semconv: tokens used per run, by type.",
@@ -123,7 +140,9 @@ class RunMetrics:
 
     def run_responded(self, record: RunRecord) -> None:
         if record.streamed:
-            self.m.active_streams.labels(self.labels.tenant(record.tenant)).inc()
+            tenant = self.labels.tenant(record.tenant)
+            self.m.active_streams.labels(tenant).inc()
+            self.m.streams.labels(tenant).inc()
 
     def run_event(self, record: RunRecord, event: SSEEvent) -> None:
         self.m.stream_events.labels(event.event if event.event in EVENT_TYPES else OTHER).inc()
@@ -157,6 +176,7 @@ class RunMetrics:
                 m.token_usage.labels(*genai, kind, tenant).observe(count)
 
     def _count_decision(self, record: RunRecord, tenant: str) -> None:
+        self.m.run_decisions.labels(tenant, record.decision).inc()
         if record.decision == "none":
             return
         count = self.m.policy_decisions.labels
@@ -205,7 +225,10 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
     metrics = request.app[METRICS]
     route, method = route_label(request), request.method if request.method in _METHODS else OTHER
     caller = request.get(CALLER)
-    tenant = request.app[RUNTIME].current.labels.tenant(caller.tenant) if caller else "unauthenticated"
+    if caller is not None:
+        tenant = request.app[RUNTIME].current.labels.tenant(caller.tenant)
+    else:  # the gateway's own endpoints need no key; an API call without a caller was refused one
+        tenant = "unauthenticated" if request.path.startswith("/v1/") else "none"
     metrics.requests.labels(route, method, str(response.status), tenant).inc()
     metrics.request_duration.labels(route, method).observe(time.perf_counter() - started)
     return response
