@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from aiohttp import web
+from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import middlewares
@@ -18,23 +19,34 @@ from .record import Recorder, RunLog
 from .reload import admin_reload, reload_triggers
 from .runtime import Runtime, RuntimeHolder
 from .telemetry.metrics import METRICS, Metrics, RunMetrics, count_requests
+from .telemetry.tracing import RunTracing, Tracing
 from .upstream import make_session
 
 
 def build_app(
-    config: Config, *, config_path: Path | None = None, observers: Sequence[object] = ()
+    config: Config,
+    *,
+    config_path: Path | None = None,
+    observers: Sequence[object] = (),
+    span_exporter: SpanExporter | None = None,
 ) -> web.Application:
+    """`span_exporter` (tests) receives every span synchronously, instead of the `OTEL_*` exporters."""
+    tracing = Tracing.from_config(config.telemetry.tracing, span_exporter)  # None: off, nothing installed
+    traced = [tracing.middleware] if tracing else []  # outside `errors`: refused requests get spans too
     app = web.Application(
-        middlewares=[middlewares.request_id, count_requests, middlewares.errors, middlewares.authenticate],
+        middlewares=[middlewares.request_id, *traced, count_requests, middlewares.errors, middlewares.authenticate],
         client_max_size=config.listen.max_body_bytes,
     )
     runtime = app[RUNTIME] = RuntimeHolder(Runtime.from_config(config))
     if config_path is not None:
         app[CONFIG_PATH] = config_path
     metrics = app[METRICS] = Metrics()
-    app[RECORDER] = Recorder([RunLog(), RunMetrics(metrics, runtime), *observers])
+    run_tracing = [RunTracing(tracing, runtime)] if tracing else []
+    app[RECORDER] = Recorder([RunLog(), RunMetrics(metrics, runtime), *run_tracing, *observers])
     app[OWNERSHIP] = MemoryOwnership(config.state.max_owned_objects)
     app[READINESS] = Readiness()
+    if tracing is not None:
+        app.cleanup_ctx.append(tracing.lifecycle)  # first up, last down: spans of draining requests are flushed
     app.cleanup_ctx.extend([_upstream_pool, reload_triggers])
     app.on_shutdown.append(_start_draining)
 

@@ -124,12 +124,20 @@ class StateConfig(_Section):
     max_owned_objects: int = Field(1_000_000, gt=0, description="threads and runs remembered (oldest forgotten)")
 
 
+class TracingConfig(_Section):
+    enabled: Literal["auto", "on", "off"] = Field(
+        "auto", description="auto: on when OTEL_TRACES_EXPORTER or an OTLP endpoint variable is set"
+    )
+    capture_content: bool = Field(False, description="put prompt and completion text on spans")
+
+
 class TelemetryConfig(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     metric_models: tuple[str, ...] = Field(
         DEFAULT_METRIC_MODELS, description="models that get their own metric label; any other is `other`"
     )
+    tracing: TracingConfig = TracingConfig()
 
 
 class Config(_Section):

@@ -24,6 +24,7 @@ from .openai_types import RunRoute
 from .ownership import check_thread_access, thread_id_of
 from .relay import relay, relay_run
 from .runs import RunRecord, RunTracker
+from .telemetry.tracing import REQUEST_TRACE
 from .validate import read_run_request
 
 API_ROOT = "/v1"
@@ -123,6 +124,9 @@ async def forward(request: web.Request, body: bytes | AsyncIterator[bytes] | Non
     headers = upstream.headers(request.headers, request[REQUEST_ID], request[CALLER].upstream_authorization)
     if isinstance(body, bytes):
         headers.popall("Content-Length", None)  # aiohttp sets it from the bytes actually sent
+    traced = request.get(REQUEST_TRACE)  # tracing on: a CLIENT span, whose traceparent goes upstream
+    if traced is not None:
+        return await traced.send(upstream, request.app[SESSION], request.method, url, headers, body)
     return await upstream.send(request.app[SESSION], request.method, url, headers, body)
 
 

@@ -1,0 +1,470 @@
+"""OpenTelemetry traces, following the HTTP and GenAI semantic conventions.
+
+Per request (`/healthz`, `/readyz` and `/metrics` excepted), one SERVER span named
+`{METHOD} {route template}` (`POST /v1/threads/runs`): the route template, never an id, keeps the
+name and `url.path` low-cardinality; the ids are attributes (`gen_ai.conversation.id`, ...). It
+continues a client's W3C `traceparent`/`tracestate`; its trace id is the request's `TRACE_ID`
+and is bound into the log context. A call to the upstream gets a CLIENT child span
+(`POST /v1/threads/runs`, `server.address` = the upstream host) whose `traceparent` replaces the
+client's on the upstream request. A 5xx sets status ERROR and `error.type`; a refusal (4xx) keeps
+the status unset, as HTTP servers do, and run calls name why in `error.type` (`policy_violation`).
+
+Per run call, `RunTracing` (an observer of the record stage) adds to the SERVER span the GenAI
+attributes of an agent invocation (`gen_ai.operation.name = invoke_agent`, agent, conversation,
+models, sampling, usage, finish reason) and the gateway's own (`gateway.tenant`,
+`gateway.policy.*`, `gateway.run.*`); child spans `gateway.policy` (arrival → decision: reading,
+validation, ownership and policy) and `gateway.admission` (decision → forward), placed from the
+record's milestones; and events at the stream milestones (`gen_ai.first_byte`,
+`gen_ai.first_message_delta`, `gen_ai.run.requires_action`, `gen_ai.run.<terminal status>`).
+Prompt and completion text never reach a span unless `telemetry.tracing.capture_content`.
+
+Exporters come from the standard `OTEL_*` variables (`OTEL_TRACES_EXPORTER`: otlp, console,
+none; `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`: http/protobuf, grpc; endpoints, headers, timeouts
+and `OTEL_BSP_*` read by the SDK; `OTEL_TRACES_SAMPLER[_ARG]`; `OTEL_SERVICE_NAME`, default
+`assistants-gateway`). One TracerProvider per app, never the global one, exporting in batches
+off the event loop and flushed when the app stops. With tracing off nothing of this is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Mapping
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from multidict import CIMultiDict
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanProcessor,
+)
+from opentelemetry.trace import Span, SpanKind, StatusCode, format_trace_id
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
+from yarl import URL
+
+from ..config import TracingConfig
+from ..context import CALLER, REQUEST_ID, TRACE_ID
+from ..errors import GatewayError
+from ..runs import TERMINAL_STATUSES
+from ..upstream import Upstream
+from .labels import OTHER
+from .metrics import OPERATION, PROVIDER, route_label
+
+if TYPE_CHECKING:
+    from ..runs import RunRecord
+    from ..runtime import RuntimeHolder
+    from ..sse import SSEEvent
+
+DEFAULT_SERVICE_NAME = "assistants-gateway"
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes would drown the runs
+_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+_PROTOCOLS = ("http/protobuf", "grpc")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+_PROPAGATOR = TraceContextTextMapPropagator()
+FINISHED_STATUSES = TERMINAL_STATUSES | {"requires_action"}  # a run's finish reasons; `queued` is not one
+
+Attributes = dict[str, AttributeValue]
+
+
+class Tracing:
+    """The app's tracer: built by `lifecycle` (a cleanup_ctx), used by the middleware and `RunTracing`."""
+
+    def __init__(self, exporters: tuple[str, ...], span_exporter: SpanExporter | None = None) -> None:
+        self._exporters = exporters  # "console", "otlp:grpc", "otlp:http/protobuf"
+        self._span_exporter = span_exporter
+        self.tracer: trace.Tracer = trace.NoOpTracer()  # until the app starts
+        self.middleware: Middleware = _server_spans(self)
+
+    @classmethod
+    def from_config(
+        cls, config: TracingConfig, span_exporter: SpanExporter | None = None, env: Mapping[str, str] | None = None
+    ) -> Tracing | None:
+        """None when tracing is off. `span_exporter` (tests) replaces the `OTEL_*` exporters, synchronously."""
+        env = os.environ if env is None else env
+        if config.enabled == "off" or env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            return None
+        if span_exporter is not None:
+            return cls((), span_exporter)
+        auto = config.enabled == "auto"
+        if auto and not (env.get("OTEL_TRACES_EXPORTER", "").strip() or _endpoint_set(env)):
+            return None
+        exporters = _exporters_from(env)
+        return None if auto and not exporters else cls(exporters)  # auto with OTEL_TRACES_EXPORTER=none: off
+
+    async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
+        provider = TracerProvider(resource=service_resource(), shutdown_on_exit=False)
+        for processor in self._processors():
+            provider.add_span_processor(processor)
+        self.tracer = provider.get_tracer("gateway", _version())
+        yield
+        # Flushing may wait on the network (and on a collector served by this very loop): not on the loop.
+        await asyncio.get_running_loop().run_in_executor(None, provider.shutdown)
+
+    def _processors(self) -> list[SpanProcessor]:
+        if self._span_exporter is not None:
+            return [SimpleSpanProcessor(self._span_exporter)]
+        return [BatchSpanProcessor(_exporter(name)) for name in self._exporters]
+
+
+def _endpoint_set(env: Mapping[str, str]) -> bool:
+    return any(env.get(name, "").strip() for name in _ENDPOINT_VARS)
+
+
+def _exporters_from(env: Mapping[str, str]) -> tuple[str, ...]:
+    """`OTEL_TRACES_EXPORTER` and the OTLP protocol, checked now so a typo stops startup."""
+    names = [name.strip().lower() for name in env.get("OTEL_TRACES_EXPORTER", "").split(",") if name.strip()]
+    unknown = sorted(set(names) - {"otlp", "console", "none"})
+    if unknown:
+        raise ValueError(f"OTEL_TRACES_EXPORTER: unknown exporter {', '.join(unknown)} (otlp, console or none)")
+    protocol = (
+        env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "").strip()
+        or env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip()
+        or "http/protobuf"
+    )
+    if protocol not in _PROTOCOLS:
+        raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL: {protocol!r} is not supported (http/protobuf or grpc)")
+    chosen = [f"otlp:{protocol}" if name == "otlp" else name for name in names or ["otlp"]]
+    return tuple(dict.fromkeys(name for name in chosen if name != "none"))
+
+
+def _exporter(name: str) -> SpanExporter:
+    """Endpoints, headers, certificates, compression and timeouts are read from `OTEL_*` by the exporter."""
+    if name == "console":
+        return ConsoleSpanExporter()
+    if name == "otlp:grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        return GrpcExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+    return HttpExporter()
+
+
+def service_resource() -> Resource:
+    """`OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES` win; the service is otherwise `assistants-gateway`."""
+    resource = Resource.create()
+    if str(resource.attributes.get(SERVICE_NAME, "unknown_service")).startswith("unknown_service"):
+        own: Attributes = {SERVICE_NAME: DEFAULT_SERVICE_NAME}
+        if (version := _version()) is not None:
+            own[SERVICE_VERSION] = version
+        resource = resource.merge(Resource(own))
+    return resource
+
+
+def _version() -> str | None:
+    try:
+        return metadata.version("assistants-gateway")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# --- the SERVER span ------------------------------------------------------------------------------
+
+
+class RequestTrace:
+    """One request's spans: the SERVER span, and the upstream call's CLIENT span once it is made."""
+
+    __slots__ = ("_tracer", "_request", "server", "upstream")
+
+    def __init__(self, tracer: trace.Tracer, request: web.Request, server: Span) -> None:
+        self._tracer = tracer
+        self._request = request
+        self.server = server
+        self.upstream: Span | None = None
+
+    async def send(
+        self,
+        upstream: Upstream,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        headers: CIMultiDict[str],
+        body: bytes | AsyncIterator[bytes] | None,
+    ) -> aiohttp.ClientResponse:
+        """`Upstream.send` inside a CLIENT span, whose context replaces the client's `traceparent`."""
+        attributes: Attributes = {
+            "http.request.method": method,
+            "server.address": url.host or "",
+            "server.port": url.port or 0,
+        }
+        span = self.upstream = self._tracer.start_span(
+            f"{method} {route_label(self._request)}",
+            context=trace.set_span_in_context(self.server),
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+        )
+        headers.popall("tracestate", None)  # the client's goes on inside our context, if we continued its trace
+        _PROPAGATOR.inject(headers, context=trace.set_span_in_context(span))
+        try:
+            response = await upstream.send(session, method, url, headers, body)
+        except GatewayError as exc:
+            span.set_attribute("error.type", exc.code or type(exc).__name__)
+            span.set_status(StatusCode.ERROR)
+            raise
+        span.set_attribute("http.response.status_code", response.status)
+        if response.status >= 400:  # a CLIENT span's error, unlike a server's
+            span.set_attribute("error.type", str(response.status))
+            span.set_status(StatusCode.ERROR)
+        return response
+
+    def end(self) -> None:
+        """The upstream's answer has been relayed whole (or abandoned) when the handler returns."""
+        if self.upstream is not None:
+            self.upstream.end()
+
+
+REQUEST_TRACE = web.RequestKey("request_trace", RequestTrace)  # set only when tracing is on
+
+
+def _server_spans(tracing: Tracing) -> Middleware:
+    @web.middleware
+    async def trace_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in UNTRACED_PATHS:
+            return await handler(request)
+        method = request.method if request.method in _METHODS else "_OTHER"
+        span = tracing.tracer.start_span(
+            method,
+            context=_PROPAGATOR.extract(request.headers),
+            kind=SpanKind.SERVER,
+            attributes=_server_attributes(request, method),
+        )
+        trace_id = request[TRACE_ID] = format_trace_id(span.get_span_context().trace_id)
+        calls = request[REQUEST_TRACE] = RequestTrace(tracing.tracer, request, span)
+        response: web.StreamResponse | None = None
+        failure: BaseException | None = None
+        try:
+            with (
+                trace.use_span(span, record_exception=False, set_status_on_exception=False),
+                structlog.contextvars.bound_contextvars(trace_id=trace_id),
+            ):
+                response = await handler(request)
+            return response
+        except BaseException as exc:  # only cancellation gets here (the client left): `errors` answers the rest
+            failure = exc
+            raise
+        finally:
+            calls.end()
+            _end_server_span(span, request, method, response, failure)
+
+    return trace_requests
+
+
+def _server_attributes(request: web.Request, method: str) -> Attributes:
+    url = request.url
+    attributes: Attributes = {"http.request.method": method, "url.scheme": request.scheme}
+    if method == "_OTHER":
+        attributes["http.request.method_original"] = request.method
+    optional = {
+        "server.address": url.host,
+        "server.port": url.port,
+        "client.address": request.remote,
+        "user_agent.original": request.headers.get("User-Agent"),
+        "gateway.request_id": request.get(REQUEST_ID),
+    }
+    attributes.update((key, value) for key, value in optional.items() if value is not None)
+    return attributes
+
+
+def _end_server_span(
+    span: Span, request: web.Request, method: str, response: web.StreamResponse | None, failure: BaseException | None
+) -> None:
+    if span.is_recording():
+        route = route_label(request)
+        if route != OTHER:
+            span.update_name(f"{method} {route}")
+            span.set_attributes({"http.route": route, "url.path": route})  # the template: ids stay out
+        caller = request.get(CALLER)
+        if caller is not None:
+            span.set_attribute("gateway.tenant", caller.tenant)
+        known_error = isinstance(span, ReadableSpan) and "error.type" in (span.attributes or {})
+        if response is not None:
+            span.set_attribute("http.response.status_code", response.status)
+            if response.status >= 500:
+                if not known_error:  # a run's own error type (upstream_unavailable, ...) is more precise
+                    span.set_attribute("error.type", str(response.status))
+                span.set_status(StatusCode.ERROR)
+        elif failure is not None and not known_error:
+            span.set_attribute("error.type", type(failure).__qualname__)
+    span.end()
+
+
+# --- the run observer -----------------------------------------------------------------------------
+
+
+class RunTracing:
+    """GenAI attributes, milestone child spans and events on the run call's SERVER span.
+
+    `run_finished` is called inside the handler, so the current span is the request's SERVER span.
+    """
+
+    def __init__(self, tracing: Tracing, runtime: RuntimeHolder) -> None:
+        self._tracing = tracing
+        self._runtime = runtime
+        self._outputs: dict[int, list[str]] = {}  # id(record) → completed message texts, when capturing
+
+    def _capture_content(self) -> bool:
+        return self._runtime.current.config.telemetry.tracing.capture_content  # follows reloads
+
+    def run_event(self, record: RunRecord, event: SSEEvent) -> None:
+        if event.event == "thread.message.completed" and self._capture_content():
+            text = _message_text(event.data)
+            if text:
+                self._outputs.setdefault(id(record), []).append(text)
+
+    def run_finished(self, record: RunRecord) -> None:
+        outputs = self._outputs.pop(id(record), [])
+        span = trace.get_current_span()
+        if not span.is_recording():
+            return  # sampled out
+        span.set_attributes(run_attributes(record))
+        if record.broken or record.error_type == "error_event":  # the HTTP answer was 200, the run was not
+            span.set_status(StatusCode.ERROR, record.error_type)
+        self._milestones(span, record)
+        if self._capture_content() and record.body is not None:
+            span.set_attributes(content_attributes(record.body, outputs))
+
+    def _milestones(self, span: Span, record: RunRecord) -> None:
+        if not record.started_ns:
+            return
+
+        def at(seconds: float) -> int:
+            return int(record.started_ns + seconds * 1e9)
+
+        tracer, parent = self._tracing.tracer, trace.set_span_in_context(span)
+        if record.decided_s is not None:
+            policy: Attributes = {"gateway.policy.decision": record.decision}
+            if record.decision != "none" and record.policy:
+                policy["gateway.policy.name"] = record.policy
+            child = tracer.start_span("gateway.policy", parent, start_time=record.started_ns, attributes=policy)
+            child.end(at(record.decided_s))
+            if record.forwarded_s is not None:
+                child = tracer.start_span("gateway.admission", parent, start_time=at(record.decided_s))
+                child.end(at(record.forwarded_s))
+        milestones = (
+            ("gen_ai.first_byte", record.ttfb_s),
+            ("gen_ai.first_message_delta", record.first_delta_s),
+            ("gen_ai.run.requires_action", record.requires_action_s),
+            (f"gen_ai.run.{record.status}", record.terminal_s),
+        )
+        for name, seconds in milestones:
+            if seconds is not None:
+                span.add_event(name, timestamp=at(seconds))
+
+
+def run_attributes(record: RunRecord) -> Attributes:
+    attributes: Attributes = {
+        "gen_ai.operation.name": OPERATION,
+        "gen_ai.provider.name": PROVIDER,
+        "gateway.tenant": record.tenant,
+        "gateway.policy.decision": record.decision,
+        "gateway.run.streamed": record.streamed,
+        "gateway.run.broken": record.broken,
+        "gateway.run.client_gone": record.client_gone,
+    }
+    optional: dict[str, AttributeValue | None] = {
+        "gen_ai.agent.id": record.assistant_id,
+        "gen_ai.conversation.id": record.thread_id,
+        "gen_ai.request.model": record.requested_model,
+        "gen_ai.response.model": record.model,
+        "gen_ai.response.id": record.run_id,
+        "gen_ai.request.temperature": record.temperature,
+        "gen_ai.request.top_p": record.top_p,
+        "gen_ai.request.max_tokens": record.max_completion_tokens,
+        "error.type": record.error_type,
+    }
+    attributes.update((key, value) for key, value in optional.items() if value is not None)
+    if record.usage is not None:
+        attributes["gen_ai.usage.input_tokens"] = record.usage.prompt_tokens
+        attributes["gen_ai.usage.output_tokens"] = record.usage.completion_tokens
+    if record.status:
+        attributes["gateway.run.status"] = record.status  # the last status the call saw (queued, ...)
+        if record.status in FINISHED_STATUSES:
+            attributes["gen_ai.response.finish_reasons"] = (record.status,)
+    if record.decision != "none" and record.policy:
+        attributes["gateway.policy.name"] = record.policy
+    for key, values in (
+        ("gateway.policy.violations", record.violations),
+        ("gateway.policy.shadowed", record.shadowed),
+        ("gateway.policy.modified", record.modified),
+    ):
+        if values:
+            attributes[key] = tuple(values)
+    return attributes
+
+
+# --- content (only with capture_content) ---------------------------------------------------------
+
+
+def content_attributes(body: Mapping[str, Any], outputs: list[str]) -> Attributes:
+    """`gen_ai.input.messages`, `gen_ai.system_instructions`, `gen_ai.output.messages` as JSON strings."""
+    attributes: Attributes = {}
+    messages = _input_messages(body)
+    if messages:
+        attributes["gen_ai.input.messages"] = orjson.dumps(messages).decode()
+    instructions = [
+        {"type": "text", "content": body[key]}
+        for key in ("instructions", "additional_instructions")
+        if isinstance(body.get(key), str)
+    ]
+    if instructions:
+        attributes["gen_ai.system_instructions"] = orjson.dumps(instructions).decode()
+    if outputs:
+        replies = [{"role": "assistant", "parts": [{"type": "text", "content": text}]} for text in outputs]
+        attributes["gen_ai.output.messages"] = orjson.dumps(replies).decode()
+    return attributes
+
+
+def _input_messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    thread = body.get("thread")
+    raw = (thread.get("messages") if isinstance(thread, Mapping) else None) or body.get("additional_messages") or []
+    messages = [
+        {"role": message.get("role"), "parts": _parts(message.get("content"))}
+        for message in raw
+        if isinstance(message, Mapping)
+    ]
+    for output in body.get("tool_outputs") or []:
+        if isinstance(output, Mapping):
+            part = {"type": "tool_call_response", "id": output.get("tool_call_id"), "response": output.get("output")}
+            messages.append({"role": "tool", "parts": [part]})
+    return messages
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    parts: list[dict[str, Any]] = []
+    for part in content if isinstance(content, list) else []:
+        if not isinstance(part, Mapping):
+            continue
+        kind = part.get("type")
+        if kind == "text":
+            parts.append({"type": "text", "content": part.get("text")})
+        elif kind == "image_url" and isinstance(part.get("image_url"), Mapping):
+            parts.append({"type": "uri", "modality": "image", "uri": part["image_url"].get("url")})
+        elif kind == "image_file" and isinstance(part.get("image_file"), Mapping):
+            parts.append({"type": "file", "modality": "image", "file_id": part["image_file"].get("file_id")})
+        else:
+            parts.append({"type": kind})
+    return parts
+
+
+def _message_text(data: str | bytes) -> str:
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return ""
+    content = message.get("content") if isinstance(message, Mapping) else None
+    parts = [part.get("text") for part in content if isinstance(part, Mapping)] if isinstance(content, list) else []
+    return "".join(text["value"] for text in parts if isinstance(text, Mapping) and isinstance(text.get("value"), str))
