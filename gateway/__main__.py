@@ -1,4 +1,4 @@
-"""Command line: serve, check-config, policy explain, mock-upstream."""
+"""Command line: serve, check-config, policy explain, audit verify, mock-upstream."""
 
 from __future__ import annotations
 
@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--assistant-model", help="the assistant's model, when the request omits `model`")
     explain.add_argument("request", help="the request body, as JSON")
 
+    audit = commands.add_parser("audit", help="audit log tools").add_subparsers(dest="audit_command", required=True)
+    verify = audit.add_parser("verify", help="check a hash-chained audit file (exit 0 intact, 1 tampered)")
+    verify.add_argument("path")
+    verify.add_argument("--with-backups", action="store_true", help="also the rotated files, oldest first, as one chain")
+
     mock = commands.add_parser("mock-upstream", help="run the built-in Assistants API simulator")
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=8081)
@@ -49,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.path)
     if args.command == "policy":
         return _explain(args)
+    if args.command == "audit":
+        return _verify_audit(Path(args.path), args.with_backups)
     if args.command == "mock-upstream":
         from .serve import serve_simulator
         from .simulator import SimulatorSettings
@@ -81,6 +88,18 @@ def _explain(args: argparse.Namespace) -> int:
     code, report = explain(config, args.tenant, RunRoute(args.route), Path(args.request), args.assistant_model)
     print(report, file=sys.stderr if code == 2 else sys.stdout)
     return code
+
+
+def _verify_audit(path: Path, with_backups: bool) -> int:
+    from .telemetry.audit_chain import rotated_files, verify, verify_chain
+
+    try:
+        report = verify_chain(rotated_files(path)) if with_backups else verify(path)
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 2
+    print(report)
+    return 0 if report.ok else 1
 
 
 def _check_config(path: str) -> int:

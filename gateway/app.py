@@ -11,13 +11,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import middlewares
 from .config import Config
-from .context import CONFIG_PATH, OWNERSHIP, READINESS, RECORDER, RUNTIME, SESSION, Readiness
+from .context import AUDIT, CONFIG_PATH, OWNERSHIP, READINESS, RECORDER, RUNTIME, SESSION, Readiness
 from .openai_types import RunRoute
 from .ownership import MemoryOwnership
 from .proxy import API_ROOT, passthrough, run_call
 from .record import Recorder, RunLog
 from .reload import admin_reload, reload_triggers
 from .runtime import Runtime, RuntimeHolder
+from .telemetry.audit import AuditLog
 from .telemetry.metrics import METRICS, Metrics, RunMetrics, count_requests
 from .telemetry.tracing import RunTracing, Tracing
 from .upstream import make_session
@@ -41,12 +42,18 @@ def build_app(
     if config_path is not None:
         app[CONFIG_PATH] = config_path
     metrics = app[METRICS] = Metrics()
-    run_tracing = [RunTracing(tracing, runtime)] if tracing else []
-    app[RECORDER] = Recorder([RunLog(), RunMetrics(metrics, runtime), *run_tracing, *observers])
+    watching: list[object] = [RunLog(), RunMetrics(metrics, runtime)]
+    if tracing is not None:
+        watching.append(RunTracing(tracing, runtime))
+        app.cleanup_ctx.append(tracing.lifecycle)  # first up, last down: spans of draining requests are flushed
+    audit = _audit_log(config, metrics)
+    if audit is not None:
+        app[AUDIT] = audit
+        watching.append(audit)
+        app.cleanup_ctx.append(_audit_lifecycle)  # stops after the last handler has recorded its outcome
+    app[RECORDER] = Recorder([*watching, *observers])
     app[OWNERSHIP] = MemoryOwnership(config.state.max_owned_objects)
     app[READINESS] = Readiness()
-    if tracing is not None:
-        app.cleanup_ctx.append(tracing.lifecycle)  # first up, last down: spans of draining requests are flushed
     app.cleanup_ctx.extend([_upstream_pool, reload_triggers])
     app.on_shutdown.append(_start_draining)
 
@@ -62,6 +69,22 @@ def build_app(
     )
     app.router.add_route("*", f"{API_ROOT}/{{tail:.*}}", passthrough)
     return app
+
+
+def _audit_log(config: Config, metrics: Metrics) -> AuditLog | None:
+    if not config.audit.enabled:
+        return None
+    records = metrics.audit_records
+    return AuditLog(
+        config.audit,
+        on_written=lambda n: records.labels("written").inc(n),
+        on_failed=lambda n: records.labels("failed").inc(n),
+    )
+
+
+async def _audit_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    async with app[AUDIT]:  # stop() writes every record accepted before the writer ends
+        yield
 
 
 async def _upstream_pool(app: web.Application) -> AsyncIterator[None]:

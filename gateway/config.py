@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from .policy_config import PolicyConfig
+from .telemetry.audit import AuditConfig
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -150,6 +151,7 @@ class Config(_Section):
     state: StateConfig = StateConfig()
     admin: AdminConfig = AdminConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    audit: AuditConfig = AuditConfig()
 
     @model_validator(mode="after")
     def _credentials_fit_the_mode(self) -> Config:

@@ -11,6 +11,7 @@ from .auth import Caller
 from .ownership import OwnershipStore
 from .record import Recorder
 from .runtime import Runtime, RuntimeHolder
+from .telemetry.audit import AuditLog
 
 
 class Readiness:
@@ -27,6 +28,7 @@ UPSTREAM_OVERRIDE = web.AppKey("upstream_override", str)  # --mock-upstream: sur
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 OWNERSHIP = web.AppKey("ownership", OwnershipStore)
 RECORDER = web.AppKey("recorder", Recorder)
+AUDIT = web.AppKey("audit", AuditLog)  # absent: audit off
 READINESS = web.AppKey("readiness", Readiness)
 
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -7,6 +7,7 @@ Admission (limits, token reservation) slots in between policy and forward with i
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from functools import partial
@@ -17,9 +18,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from .auth import Caller
-from .context import CALLER, OWNERSHIP, RECORDER, REQUEST_ID, REQUEST_RUNTIME, SESSION, TRACE_ID
+from .context import AUDIT, CALLER, OWNERSHIP, RECORDER, REQUEST_ID, REQUEST_RUNTIME, SESSION, TRACE_ID
 from .enforce import enforce
-from .errors import GatewayError, NotFound, PayloadTooLarge
+from .errors import NotFound, PayloadTooLarge
 from .openai_types import RunRoute
 from .ownership import check_thread_access, thread_id_of
 from .relay import relay, relay_run
@@ -46,20 +47,22 @@ def run_call(route: RunRoute) -> Handler:
         record.note_request(run_request, data)
         claim = partial(request.app[OWNERSHIP].claim, record.tenant)
         tracker = RunTracker(record, request.app[RECORDER], on_ids=claim)
-        try:
+        audit = request.app.get(AUDIT)
+        async with audit.admit(record) if audit is not None else contextlib.nullcontext():
             try:
-                body, reported = await enforce(request, route, run_request, data, body, record)
-            finally:
-                tracker.decided()
-            tracker.on_forward()
-            upstream_response = await forward(request, body)
-        except GatewayError as exc:
-            tracker.on_error(exc.code, exc.message)
-            tracker.finish()
-            raise
-        return await relay_run(
-            request, upstream_response, record.request_id, tracker, config.upstream.max_response_bytes, reported
-        )
+                try:
+                    body, reported = await enforce(request, route, run_request, data, body, record)
+                finally:
+                    tracker.decided()
+                tracker.on_forward()
+                upstream_response = await forward(request, body)
+            except BaseException as exc:  # a refusal, or the client gone: the outcome is recorded all the same
+                tracker.on_error(exc)
+                tracker.finish()
+                raise
+            return await relay_run(
+                request, upstream_response, record.request_id, tracker, config.upstream.max_response_bytes, reported
+            )
 
     return handle
 

@@ -6,6 +6,7 @@ nobody has seen yet; anything unreadable is skipped, never raised into the relay
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from .errors import GatewayError
 from .openai_types import RunRequest, SubmitToolOutputsRequest
 from .record import Recorder
 from .sse import SSEEvent
@@ -185,9 +187,14 @@ class RunTracker:
         self.record.decided_s = self._clock() - self.record.started
         self._recorder.run_decided(self.record)
 
-    def on_error(self, code: str | None, message: str) -> None:
-        self.record.error = message
-        self.record.error_type = code or "error"
+    def on_error(self, exc: BaseException) -> None:
+        """Why the call ended before the upstream answered: a refusal, or the client gone."""
+        if isinstance(exc, GatewayError):
+            self.record.error, self.record.error_type = exc.message, exc.code or exc.type
+        elif isinstance(exc, asyncio.CancelledError):
+            self.record.client_gone = True
+        else:
+            self.record.error, self.record.error_type = repr(exc), "internal_error"
 
     def on_client_gone(self) -> None:
         self.record.client_gone = True

@@ -63,8 +63,8 @@ async def settle(gateway: Gateway, baseline_tasks: int) -> None:
 
 
 async def test_upstream_refused_is_502(make_gateway):
-    baseline = own_tasks()
     gateway = await make_gateway(upstream_url=f"http://127.0.0.1:{free_port()}/v1")
+    baseline = own_tasks()
     with pytest.raises(openai.APIStatusError) as caught:
         async with gateway.async_client() as client:
             await client.beta.threads.create_and_run(assistant_id="asst_1")
