@@ -18,6 +18,8 @@ from gateway.runs import RunRecord
 from gateway.simulator import SIMULATOR_STATE, SimulatorSettings, build_simulator_app
 from gateway.sse import SSEEvent
 
+pytest_plugins = ["tests.redis_server"]  # the `redis_server` fixture: a real redis-server on a free port
+
 SHARED_STREAMS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "openai-streams"
 API_KEY = "sk-test-caller"
 

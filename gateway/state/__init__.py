@@ -1,0 +1,120 @@
+"""Shared state behind one interface: ownership, request rates, concurrency leases, token
+reservations and the usage ledger, and the reconciler's work list.
+
+`memory` (one process, the embedded default) and `redis` (many replicas) implement the same
+`StateStore`; every update that must not race is atomic (a Lua script in Redis, no await between
+read and write in memory). The admission stage and the usage capture only ever talk to this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..runs import Usage
+
+REQUESTS_PER_MINUTE = "requests_per_minute"
+CONCURRENT_RUNS = "concurrent_runs"
+OPEN_STREAMS = "open_streams"
+TOKENS_PER_MINUTE = "tokens_per_minute"
+TOKENS_PER_DAY = "tokens_per_day"
+TOKENS_PER_MONTH = "tokens_per_month"
+
+
+class StateUnavailable(Exception):
+    """The backend did not answer in time or at all (Redis down): the caller applies fail_open/closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One limit as the x-ratelimit-* headers report it."""
+
+    limit: int
+    remaining: int
+    reset_s: float  # seconds until the window frees up again
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A limit check: `refused_by` names the limit (one of the constants above) when not ok."""
+
+    ok: bool
+    window: Window | None = None
+    refused_by: str | None = None
+    retry_after_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLimits:
+    per_minute: int | None = None
+    per_day: int | None = None
+    per_month: int | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.per_minute, self.per_day, self.per_month))
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRun:
+    """A run created through the gateway whose usage has not been captured yet."""
+
+    run_id: str
+    thread_id: str
+    tenant: str
+    created_at: float  # unix time
+    checked_at: float  # unix time of the last reconciler look (created_at before the first)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    tenant: str
+    model: str
+    day: str  # YYYY-MM-DD, UTC
+    runs: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class StateStore(Protocol):
+    # Ownership (see gateway/ownership.py): first claim wins.
+    async def owner(self, thread_id: str) -> str | None: ...
+
+    async def claim(self, tenant: str, thread_id: str | None, run_id: str | None = None) -> None: ...
+
+    # Requests per minute, counted on a moving window (the `limits` library).
+    async def hit_requests(self, key: str, per_minute: int) -> Verdict: ...
+
+    # Concurrency leases: `lease` is unique per call; a lease not released expires after `ttl_s`
+    # (a crashed replica cannot hold slots forever).
+    async def acquire(self, key: str, lease: str, limit: int, ttl_s: float) -> Verdict: ...
+
+    async def release(self, key: str, lease: str) -> None: ...
+
+    # Tokens. `reserve` takes `amount` from every configured limit at once, or from none (all or
+    # nothing, atomic across replicas); `bind` ties the reservation to its run once the run id is
+    # known and puts the run on the reconciler's list; `settle` records a run's usage exactly once
+    # per run id (True the first time) and turns its reservation into what was really used
+    # (usage None: charge the whole reservation, the run's real usage could not be learnt);
+    # `cancel` gives back a reservation whose call never created a run.
+    async def reserve(
+        self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float
+    ) -> Verdict: ...
+
+    async def bind(self, reservation: str, run: PendingRun) -> None: ...
+
+    async def settle(self, run_id: str, tenant: str, model: str, usage: Usage | None, now: float) -> bool: ...
+
+    async def cancel(self, reservation: str) -> None: ...
+
+    async def tokens_remaining(self, tenant: str, limits: TokenLimits, now: float) -> dict[str, int]: ...
+
+    # The reconciler's list: runs not settled whose last look is older than `before`, oldest first.
+    async def due_runs(self, before: float, limit: int) -> list[PendingRun]: ...
+
+    async def touch(self, run_id: str, now: float) -> None: ...
+
+    # The ledger behind GET /admin/usage.
+    async def usage(self, tenant: str | None, since_day: str) -> list[UsageRow]: ...
+
+    async def close(self) -> None: ...
