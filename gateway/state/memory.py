@@ -1,0 +1,379 @@
+"""The embedded `StateStore`: one process, everything in memory (the default backend).
+
+Every update that must not race runs without an `await` between its read and its write, so it is
+atomic on the event loop. Everything that could grow is bounded: ownership by an LRU of
+`max_owned_objects` threads and runs; reservations, pending runs and settled markers by a TTL
+(and by `max_owned_objects` each, oldest dropped first); token buckets by their window; the
+ledger by `LEDGER_DAYS`.
+
+Semantics shared with `RedisState` (the helpers below are used by both):
+
+- Token buckets are fixed windows per tenant: the UTC minute (`tpm:{tenant}:{YYYYMMDDHHMM}`), the
+  UTC day (`tpd:{tenant}:{YYYY-MM-DD}`) and the UTC month (`tpmo:{tenant}:{YYYY-MM}`). A
+  reservation or an unreserved settle counts in all three buckets, whether or not a limit is
+  configured for it, so a limit added by a reload starts from what was really spent; only the
+  configured limits are checked.
+- `reserve` refuses naming the first limit (minute, day, month) that `amount` would push over,
+  with `retry_after_s` = the seconds until that bucket resets. The verdict carries a `Window` for
+  tokens per minute whenever that limit is configured (after the reservation when admitted).
+  Reserving again under an id already held admits without charging twice.
+- `settle` charges the reservation's own buckets (those of the minute/day/month it was made in) by
+  `total_tokens − reserved` (floored at 0); with `usage=None` the whole reservation stays charged.
+  A run with no reservation (never bound, cancelled, or its reservation expired) charges
+  `total_tokens` to the buckets of `now`; with `usage=None` it charges nothing. The ledger row of
+  `now`'s UTC day gets `runs + 1` and the usage's tokens; with `usage=None` it gets `runs + 1` and
+  no tokens (the ledger holds what the upstream reported; the budget holds the worst case).
+- `bind` after the run was already settled gives the reservation back (the settle charged the
+  usage without it) and does not list the run. A run has one reservation: bind it once.
+- `cancel` gives the whole reservation back, bound or not (a bound run then settles as unreserved).
+- Concurrency verdicts name `open_streams` for lease keys starting with `streams`, else
+  `concurrent_runs`; a refused lease says retry after min(oldest lease's expiry, 1 s), since a slot
+  usually frees long before its lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import math
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from cachetools import LRUCache
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.limits import safe_string
+
+from ..runs import Usage
+from . import (
+    CONCURRENT_RUNS,
+    OPEN_STREAMS,
+    REQUESTS_PER_MINUTE,
+    TOKENS_PER_DAY,
+    TOKENS_PER_MINUTE,
+    TOKENS_PER_MONTH,
+    PendingRun,
+    TokenLimits,
+    UsageRow,
+    Verdict,
+    Window,
+)
+
+PENDING_TTL_S = 2 * 86400  # a reservation or pending run older than this is forgotten (reservation stays charged)
+SETTLED_TTL_S = 7 * 86400  # how long a second settle of the same run id is recognised
+LEDGER_DAYS = 400  # ledger days kept
+LEASE_RETRY_AFTER_S = 1.0  # the longest retry-after a refused lease suggests
+_PRUNE_EVERY_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One fixed token window of a tenant at some instant."""
+
+    name: str  # TOKENS_PER_MINUTE, TOKENS_PER_DAY or TOKENS_PER_MONTH
+    key: str  # e.g. `tpm:{tenant}:{YYYYMMDDHHMM}` (the Redis backend adds its prefix)
+    reset_s: float  # seconds from the instant until the window ends
+    ttl_s: int  # how long to keep the counter: past its end, with room for late settles
+
+
+def token_buckets(tenant: str, now: float) -> tuple[Bucket, Bucket, Bucket]:
+    """The minute, day and month buckets `now` falls in (UTC)."""
+    minute_start = math.floor(now / 60) * 60
+    at = datetime.fromtimestamp(minute_start, UTC)
+    next_day = datetime(at.year, at.month, at.day, tzinfo=UTC) + timedelta(days=1)
+    next_month = datetime(at.year + at.month // 12, at.month % 12 + 1, 1, tzinfo=UTC)
+    minute_reset = minute_start + 60 - now
+    day_reset = next_day.timestamp() - now
+    month_reset = next_month.timestamp() - now
+    return (
+        Bucket(TOKENS_PER_MINUTE, f"tpm:{tenant}:{at:%Y%m%d%H%M}", minute_reset, 120),
+        Bucket(TOKENS_PER_DAY, f"tpd:{tenant}:{at:%Y-%m-%d}", day_reset, math.ceil(day_reset) + 86400),
+        Bucket(TOKENS_PER_MONTH, f"tpmo:{tenant}:{at:%Y-%m}", month_reset, math.ceil(month_reset) + 86400),
+    )
+
+
+def limit_values(limits: TokenLimits) -> tuple[int | None, int | None, int | None]:
+    return (limits.per_minute, limits.per_day, limits.per_month)
+
+
+def token_verdict(
+    buckets: tuple[Bucket, Bucket, Bucket], limits: TokenLimits, used_minute: int, refused: int | None
+) -> Verdict:
+    """`used_minute`: the minute bucket after an admitted reservation, before a refused one;
+    `refused`: the index (0 minute, 1 day, 2 month) of the limit that refused, None if admitted."""
+    window = None
+    if limits.per_minute is not None:
+        window = Window(limits.per_minute, max(0, limits.per_minute - used_minute), buckets[0].reset_s)
+    if refused is None:
+        return Verdict(True, window)
+    bucket = buckets[refused]
+    return Verdict(False, window, bucket.name, bucket.reset_s)
+
+
+def lease_limit_name(key: str) -> str:
+    return OPEN_STREAMS if key.startswith(("streams", OPEN_STREAMS)) else CONCURRENT_RUNS
+
+
+def utc_day(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+
+
+class PerMinute(RateLimitItemPerMinute):
+    """A per-minute limit whose storage key is just the caller's key (no amount, no namespace), so a
+    reload that changes the limit keeps the requests already counted."""
+
+    def key_for(self, *identifiers: bytes | str | int | float) -> str:
+        return "/".join(safe_string(k) for k in identifiers)
+
+
+def window_of(per_minute: int, reset_time: float, remaining: int, ok: bool) -> Verdict:
+    reset_s = max(0.0, reset_time - time.time())
+    window = Window(per_minute, max(0, remaining), reset_s)
+    if ok:
+        return Verdict(True, window)
+    return Verdict(False, window, REQUESTS_PER_MINUTE, reset_s)
+
+
+@dataclass(slots=True)
+class _Reservation:
+    tenant: str
+    amount: int
+    keys: tuple[str, str, str]
+    expires: float  # on the store's clock (the latest `now` seen)
+
+
+@dataclass(slots=True)
+class _Pending:
+    run: PendingRun
+    reservation: str | None
+    expires: float
+
+
+class MemoryState:
+    """`StateStore` for one process."""
+
+    def __init__(self, max_owned_objects: int) -> None:
+        self._max = max_owned_objects
+        self._threads: LRUCache[str, str] = LRUCache(max_owned_objects)
+        self._runs: LRUCache[str, str] = LRUCache(max_owned_objects)
+        self._rpm_storage = MemoryStorage()
+        self._rpm = MovingWindowRateLimiter(self._rpm_storage)
+        self._rpm_items: dict[int, PerMinute] = {}
+        self._leases: dict[str, dict[str, float]] = {}  # key → lease → expiry (monotonic)
+        self._buckets: dict[str, list[float]] = {}  # key → [used, expiry]
+        self._reservations: dict[str, _Reservation] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._settled: dict[str, float] = {}  # run id → expiry, oldest first
+        self._ledger: dict[str, dict[tuple[str, str], list[int]]] = {}  # day → (tenant, model) → counts
+        self._clock = 0.0  # the latest wall-clock time seen (`now` arguments and run times)
+        self._next_prune = 0.0
+
+    # Ownership.
+    async def owner(self, thread_id: str) -> str | None:
+        return self._threads.get(thread_id)
+
+    async def claim(self, tenant: str, thread_id: str | None, run_id: str | None = None) -> None:
+        if thread_id is not None:
+            self._threads.setdefault(thread_id, tenant)
+        if run_id is not None:
+            self._runs.setdefault(run_id, tenant)
+
+    # Requests per minute.
+    async def hit_requests(self, key: str, per_minute: int) -> Verdict:
+        item = self._rpm_items.get(per_minute)
+        if item is None:
+            item = self._rpm_items[per_minute] = PerMinute(per_minute)
+        ok = await self._rpm.hit(item, key)
+        stats = await self._rpm.get_window_stats(item, key)
+        return window_of(per_minute, stats.reset_time, stats.remaining, ok)
+
+    # Concurrency leases.
+    async def acquire(self, key: str, lease: str, limit: int, ttl_s: float) -> Verdict:
+        now = time.monotonic()
+        held = self._live_leases(key, now)
+        if lease not in held and len(held) >= limit:
+            wait = min(held.values()) - now if held else ttl_s
+            return Verdict(
+                False, Window(limit, 0, wait), lease_limit_name(key), min(max(wait, 0.0), LEASE_RETRY_AFTER_S)
+            )
+        held[lease] = now + ttl_s
+        self._leases[key] = held
+        return Verdict(True, Window(limit, max(0, limit - len(held)), 0.0))
+
+    async def release(self, key: str, lease: str) -> None:
+        held = self._leases.get(key)
+        if held is not None:
+            held.pop(lease, None)
+            if not held:
+                del self._leases[key]
+
+    def _live_leases(self, key: str, now: float) -> dict[str, float]:
+        held = self._leases.get(key)
+        if held is None:
+            return {}
+        for lease in [lease for lease, expiry in held.items() if expiry <= now]:
+            del held[lease]
+        if not held:
+            del self._leases[key]
+        return held
+
+    # Tokens.
+    async def reserve(self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float) -> Verdict:
+        self._tick(now)
+        amount = max(0, amount)
+        buckets = token_buckets(tenant, now)
+        used = [self._used(b.key) for b in buckets]
+        if reservation in self._reservations:
+            return token_verdict(buckets, limits, int(used[0]), None)
+        for index, (limit, spent) in enumerate(zip(limit_values(limits), used, strict=True)):
+            if limit is not None and spent + amount > limit:
+                return token_verdict(buckets, limits, int(used[0]), index)
+        for bucket in buckets:
+            self._add(bucket.key, amount, now + bucket.ttl_s)
+        keys = (buckets[0].key, buckets[1].key, buckets[2].key)
+        self._reservations[reservation] = _Reservation(tenant, amount, keys, now + PENDING_TTL_S)
+        self._bound(self._reservations)
+        return token_verdict(buckets, limits, int(used[0]) + amount, None)
+
+    async def bind(self, reservation: str, run: PendingRun) -> None:
+        self._tick(max(run.created_at, run.checked_at))
+        if self._is_settled(run.run_id):
+            self._give_back(reservation)
+            return
+        held = self._reservations.get(reservation)
+        if held is not None:
+            held.expires = max(held.expires, run.created_at + PENDING_TTL_S)
+        self._pending[run.run_id] = _Pending(
+            run, reservation if held is not None else None, run.created_at + PENDING_TTL_S
+        )
+        self._bound(self._pending)
+
+    async def settle(self, run_id: str, tenant: str, model: str, usage: Usage | None, now: float) -> bool:
+        self._tick(now)
+        if self._is_settled(run_id):
+            return False
+        self._settled[run_id] = now + SETTLED_TTL_S
+        self._bound(self._settled)
+        pending = self._pending.pop(run_id, None)
+        held = self._reservations.pop(pending.reservation, None) if pending and pending.reservation else None
+        if held is not None:
+            if usage is not None:
+                for key in held.keys:
+                    self._adjust(key, usage.total_tokens - held.amount)
+        elif usage is not None:
+            for bucket in token_buckets(tenant, now):
+                self._add(bucket.key, usage.total_tokens, now + bucket.ttl_s)
+        row = self._ledger.setdefault(utc_day(now), {}).setdefault((tenant, model), [0, 0, 0, 0])
+        row[0] += 1
+        if usage is not None:
+            row[1] += usage.prompt_tokens
+            row[2] += usage.completion_tokens
+            row[3] += usage.total_tokens
+        return True
+
+    async def cancel(self, reservation: str) -> None:
+        self._give_back(reservation)
+
+    async def tokens_remaining(self, tenant: str, limits: TokenLimits, now: float) -> dict[str, int]:
+        self._tick(now)
+        remaining: dict[str, int] = {}
+        for bucket, limit in zip(token_buckets(tenant, now), limit_values(limits), strict=True):
+            if limit is not None:
+                remaining[bucket.name] = max(0, limit - int(self._used(bucket.key)))
+        return remaining
+
+    # The reconciler's list.
+    async def due_runs(self, before: float, limit: int) -> list[PendingRun]:
+        self._prune()
+        due = (p.run for p in self._pending.values() if p.run.checked_at < before)
+        return heapq.nsmallest(limit, due, key=lambda run: run.checked_at)
+
+    async def touch(self, run_id: str, now: float) -> None:
+        self._tick(now)
+        pending = self._pending.get(run_id)
+        if pending is not None:
+            pending.run = replace(pending.run, checked_at=now)
+
+    # The ledger.
+    async def usage(self, tenant: str | None, since_day: str) -> list[UsageRow]:
+        rows = [
+            UsageRow(row_tenant, model, day, *counts)
+            for day, by_key in self._ledger.items()
+            if day >= since_day
+            for (row_tenant, model), counts in by_key.items()
+            if tenant is None or row_tenant == tenant
+        ]
+        rows.sort(key=lambda row: (row.day, row.tenant, row.model))
+        return rows
+
+    async def close(self) -> None:
+        timer = getattr(self._rpm_storage, "timer", None)
+        if timer is not None and not timer.done():
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+
+    # Internals: buckets live on the store's clock, the latest wall-clock time seen.
+    def _used(self, key: str) -> float:
+        entry = self._buckets.get(key)
+        if entry is None:
+            return 0
+        if entry[1] <= self._clock:
+            del self._buckets[key]
+            return 0
+        return entry[0]
+
+    def _add(self, key: str, amount: int, expiry: float) -> None:
+        entry = self._buckets.get(key)
+        if entry is None or entry[1] <= self._clock:
+            self._buckets[key] = [amount, expiry]
+        else:
+            entry[0] += amount
+
+    def _adjust(self, key: str, delta: int) -> None:
+        """Change a bucket that still exists (a window already over is left alone), floored at 0."""
+        entry = self._buckets.get(key)
+        if entry is not None and entry[1] > self._clock:
+            entry[0] = max(0, entry[0] + delta)
+
+    def _give_back(self, reservation: str) -> None:
+        held = self._reservations.pop(reservation, None)
+        if held is not None:
+            for key in held.keys:
+                self._adjust(key, -held.amount)
+
+    def _is_settled(self, run_id: str) -> bool:
+        expiry = self._settled.get(run_id)
+        return expiry is not None and expiry > self._clock
+
+    def _tick(self, now: float) -> None:
+        if now > self._clock:
+            self._clock = now
+        if self._clock >= self._next_prune:
+            self._prune()
+
+    def _prune(self) -> None:
+        clock = self._clock
+        self._next_prune = clock + _PRUNE_EVERY_S
+        for key in [k for k, (_, expiry) in self._buckets.items() if expiry <= clock]:
+            del self._buckets[key]
+        for rid in [r for r, held in self._reservations.items() if held.expires <= clock]:
+            del self._reservations[rid]
+        for run_id in [r for r, pending in self._pending.items() if pending.expires <= clock]:
+            del self._pending[run_id]
+        while self._settled:
+            oldest, expiry = next(iter(self._settled.items()))
+            if expiry > clock:
+                break
+            del self._settled[oldest]
+        if clock > 0:
+            first_day = utc_day(clock - LEDGER_DAYS * 86400)
+            for day in [d for d in self._ledger if d < first_day]:
+                del self._ledger[day]
+
+    def _bound(self, entries: dict[str, _Reservation] | dict[str, _Pending] | dict[str, float]) -> None:
+        while len(entries) > self._max:
+            del entries[next(iter(entries))]

@@ -1,0 +1,216 @@
+"""A `StateStore` that survives its backend: Redis first, a local `MemoryState` when Redis is down.
+
+Every call goes to the primary. When it raises `StateUnavailable` (or anything else: a bug must not
+take admission down), the store is *down*: `fail_open` answers from the fallback (the replica admits
+and counts locally), `fail_closed` raises `StateUnavailable` (the gateway answers 503). While down
+the primary is tried again at most every `retry_interval_s` (one caller probes, the others go
+straight to the fallback or fail at once), so a dead Redis costs one timeout per interval, not one
+per request; the first call that succeeds ends the episode. Each episode is logged once when it
+starts and once when it ends, and reported through `on_outage("down" | "up")`.
+
+What was taken locally is given back locally: a lease or a reservation the fallback granted is
+released / cancelled there even after Redis is back. A run bound while Redis was down is listed in
+the fallback; once Redis answers, its settle is recorded in Redis (the shared ledger, exactly once
+across replicas) and in the fallback (freeing its local reservation), and `due_runs` lists the
+fallback's runs next to Redis's. Threads claimed while Redis was down stay visible to this replica
+(`owner` asks the fallback when Redis knows no owner).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Literal, TypeVar
+
+import structlog
+from cachetools import TTLCache
+
+from ..runs import Usage
+from . import PendingRun, StateStore, StateUnavailable, TokenLimits, UsageRow, Verdict
+from .memory import PENDING_TTL_S
+
+T = TypeVar("T")
+log = structlog.get_logger("gateway.state")
+
+_LOCAL_MAX = 100_000  # leases / reservations / runs the fallback holds for us, at most
+
+
+class ResilientState:
+    def __init__(
+        self,
+        primary: StateStore,
+        fallback: StateStore,
+        mode: Literal["fail_open", "fail_closed"],
+        on_outage: Callable[[str], None] | None = None,
+        *,
+        retry_interval_s: float = 0.5,
+    ) -> None:
+        self._primary = primary
+        self._fallback = fallback
+        self._mode = mode
+        self._on_outage = on_outage
+        self._retry_interval_s = retry_interval_s
+        self._down_since: float | None = None  # monotonic; None while the primary answers
+        self._next_try = 0.0
+        self._local_leases: TTLCache[tuple[str, str], bool] = TTLCache(_LOCAL_MAX, PENDING_TTL_S)
+        self._local_reservations: TTLCache[str, bool] = TTLCache(_LOCAL_MAX, PENDING_TTL_S)
+        self._local_runs: TTLCache[str, bool] = TTLCache(_LOCAL_MAX, PENDING_TTL_S)
+
+    @property
+    def down(self) -> bool:
+        return self._down_since is not None
+
+    # The machinery.
+    async def _call(self, op: Callable[[StateStore], Awaitable[T]]) -> tuple[T, bool]:
+        """(result, whether the primary answered)."""
+        if self._try_primary():
+            try:
+                result = await op(self._primary)
+            except StateUnavailable as exc:
+                self._went_down(exc)
+            except Exception as exc:  # anything from the primary counts as an outage
+                log.exception("state_backend_error")
+                self._went_down(exc)
+            else:
+                self._came_up()
+                return result, True
+        if self._mode == "fail_closed":
+            raise StateUnavailable("the shared state backend is unavailable")
+        return await self._local(op), False
+
+    async def _local(self, op: Callable[[StateStore], Awaitable[T]]) -> T:
+        try:
+            return await op(self._fallback)
+        except StateUnavailable:
+            raise
+        except Exception as exc:  # callers only ever handle StateUnavailable
+            log.exception("state_fallback_error")
+            raise StateUnavailable(f"local state failed: {exc!r}") from exc
+
+    def _try_primary(self) -> bool:
+        if self._down_since is None:
+            return True
+        now = time.monotonic()
+        if now < self._next_try:
+            return False
+        self._next_try = now + self._retry_interval_s  # this caller probes; the others do not wait on it
+        return True
+
+    def _went_down(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        self._next_try = now + self._retry_interval_s
+        if self._down_since is not None:
+            return
+        self._down_since = now
+        log.warning(
+            "state_backend_down",
+            error=str(exc) or type(exc).__name__,
+            on_failure=self._mode,
+            action="admitting and counting locally" if self._mode == "fail_open" else "refusing with 503",
+        )
+        self._report("down")
+
+    def _came_up(self) -> None:
+        if self._down_since is None:
+            return
+        down_for = time.monotonic() - self._down_since
+        self._down_since = None
+        log.info("state_backend_up", down_for_s=round(down_for, 3))
+        self._report("up")
+
+    def _report(self, status: str) -> None:
+        if self._on_outage is not None:
+            try:
+                self._on_outage(status)
+            except Exception:  # a metric callback must not break admission
+                log.exception("state_outage_callback_failed")
+
+    # Ownership.
+    async def owner(self, thread_id: str) -> str | None:
+        found, primary = await self._call(lambda s: s.owner(thread_id))
+        if found is None and primary:
+            return await self._local(lambda s: s.owner(thread_id))
+        return found
+
+    async def claim(self, tenant: str, thread_id: str | None, run_id: str | None = None) -> None:
+        await self._call(lambda s: s.claim(tenant, thread_id, run_id))
+
+    # Requests per minute.
+    async def hit_requests(self, key: str, per_minute: int) -> Verdict:
+        verdict, _ = await self._call(lambda s: s.hit_requests(key, per_minute))
+        return verdict
+
+    # Concurrency leases.
+    async def acquire(self, key: str, lease: str, limit: int, ttl_s: float) -> Verdict:
+        verdict, primary = await self._call(lambda s: s.acquire(key, lease, limit, ttl_s))
+        if verdict.ok and not primary:
+            self._local_leases[(key, lease)] = True
+        return verdict
+
+    async def release(self, key: str, lease: str) -> None:
+        if self._local_leases.pop((key, lease), None):
+            await self._local(lambda s: s.release(key, lease))
+        else:
+            await self._call(lambda s: s.release(key, lease))
+
+    # Tokens.
+    async def reserve(self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float) -> Verdict:
+        verdict, primary = await self._call(lambda s: s.reserve(reservation, tenant, amount, limits, now))
+        if verdict.ok and not primary:
+            self._local_reservations[reservation] = True
+        return verdict
+
+    async def bind(self, reservation: str, run: PendingRun) -> None:
+        _, primary = await self._call(lambda s: s.bind(reservation, run))
+        local_reservation = self._local_reservations.pop(reservation, None)
+        if not primary:
+            self._local_runs[run.run_id] = True
+            if local_reservation:
+                self._local_reservations[reservation] = True  # still held locally, by the local run
+        elif local_reservation:
+            # Redis now lists the run (without a reservation: it will charge the real usage there).
+            await self._local(lambda s: s.cancel(reservation))
+
+    async def settle(self, run_id: str, tenant: str, model: str, usage: Usage | None, now: float) -> bool:
+        settled, primary = await self._call(lambda s: s.settle(run_id, tenant, model, usage, now))
+        if self._local_runs.pop(run_id, None) and primary:
+            await self._local(lambda s: s.settle(run_id, tenant, model, usage, now))
+        return settled
+
+    async def cancel(self, reservation: str) -> None:
+        if self._local_reservations.pop(reservation, None):
+            await self._local(lambda s: s.cancel(reservation))
+        else:
+            await self._call(lambda s: s.cancel(reservation))
+
+    async def tokens_remaining(self, tenant: str, limits: TokenLimits, now: float) -> dict[str, int]:
+        remaining, _ = await self._call(lambda s: s.tokens_remaining(tenant, limits, now))
+        return remaining
+
+    # The reconciler's list.
+    async def due_runs(self, before: float, limit: int) -> list[PendingRun]:
+        runs, primary = await self._call(lambda s: s.due_runs(before, limit))
+        if primary and self._local_runs:
+            local = await self._local(lambda s: s.due_runs(before, limit))
+            seen = {run.run_id for run in runs}
+            runs = sorted([*runs, *(run for run in local if run.run_id not in seen)], key=lambda r: r.checked_at)
+            runs = runs[:limit]
+        return runs
+
+    async def touch(self, run_id: str, now: float) -> None:
+        if run_id in self._local_runs:
+            await self._local(lambda s: s.touch(run_id, now))
+        else:
+            await self._call(lambda s: s.touch(run_id, now))
+
+    # The ledger.
+    async def usage(self, tenant: str | None, since_day: str) -> list[UsageRow]:
+        rows, _ = await self._call(lambda s: s.usage(tenant, since_day))
+        return rows
+
+    async def close(self) -> None:
+        for store in (self._primary, self._fallback):
+            try:
+                await store.close()
+            except Exception:  # closing is best effort
+                log.warning("state_close_failed", exc_info=True)
