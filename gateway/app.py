@@ -11,12 +11,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import middlewares
 from .config import Config
-from .context import AUDIT, CONFIG_PATH, OWNERSHIP, READINESS, RECORDER, RUNTIME, SESSION, Readiness
+from .admin import admin_reload, admin_usage
+from .context import AUDIT, CONFIG_PATH, READINESS, RECORDER, RUNTIME, SESSION, STATE, Readiness
 from .openai_types import RunRoute
-from .ownership import MemoryOwnership
 from .proxy import API_ROOT, passthrough, run_call
 from .record import Recorder, RunLog
-from .reload import admin_reload, reload_triggers
+from .reconcile import reconciler
+from .reload import reload_triggers
+from .state.factory import open_state
 from .runtime import Runtime, RuntimeHolder
 from .telemetry.audit import AuditLog
 from .telemetry.metrics import METRICS, Metrics, RunMetrics, count_requests
@@ -52,15 +54,15 @@ def build_app(
         watching.append(audit)
         app.cleanup_ctx.append(_audit_lifecycle)  # stops after the last handler has recorded its outcome
     app[RECORDER] = Recorder([*watching, *observers])
-    app[OWNERSHIP] = MemoryOwnership(config.state.max_owned_objects)
     app[READINESS] = Readiness()
-    app.cleanup_ctx.extend([_upstream_pool, reload_triggers])
+    app.cleanup_ctx.extend([_upstream_pool, _shared_state, reconciler, reload_triggers])
     app.on_shutdown.append(_start_draining)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_post("/admin/reload", admin_reload)
+    app.router.add_get("/admin/usage", admin_usage)
     threads = f"{API_ROOT}/threads"
     app.router.add_post(f"{threads}/runs", run_call(RunRoute.CREATE_THREAD_AND_RUN))
     app.router.add_post(f"{threads}/{{thread_id}}/runs", run_call(RunRoute.CREATE_RUN))
@@ -93,6 +95,21 @@ async def _upstream_pool(app: web.Application) -> AsyncIterator[None]:
         app[READINESS].ready = True
         yield
         app[READINESS].ready = False
+
+
+async def _shared_state(app: web.Application) -> AsyncIterator[None]:
+    config = app[RUNTIME].current.config.state
+    outages = app[METRICS].state_outages
+    app[STATE] = open_state(
+        config.backend,
+        config.url,
+        config.timeout_s,
+        config.on_failure,
+        config.max_owned_objects,
+        on_outage=lambda transition: outages.labels(transition).inc(),
+    )
+    yield
+    await app[STATE].close()
 
 
 async def _start_draining(app: web.Application) -> None:

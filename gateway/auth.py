@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from .config import Config
+from .config import PASSTHROUGH, Config
 from .errors import Unauthorized
 
-PASSTHROUGH_TENANT = "passthrough"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +82,14 @@ class Authenticator:
             if (key := tenant.upstream_api_key or default) is not None
         }
 
+    def upstream_authorization(self, tenant: str) -> str | None:
+        """The credential the gateway itself may use for a tenant (None: it holds none)."""
+        return None if self._keep_caller_key else self._upstream.get(tenant)
+
     def authenticate(self, authorization: str | None) -> Caller:
         key = bearer_token(authorization)
         if self._passthrough:
-            return Caller(PASSTHROUGH_TENANT, key and fingerprint(key), authorization)
+            return Caller(PASSTHROUGH, key and fingerprint(key), authorization)
         if key is None:
             raise _missing_key()
         tenant = self._keys.match(key)

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from .limits_config import LimitsConfig
 from .policy_config import PolicyConfig
 from .telemetry.audit import AuditConfig
 
@@ -33,6 +34,7 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
+PASSTHROUGH = "passthrough"  # the one tenant of pass-through mode (no `tenants`)
 DEFAULT_METRIC_MODELS = (
     "gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4-turbo", "gpt-4",
     "gpt-3.5-turbo", "o1", "o3", "o3-mini", "o4-mini", "gpt-5", "gpt-5-mini", "gpt-5-nano",
@@ -121,8 +123,19 @@ class AdminConfig(_Section):
 
 
 class StateConfig(_Section):
-    backend: Literal["memory"] = "memory"
+    backend: Literal["memory", "redis"] = Field("memory", description="memory: one process; redis: shared")
+    url: str | None = Field(None, description="redis://host:port/db, with credentials from ${VAR}")
+    timeout_s: float = Field(0.25, gt=0, description="longest wait for one Redis call")
+    on_failure: Literal["fail_open", "fail_closed"] = Field(
+        "fail_open", description="Redis unreachable: admit and count locally, or answer 503"
+    )
     max_owned_objects: int = Field(1_000_000, gt=0, description="threads and runs remembered (oldest forgotten)")
+
+    @model_validator(mode="after")
+    def _redis_needs_a_url(self) -> StateConfig:
+        if self.backend == "redis" and not self.url:
+            raise ValueError("url: required when backend is redis")
+        return self
 
 
 class TracingConfig(_Section):
@@ -148,6 +161,7 @@ class Config(_Section):
         None, description="absent: pass-through, the caller's own key goes upstream"
     )
     policies: dict[str, PolicyConfig] = Field(default_factory=dict)
+    limits: LimitsConfig = LimitsConfig()
     state: StateConfig = StateConfig()
     admin: AdminConfig = AdminConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
@@ -167,6 +181,25 @@ class Config(_Section):
                 raise ValueError(f"tenants.{name}: needs upstream_api_key, or set upstream.api_key")
             if tenant.policy is not None and tenant.policy not in self.policies:
                 raise ValueError(f"tenants.{name}.policy: no policy named {tenant.policy!r} under policies")
+        return self
+
+    @model_validator(mode="after")
+    def _budgets_need_finite_runs(self) -> Config:
+        """A token limit reserves each run's worst case, so the policy must cap both token fields."""
+        known = set(self.tenants) if self.tenants is not None else {PASSTHROUGH}
+        for name in self.limits.tenants:
+            if name not in known:
+                raise ValueError(f"limits.tenants.{name}: no such tenant")
+        for name in known:
+            if not self.limits.for_tenant(name).tokens:
+                continue
+            policy = self.policy_for(name)
+            tokens = policy.tokens if policy is not None else None
+            if tokens is None or tokens.max_prompt_tokens is None or tokens.max_completion_tokens is None:
+                raise ValueError(
+                    f"tenant {name}: token limits need its policy ({self.policy_name_for(name)!r}) to cap "
+                    "tokens.max_prompt_tokens and tokens.max_completion_tokens, so every run's cost is finite"
+                )
         return self
 
     def policy_name_for(self, tenant: str) -> str:

@@ -8,9 +8,9 @@ import aiohttp
 from aiohttp import web
 
 from .auth import Caller
-from .ownership import OwnershipStore
 from .record import Recorder
 from .runtime import Runtime, RuntimeHolder
+from .state import StateStore
 from .telemetry.audit import AuditLog
 
 
@@ -26,7 +26,7 @@ RUNTIME = web.AppKey("runtime", RuntimeHolder)
 CONFIG_PATH = web.AppKey("config_path", Path)  # absent: nothing to reload from
 UPSTREAM_OVERRIDE = web.AppKey("upstream_override", str)  # --mock-upstream: survives reloads
 SESSION = web.AppKey("session", aiohttp.ClientSession)
-OWNERSHIP = web.AppKey("ownership", OwnershipStore)
+STATE = web.AppKey("state", StateStore)  # ownership, limits, reservations, the usage ledger
 RECORDER = web.AppKey("recorder", Recorder)
 AUDIT = web.AppKey("audit", AuditLog)  # absent: audit off
 READINESS = web.AppKey("readiness", Readiness)

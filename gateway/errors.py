@@ -110,3 +110,18 @@ class UpstreamAnswer(GatewayError):
 
     def to_response(self) -> web.Response:
         return web.Response(status=self.status, body=self._body, headers={"Content-Type": self._content_type})
+
+
+class RateLimited(GatewayError):
+    """429 like OpenAI's: `type` names what ran out (requests or tokens), headers say when to retry."""
+
+    status = 429
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, kind: str, headers: Mapping[str, str]) -> None:
+        super().__init__(message, headers=headers)
+        self.type = kind
+
+
+class StateDown(ServiceUnavailable):
+    code = "state_unavailable"

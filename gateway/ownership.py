@@ -2,14 +2,12 @@
 
 The gateway claims a thread or run for the tenant whose call created it (from the response or the
 stream), first claim wins. Another tenant asking for it gets the upstream's own 404, as if it did
-not exist. State sits behind `OwnershipStore`; the in-memory store is the embedded default.
+not exist. The claims live in the shared state (`gateway.state`), in memory or in Redis.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
-
-from cachetools import LRUCache
 
 from .errors import NotFound
 
@@ -18,23 +16,6 @@ class OwnershipStore(Protocol):
     async def owner(self, thread_id: str) -> str | None: ...
 
     async def claim(self, tenant: str, thread_id: str | None, run_id: str | None = None) -> None: ...
-
-
-class MemoryOwnership:
-    """Bounded: past `max_entries` the least recently used threads and runs are forgotten."""
-
-    def __init__(self, max_entries: int) -> None:
-        self._threads: LRUCache[str, str] = LRUCache(max_entries)
-        self._runs: LRUCache[str, str] = LRUCache(max_entries)
-
-    async def owner(self, thread_id: str) -> str | None:
-        return self._threads.get(thread_id)
-
-    async def claim(self, tenant: str, thread_id: str | None, run_id: str | None = None) -> None:
-        if thread_id is not None:
-            self._threads.setdefault(thread_id, tenant)
-        if run_id is not None:
-            self._runs.setdefault(run_id, tenant)
 
 
 def thread_id_of(api_path: str) -> str | None:

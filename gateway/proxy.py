@@ -8,32 +8,40 @@ Admission (limits, token reservation) slots in between policy and forward with i
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 from functools import partial
 
 import aiohttp
 import orjson
+import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .auth import Caller
-from .context import AUDIT, CALLER, OWNERSHIP, RECORDER, REQUEST_ID, REQUEST_RUNTIME, SESSION, TRACE_ID
+from .context import AUDIT, CALLER, RECORDER, REQUEST_ID, REQUEST_RUNTIME, SESSION, STATE, TRACE_ID
 from .enforce import enforce
-from .errors import NotFound, PayloadTooLarge
-from .openai_types import RunRoute
+from .admit import admission
+from .errors import NotFound, PayloadTooLarge, StateDown
+from .openai_types import RunRequest, RunRoute
 from .ownership import check_thread_access, thread_id_of
-from .relay import relay, relay_run
+from .relay import JsonObserver, relay, relay_run
 from .runs import RunRecord, RunTracker
 from .telemetry.tracing import REQUEST_TRACE
+from .settle import Settlement, settle_polled
+from .state import StateStore, StateUnavailable
 from .validate import read_run_request
+
+log = structlog.get_logger("gateway.proxy")
 
 API_ROOT = "/v1"
 _CHUNK = 64 * 1024
+_RUNS = re.compile(r"^/threads/[^/]+/runs(/[^/]+)?$")  # a run polled, or a thread's runs listed
 
 
 def run_call(route: RunRoute) -> Handler:
-    """Create-thread-and-run and its siblings: validated, judged, then forwarded and teed."""
+    """Create-thread-and-run and its siblings: validated, judged, admitted, then forwarded and teed."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         started, started_ns = time.perf_counter(), time.time_ns()
@@ -45,26 +53,44 @@ def run_call(route: RunRoute) -> Handler:
             await guard_thread(request, request.match_info["thread_id"])
         record = _new_record(request, route, started, started_ns)
         record.note_request(run_request, data)
-        claim = partial(request.app[OWNERSHIP].claim, record.tenant)
-        tracker = RunTracker(record, request.app[RECORDER], on_ids=claim)
+        settlement = Settlement(request.app[STATE], record.tenant)
+        tracker = RunTracker(record, request.app[RECORDER], on_ids=settlement.on_ids)
         audit = request.app.get(AUDIT)
         async with audit.admit(record) if audit is not None else contextlib.nullcontext():
             try:
-                try:
-                    body, reported = await enforce(request, route, run_request, data, body, record)
-                finally:
-                    tracker.decided()
-                tracker.on_forward()
-                upstream_response = await forward(request, body)
+                return await _judge_and_send(request, route, run_request, data, body, tracker, settlement)
             except BaseException as exc:  # a refusal, or the client gone: the outcome is recorded all the same
-                tracker.on_error(exc)
-                tracker.finish()
+                if not tracker.finished:
+                    tracker.on_error(exc)
+                    tracker.finish()
                 raise
-            return await relay_run(
-                request, upstream_response, record.request_id, tracker, config.upstream.max_response_bytes, reported
-            )
+            finally:
+                await settlement.close(record)
 
     return handle
+
+
+async def _judge_and_send(
+    request: web.Request,
+    route: RunRoute,
+    run_request: RunRequest,
+    data: dict[str, Any],
+    body: bytes,
+    tracker: RunTracker,
+    settlement: Settlement,
+) -> web.StreamResponse:
+    """policy → admission → forward → relay, the part of a run call that may refuse it."""
+    record = tracker.record
+    try:
+        body, reported = await enforce(request, route, run_request, data, body, record)
+    finally:
+        tracker.decided()
+    async with admission(request, route, record, data.get("stream") is True, settlement.reservation) as ticket:
+        tracker.on_forward()
+        upstream_response = await forward(request, body)
+        max_json = request[REQUEST_RUNTIME].config.upstream.max_response_bytes
+        headers = {**reported, **ticket.headers()}
+        return await relay_run(request, upstream_response, record.request_id, tracker, max_json, headers)
 
 
 def _new_record(request: web.Request, route: RunRoute, started: float, started_ns: int) -> RunRecord:
@@ -96,10 +122,18 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
         raise PayloadTooLarge(f"The request body exceeds the gateway's limit of {config.listen.max_upload_bytes} bytes.")
     body = _stream_body(request) if request.body_exists else None
     upstream_response = await forward(request, body)
-    if request.method == "POST" and api_path == "/threads":  # a new thread: claim it for the caller
-        observe = partial(_claim_thread, request, request[CALLER])
-        return await relay(request, upstream_response, request[REQUEST_ID], observe, config.upstream.max_response_bytes)
-    return await relay(request, upstream_response, request[REQUEST_ID])
+    observe = _observer_for(request, api_path)
+    return await relay(request, upstream_response, request[REQUEST_ID], observe, config.upstream.max_response_bytes)
+
+
+def _observer_for(request: web.Request, api_path: str) -> JsonObserver | None:
+    """Pass-through answers worth reading: a new thread (ownership), runs polled or listed (usage)."""
+    state, tenant = request.app[STATE], request[CALLER].tenant
+    if request.method == "POST" and api_path == "/threads":
+        return partial(_claim_thread, state, tenant)
+    if request.method == "GET" and _RUNS.match(api_path):
+        return partial(settle_polled, state, tenant)
+    return None
 
 
 async def guard_thread(request: web.Request, thread_id: str) -> None:
@@ -108,16 +142,22 @@ async def guard_thread(request: web.Request, thread_id: str) -> None:
     if runtime.config.tenants is None:
         return  # pass-through mode: one anonymous tenant, nothing to separate
     tenant = request[CALLER].tenant
-    await check_thread_access(request.app[OWNERSHIP], tenant, thread_id, runtime.unknown_threads_allowed(tenant))
+    try:
+        await check_thread_access(request.app[STATE], tenant, thread_id, runtime.unknown_threads_allowed(tenant))
+    except StateUnavailable:
+        raise StateDown("The gateway's shared state is unreachable; try again shortly.") from None
 
 
-async def _claim_thread(request: web.Request, caller: Caller, body: bytes) -> None:
+async def _claim_thread(state: StateStore, tenant: str, body: bytes) -> None:
     try:
         thread = orjson.loads(body)
     except orjson.JSONDecodeError:
         return
     if isinstance(thread, dict) and thread.get("object") == "thread" and isinstance(thread.get("id"), str):
-        await request.app[OWNERSHIP].claim(caller.tenant, thread["id"])
+        try:
+            await state.claim(tenant, thread["id"])
+        except StateUnavailable:
+            log.warning("state_unavailable", step="claim_thread", thread_id=thread["id"])
 
 
 async def forward(request: web.Request, body: bytes | AsyncIterator[bytes] | None) -> aiohttp.ClientResponse:

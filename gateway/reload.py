@@ -16,11 +16,9 @@ import structlog
 from aiohttp import web
 from watchfiles import awatch
 
-from .auth import admin_check
 from .config import ConfigError, load_config
-from .context import CONFIG_PATH, REQUEST_RUNTIME, RUNTIME, UPSTREAM_OVERRIDE
+from .context import CONFIG_PATH, RUNTIME, UPSTREAM_OVERRIDE
 from .telemetry.metrics import METRICS
-from .errors import InvalidRequest, NotFound
 from .runtime import Runtime
 
 log = structlog.get_logger("gateway.reload")
@@ -52,20 +50,6 @@ async def reload_config(app: web.Application) -> Reloaded:
     app[METRICS].config_reloads.labels("ok").inc()
     log.info("config_reloaded", path=str(path), summary=config.summary())
     return Reloaded(True)
-
-
-async def admin_reload(request: web.Request) -> web.Response:
-    runtime = request[REQUEST_RUNTIME]
-    if not runtime.admin_keys:
-        raise NotFound("Unknown request URL: POST /admin/reload. The admin API is off (no admin.keys).")
-    admin_check(runtime.admin_keys, request.headers.get("Authorization"))
-    result = await reload_config(request.app)
-    if not result.ok:
-        raise InvalidRequest(
-            "The new config was refused; the old one keeps serving: " + "; ".join(result.problems),
-            code="invalid_config",
-        )
-    return web.json_response({"status": "reloaded", "summary": request.app[RUNTIME].current.config.summary()})
 
 
 async def reload_triggers(app: web.Application) -> AsyncIterator[None]:

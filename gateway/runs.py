@@ -199,6 +199,10 @@ class RunTracker:
     def on_client_gone(self) -> None:
         self.record.client_gone = True
 
+    @property
+    def finished(self) -> bool:
+        return self.record.duration_s is not None
+
     def finish(self) -> None:
         self.record.duration_s = self._clock() - self.record.started
         self._recorder.run_finished(self.record)

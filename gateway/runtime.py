@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from cachetools import TTLCache
 
-from .auth import PASSTHROUGH_TENANT, Authenticator, KeyRing
+from .auth import PASSTHROUGH, Authenticator, KeyRing
 from .config import Config
 from .policy_config import PolicyConfig
 from .telemetry.labels import Labels
@@ -36,7 +36,7 @@ class Runtime:
             authenticator=Authenticator(config),
             upstream=Upstream(config.upstream),
             admin_keys=KeyRing((key, "admin") for key in config.admin.keys),
-            labels=Labels([*(config.tenants or {}), PASSTHROUGH_TENANT], config.telemetry.metric_models),
+            labels=Labels([*(config.tenants or {}), PASSTHROUGH], config.telemetry.metric_models),
             assistant_models=TTLCache(_ASSISTANTS_CACHED, ttl=config.upstream.assistant_cache_ttl_s or 1e-9),
         )
 

@@ -106,6 +106,7 @@ def make_gateway(
         if config_file is not None:
             config = load_config(config_file, env=env)
         else:
+            raw.setdefault("audit", {"enabled": False})  # tests that audit say so; the rest keep stdout quiet
             config = parse_config({"upstream": upstream, **raw}, env=env or {})
         runs = RunCollector()
         server = await aiohttp_server(build_app(config, config_path=config_file, observers=[runs]))

@@ -5,7 +5,7 @@ import hashlib
 import openai
 import pytest
 
-from gateway.auth import PASSTHROUGH_TENANT, Authenticator, fingerprint
+from gateway.auth import PASSTHROUGH, Authenticator, fingerprint
 from gateway.config import parse_config
 from gateway.errors import Unauthorized
 
@@ -40,7 +40,7 @@ def test_missing_or_unknown_keys_are_401(header):
 
 def test_passthrough_forwards_the_callers_key():
     caller = Authenticator(parse_config({}, env={})).authenticate("Bearer sk-caller")
-    assert caller.tenant == PASSTHROUGH_TENANT
+    assert caller.tenant == PASSTHROUGH
     assert caller.upstream_authorization == "Bearer sk-caller"
 
 

@@ -9,7 +9,8 @@ import aiohttp
 import openai
 import pytest
 
-from gateway.ownership import MemoryOwnership, thread_id_of
+from gateway.ownership import thread_id_of
+from gateway.state.memory import MemoryState
 from tests.conftest import Gateway
 
 ENV = {"UPSTREAM_KEY": "sk-upstream", "ALICE_KEY": "sk-alice", "BOB_KEY": "sk-bob"}
@@ -99,7 +100,7 @@ def test_thread_ids_in_paths():
 
 
 async def test_first_claim_wins_and_memory_is_bounded():
-    store = MemoryOwnership(max_entries=2)
+    store = MemoryState(max_owned_objects=2)
     await store.claim("alice", "thread_1", "run_1")
     await store.claim("bob", "thread_1")
     assert await store.owner("thread_1") == "alice"

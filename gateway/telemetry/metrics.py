@@ -80,6 +80,10 @@ class Metrics:
             ["tenant", "decision"], registry=r,
         )  # fmt: skip
         self.streams = Counter("gateway_streams", "Run streams started.", ["tenant"], registry=r)
+        self.state_outages = Counter(
+            "gateway_state_outages", "Shared-state (Redis) outages began (down) and ended (up).", ["transition"],
+            registry=r,
+        )  # fmt: skip
         self.runs = Counter(
             "gateway_runs", "Run calls by tenant, model and the run's last status.", ["tenant", "model", "status"],
             registry=r,
@@ -109,6 +113,7 @@ class Metrics:
             (self.audit_records, ("written", "failed")),
             (self.config_reloads, ("ok", "error")),
             (self.upstream_errors, UPSTREAM_ERROR_KINDS),
+            (self.state_outages, ("down", "up")),
         ):
             for label in values:
                 counter.labels(label)

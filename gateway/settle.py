@@ -1,0 +1,72 @@
+"""The settle stage: turn what a run really used into the ledger, exactly once per run id.
+
+A run's reservation is bound to its run id as soon as the stream or response names it (so the
+reconciler can finish the job if the client walks away or this replica dies); its usage is
+settled from whichever shows it first — the terminal stream event, a polled run object, a run list —
+and a call that never created a run gives its reservation back.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+import structlog
+
+from .runs import TERMINAL_STATUSES, RunRecord, Usage
+from .state import PendingRun, StateStore, StateUnavailable
+
+log = structlog.get_logger("gateway.settle")
+
+
+class Settlement:
+    """One run call's link to the shared state: ownership claims, the reservation, the settlement."""
+
+    def __init__(self, state: StateStore, tenant: str) -> None:
+        self._state = state
+        self._tenant = tenant
+        # Bound to the run even when no tokens were reserved under it: binding is what puts the run
+        # on the reconciler's list, so its usage is counted however the client ran it.
+        self.reservation = uuid.uuid4().hex
+        self._bound = False
+
+    async def on_ids(self, thread_id: str | None, run_id: str | None) -> None:
+        try:
+            await self._state.claim(self._tenant, thread_id, run_id)
+            if run_id is not None and thread_id is not None and not self._bound:
+                now = time.time()
+                await self._state.bind(self.reservation, PendingRun(run_id, thread_id, self._tenant, now, now))
+                self._bound = True
+        except StateUnavailable:
+            log.warning("state_unavailable", step="claim", run_id=run_id)
+
+    async def close(self, record: RunRecord) -> None:
+        """After the relay: settle a finished run, or give back a reservation no run took."""
+        try:
+            if record.run_id is not None and record.status in TERMINAL_STATUSES and record.usage is not None:
+                await self._state.settle(record.run_id, self._tenant, record.model or "unknown", record.usage, time.time())
+            elif not self._bound:
+                await self._state.cancel(self.reservation)
+        except StateUnavailable:
+            log.warning("state_unavailable", step="settle", run_id=record.run_id)
+
+
+async def settle_polled(state: StateStore, tenant: str, body: bytes) -> None:
+    """A polled run, or a page of them: settle every terminal run that carries its usage."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return
+    runs: Iterable[Any] = data.get("data", ()) if isinstance(data, Mapping) and data.get("object") == "list" else [data]
+    for run in runs:
+        if not isinstance(run, Mapping) or run.get("object") != "thread.run" or run.get("status") not in TERMINAL_STATUSES:
+            continue
+        usage = Usage.from_json(run.get("usage"))
+        if usage is not None and isinstance(run.get("id"), str):
+            try:
+                await state.settle(run["id"], tenant, str(run.get("model") or "unknown"), usage, time.time())
+            except StateUnavailable:
+                log.warning("state_unavailable", step="settle_polled", run_id=run["id"])

@@ -1,0 +1,105 @@
+"""Usage is counted exactly once per run, whichever way the client ran it: the tokens the gateway
+records equal the tokens the simulator reported."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import aiohttp
+import openai
+
+from gateway.context import STATE
+from gateway.reconcile import reconcile_once
+from tests.conftest import Gateway
+
+ENV = {"UP": "sk-upstream", "TEAM": "sk-team", "ADMIN": "sk-admin"}
+MESSAGE = {"messages": [{"role": "user", "content": "hi"}]}
+FN = {"type": "function", "function": {"name": "get_weather"}}
+
+
+async def accounted(make_gateway) -> tuple[Gateway, openai.AsyncOpenAI]:
+    gateway = await make_gateway(
+        env=ENV,
+        upstream={"api_key": "${UP}"},
+        tenants={"team": {"keys": ["${TEAM}"]}},
+        admin={"keys": ["${ADMIN}"]},
+    )
+    return gateway, gateway.async_client(api_key="sk-team")
+
+
+async def ledger(gateway: Gateway) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as session:
+        response = await session.get(
+            gateway.server.make_url("/admin/usage"), params={"tenant": "team"}, headers={"Authorization": "Bearer sk-admin"}
+        )
+        assert response.status == 200
+        return (await response.json())["data"]
+
+
+def simulated_usage(simulator_state: Any, thread_id: str, run_id: str) -> int:
+    return simulator_state.threads[thread_id].runs[run_id].obj["usage"]["total_tokens"]
+
+
+async def reconcile_until_settled(gateway: Gateway, rounds: int = 20) -> None:
+    """Run the reconciler as if time passed between its passes, until nothing is pending."""
+    state, later = gateway.app[STATE], time.time()
+    for _ in range(rounds):
+        later += gateway.config.limits.reconcile_after_s + 1
+        await reconcile_once(gateway.app, now=later)
+        if not await state.due_runs(later + 3600, 10):
+            return
+    raise AssertionError("runs still pending after the reconciler's passes")
+
+
+async def test_every_way_of_running_is_counted_once(make_gateway, simulator_state):
+    gateway, client = await accounted(make_gateway)
+    assistant = (await client.beta.assistants.create(model="gpt-4o")).id
+    runs: list[tuple[str, str]] = []
+
+    async with client.beta.threads.create_and_run_stream(assistant_id=assistant, thread=MESSAGE) as stream:
+        streamed = await stream.get_final_run()
+    runs.append((streamed.thread_id, streamed.id))
+
+    polled = await client.beta.threads.create_and_run_poll(assistant_id=assistant, thread=MESSAGE, poll_interval_ms=5)
+    for _ in range(3):  # polls after the end, and a run list, must not count it again
+        await client.beta.threads.runs.retrieve(polled.id, thread_id=polled.thread_id)
+    await client.beta.threads.runs.list(polled.thread_id)
+    runs.append((polled.thread_id, polled.id))
+
+    abandoned = await client.beta.threads.create_and_run(
+        assistant_id=assistant, stream=True, extra_headers={"X-Simulator-Event-Delay-Ms": "20"}
+    )
+    first = await abandoned.__anext__()
+    second = await abandoned.__anext__()
+    await abandoned.close()
+    runs.append((first.data.id, second.data.id))
+
+    never_polled = await client.beta.threads.create_and_run(assistant_id=assistant, thread=MESSAGE)
+    runs.append((never_polled.thread_id, never_polled.id))
+
+    tools = (await client.beta.assistants.create(model="gpt-4o", tools=[FN])).id
+    async with client.beta.threads.create_and_run_stream(assistant_id=tools) as stream:
+        paused = await stream.get_final_run()
+    calls = paused.required_action.submit_tool_outputs.tool_calls
+    async with client.beta.threads.runs.submit_tool_outputs_stream(
+        run_id=paused.id, thread_id=paused.thread_id, tool_outputs=[{"tool_call_id": c.id, "output": "sun"} for c in calls]
+    ) as stream:
+        await stream.until_done()
+    runs.append((paused.thread_id, paused.id))
+
+    await reconcile_until_settled(gateway)
+    rows = await ledger(gateway)
+    assert sum(row["runs"] for row in rows) == len(runs)
+    expected = sum(simulated_usage(simulator_state, thread, run) for thread, run in runs)
+    assert sum(row["total_tokens"] for row in rows) == expected
+    assert {row["model"] for row in rows} == {"gpt-4o"}
+
+
+async def test_usage_api_needs_the_admin_key_and_a_real_date(make_gateway):
+    gateway, _client = await accounted(make_gateway)
+    async with aiohttp.ClientSession() as session:
+        url = gateway.server.make_url("/admin/usage")
+        assert (await session.get(url, headers={"Authorization": "Bearer sk-team"})).status == 401
+        bad = await session.get(url, params={"since": "yesterday"}, headers={"Authorization": "Bearer sk-admin"})
+        assert bad.status == 400 and (await bad.json())["error"]["param"] == "since"

@@ -1,0 +1,105 @@
+"""Several gateway replicas on one real redis-server: one shared limit, budgets that concurrency
+cannot overshoot, and Redis outages handled by the configured mode, then recovered from."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from tests.conftest import Gateway
+
+ENV = {"UP": "sk-upstream", "TEAM": "sk-team"}
+CAPS = {"tokens": {"max_prompt_tokens": {"max": 1000}, "max_completion_tokens": {"max": 1000}}}
+
+
+def replica(redis_url: str, limits: dict[str, Any], on_failure: str = "fail_open") -> dict[str, Any]:
+    return {
+        "env": ENV,
+        "upstream": {"api_key": "${UP}"},
+        "tenants": {"team": {"keys": ["${TEAM}"], "policy": "team"}},
+        "policies": {"team": CAPS},
+        "limits": {"tenants": {"team": limits}},
+        # Generous: the SDK shares this event loop in tests and may hold it while a Redis call waits.
+        "state": {"backend": "redis", "url": redis_url, "timeout_s": 1.0, "on_failure": on_failure},
+    }
+
+
+async def replicas(make_gateway, redis_server, limits: dict[str, Any], **kwargs: Any) -> list[Gateway]:
+    return [await make_gateway(**replica(redis_server.url, limits, **kwargs)) for _ in range(2)]
+
+
+async def assistant_on(gateway: Gateway) -> str:
+    return (await gateway.async_client(api_key="sk-team").beta.assistants.create(model="gpt-4o")).id
+
+
+async def test_two_replicas_enforce_one_limit(make_gateway, redis_server):
+    a, b = await replicas(make_gateway, redis_server, {"requests_per_minute": 3})
+    assistant = await assistant_on(a)
+    clients = [a.async_client(api_key="sk-team"), b.async_client(api_key="sk-team")]
+    for i in range(3):
+        await clients[i % 2].beta.threads.create_and_run(assistant_id=assistant)
+    for client in clients:
+        with pytest.raises(openai.RateLimitError):
+            await client.beta.threads.create_and_run(assistant_id=assistant)
+
+
+async def test_fifty_concurrent_runs_cannot_overshoot_a_budget(make_gateway, redis_server, simulator_state):
+    # Every run reserves 2000 tokens; the budget holds exactly 7 of them.
+    a, b = await replicas(make_gateway, redis_server, {"tokens_per_day": 14_000})
+    assistant = await assistant_on(a)
+    clients = [a.async_client(api_key="sk-team"), b.async_client(api_key="sk-team")]
+
+    async def one(i: int) -> bool:
+        try:
+            await clients[i % 2].beta.threads.create_and_run(assistant_id=assistant)
+        except openai.RateLimitError:
+            return False
+        return True
+
+    admitted = await asyncio.gather(*(one(i) for i in range(50)))
+    assert sum(admitted) == 7
+    created = [r for r in simulator_state.requests if r.method == "POST" and r.path == "/v1/threads/runs"]
+    assert len(created) == 7
+
+
+async def test_redis_outage_fail_open_then_recovery(make_gateway, redis_server):
+    a, _b = await replicas(make_gateway, redis_server, {"requests_per_minute": 2})
+    assistant = await assistant_on(a)
+    client = a.async_client(api_key="sk-team")
+    await client.beta.threads.create_and_run(assistant_id=assistant)
+    redis_server.stop()
+    # fail_open: admitted and counted locally, so the local limit still holds.
+    await client.beta.threads.create_and_run(assistant_id=assistant)
+    await client.beta.threads.create_and_run(assistant_id=assistant)
+    with pytest.raises(openai.RateLimitError):
+        await client.beta.threads.create_and_run(assistant_id=assistant)
+    redis_server.start()
+    await asyncio.sleep(0.6)  # past the back-off before Redis is tried again
+    await client.beta.threads.create_and_run(assistant_id=assistant)  # Redis again: one hit so far on it
+    metrics = await metrics_text(a)
+    assert 'gateway_state_outages_total{transition="down"} 1.0' in metrics
+    assert 'gateway_state_outages_total{transition="up"} 1.0' in metrics
+
+
+async def test_redis_outage_fail_closed_answers_503_then_recovers(make_gateway, redis_server):
+    a, _b = await replicas(make_gateway, redis_server, {"requests_per_minute": 100}, on_failure="fail_closed")
+    assistant = await assistant_on(a)
+    client = a.async_client(api_key="sk-team")
+    redis_server.stop()
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(openai.InternalServerError) as caught:
+        await client.beta.threads.create_and_run(assistant_id=assistant)
+    assert caught.value.status_code == 503 and caught.value.body["code"] == "state_unavailable"
+    assert asyncio.get_running_loop().time() - started < 3  # bounded by timeout_s, never a hang
+    redis_server.start()
+    await asyncio.sleep(0.6)
+    assert (await client.beta.threads.create_and_run(assistant_id=assistant)).status == "queued"
+
+
+async def metrics_text(gateway: Gateway) -> str:
+    async with aiohttp.ClientSession() as session:
+        return await (await session.get(gateway.server.make_url("/metrics"))).text()
