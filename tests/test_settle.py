@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 import openai
+import pytest
 
 from gateway.context import STATE
 from gateway.reconcile import reconcile_once
@@ -18,12 +19,20 @@ MESSAGE = {"messages": [{"role": "user", "content": "hi"}]}
 FN = {"type": "function", "function": {"name": "get_weather"}}
 
 
-async def accounted(make_gateway) -> tuple[Gateway, openai.AsyncOpenAI]:
+@pytest.fixture(params=["memory", "redis"])
+def backend(request) -> dict[str, Any]:
+    if request.param == "memory":
+        return {"backend": "memory"}
+    return {"backend": "redis", "url": request.getfixturevalue("redis_server").url, "timeout_s": 1.0}
+
+
+async def accounted(make_gateway, state: dict[str, Any] | None = None) -> tuple[Gateway, openai.AsyncOpenAI]:
     gateway = await make_gateway(
         env=ENV,
         upstream={"api_key": "${UP}"},
         tenants={"team": {"keys": ["${TEAM}"]}},
         admin={"keys": ["${ADMIN}"]},
+        state=state or {"backend": "memory"},
     )
     return gateway, gateway.async_client(api_key="sk-team")
 
@@ -52,8 +61,8 @@ async def reconcile_until_settled(gateway: Gateway, rounds: int = 20) -> None:
     raise AssertionError("runs still pending after the reconciler's passes")
 
 
-async def test_every_way_of_running_is_counted_once(make_gateway, simulator_state):
-    gateway, client = await accounted(make_gateway)
+async def test_every_way_of_running_is_counted_once(make_gateway, simulator_state, backend):
+    gateway, client = await accounted(make_gateway, backend)
     assistant = (await client.beta.assistants.create(model="gpt-4o")).id
     runs: list[tuple[str, str]] = []
 
