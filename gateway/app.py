@@ -22,7 +22,8 @@ from .state.factory import open_state
 from .runtime import Runtime, RuntimeHolder
 from .telemetry.audit import AuditLog
 from .telemetry.metrics import METRICS, Metrics, RunMetrics, count_requests
-from .telemetry.tracing import RunTracing, Tracing
+from .telemetry.run_spans import RunTracing
+from .telemetry.tracing import Tracing
 from .upstream import make_session
 
 

@@ -23,7 +23,8 @@ from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_tra
 from gateway.app import build_app
 from gateway.config import TracingConfig, parse_config
 from gateway.context import RECORDER
-from gateway.telemetry.tracing import RunTracing, Tracing
+from gateway.telemetry.run_spans import RunTracing
+from gateway.telemetry.tracing import Tracing
 from tests.conftest import API_KEY, Gateway, RunCollector
 
 ENV = {"UPSTREAM_KEY": "sk-upstream", "TEAM_KEY": "sk-team"}

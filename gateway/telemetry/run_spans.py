@@ -1,0 +1,199 @@
+"""The run observer: what a run call adds to its SERVER span (made in `tracing`).
+
+Per run call, `RunTracing` (an observer of the record stage) adds to the SERVER span the GenAI
+attributes of an agent invocation (`gen_ai.operation.name = invoke_agent`, agent, conversation,
+models, sampling, usage, finish reason) and the gateway's own (`gateway.tenant`,
+`gateway.policy.*`, `gateway.run.*`); child spans `gateway.policy` (arrival → decision: reading,
+validation, ownership and policy) and `gateway.admission` (decision → forward), placed from the
+record's milestones; and events at the stream milestones (`gen_ai.first_byte`,
+`gen_ai.first_message_delta`, `gen_ai.run.requires_action`, `gen_ai.run.<terminal status>`).
+Prompt and completion text never reach a span unless `telemetry.tracing.capture_content`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from opentelemetry import trace
+from opentelemetry.trace import Span, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from ..runs import TERMINAL_STATUSES
+from .metrics import OPERATION, PROVIDER
+from .tracing import Attributes, Tracing
+
+if TYPE_CHECKING:
+    from ..runs import RunRecord
+    from ..runtime import RuntimeHolder
+    from ..sse import SSEEvent
+
+FINISHED_STATUSES = TERMINAL_STATUSES | {"requires_action"}  # a run's finish reasons; `queued` is not one
+
+
+class RunTracing:
+    """GenAI attributes, milestone child spans and events on the run call's SERVER span.
+
+    `run_finished` is called inside the handler, so the current span is the request's SERVER span.
+    """
+
+    def __init__(self, tracing: Tracing, runtime: RuntimeHolder) -> None:
+        self._tracing = tracing
+        self._runtime = runtime
+        self._outputs: dict[int, list[str]] = {}  # id(record) → completed message texts, when capturing
+
+    def _capture_content(self) -> bool:
+        return self._runtime.current.config.telemetry.tracing.capture_content  # follows reloads
+
+    def run_event(self, record: RunRecord, event: SSEEvent) -> None:
+        if event.event == "thread.message.completed" and self._capture_content():
+            text = _message_text(event.data)
+            if text:
+                self._outputs.setdefault(id(record), []).append(text)
+
+    def run_finished(self, record: RunRecord) -> None:
+        outputs = self._outputs.pop(id(record), [])
+        span = trace.get_current_span()
+        if not span.is_recording():
+            return  # sampled out
+        span.set_attributes(run_attributes(record))
+        if record.broken or record.error_type == "error_event":  # the HTTP answer was 200, the run was not
+            span.set_status(StatusCode.ERROR, record.error_type)
+        self._milestones(span, record)
+        if self._capture_content() and record.body is not None:
+            span.set_attributes(content_attributes(record.body, outputs))
+
+    def _milestones(self, span: Span, record: RunRecord) -> None:
+        if not record.started_ns:
+            return
+
+        def at(seconds: float) -> int:
+            return int(record.started_ns + seconds * 1e9)
+
+        tracer, parent = self._tracing.tracer, trace.set_span_in_context(span)
+        if record.decided_s is not None:
+            policy: Attributes = {"gateway.policy.decision": record.decision}
+            if record.decision != "none" and record.policy:
+                policy["gateway.policy.name"] = record.policy
+            child = tracer.start_span("gateway.policy", parent, start_time=record.started_ns, attributes=policy)
+            child.end(at(record.decided_s))
+            if record.forwarded_s is not None:
+                child = tracer.start_span("gateway.admission", parent, start_time=at(record.decided_s))
+                child.end(at(record.forwarded_s))
+        milestones = (
+            ("gen_ai.first_byte", record.ttfb_s),
+            ("gen_ai.first_message_delta", record.first_delta_s),
+            ("gen_ai.run.requires_action", record.requires_action_s),
+            (f"gen_ai.run.{record.status}", record.terminal_s),
+        )
+        for name, seconds in milestones:
+            if seconds is not None:
+                span.add_event(name, timestamp=at(seconds))
+
+
+def run_attributes(record: RunRecord) -> Attributes:
+    attributes: Attributes = {
+        "gen_ai.operation.name": OPERATION,
+        "gen_ai.provider.name": PROVIDER,
+        "gateway.tenant": record.tenant,
+        "gateway.policy.decision": record.decision,
+        "gateway.run.streamed": record.streamed,
+        "gateway.run.broken": record.broken,
+        "gateway.run.client_gone": record.client_gone,
+    }
+    optional: dict[str, AttributeValue | None] = {
+        "gen_ai.agent.id": record.assistant_id,
+        "gen_ai.conversation.id": record.thread_id,
+        "gen_ai.request.model": record.requested_model,
+        "gen_ai.response.model": record.model,
+        "gen_ai.response.id": record.run_id,
+        "gen_ai.request.temperature": record.temperature,
+        "gen_ai.request.top_p": record.top_p,
+        "gen_ai.request.max_tokens": record.max_completion_tokens,
+        "error.type": record.error_type,
+    }
+    attributes.update((key, value) for key, value in optional.items() if value is not None)
+    if record.usage is not None:
+        attributes["gen_ai.usage.input_tokens"] = record.usage.prompt_tokens
+        attributes["gen_ai.usage.output_tokens"] = record.usage.completion_tokens
+    if record.status:
+        attributes["gateway.run.status"] = record.status  # the last status the call saw (queued, ...)
+        if record.status in FINISHED_STATUSES:
+            attributes["gen_ai.response.finish_reasons"] = (record.status,)
+    if record.decision != "none" and record.policy:
+        attributes["gateway.policy.name"] = record.policy
+    for key, values in (
+        ("gateway.policy.violations", record.violations),
+        ("gateway.policy.shadowed", record.shadowed),
+        ("gateway.policy.modified", record.modified),
+    ):
+        if values:
+            attributes[key] = tuple(values)
+    return attributes
+
+
+# --- content (only with capture_content) ---------------------------------------------------------
+
+
+def content_attributes(body: Mapping[str, Any], outputs: list[str]) -> Attributes:
+    """`gen_ai.input.messages`, `gen_ai.system_instructions`, `gen_ai.output.messages` as JSON strings."""
+    attributes: Attributes = {}
+    messages = _input_messages(body)
+    if messages:
+        attributes["gen_ai.input.messages"] = orjson.dumps(messages).decode()
+    instructions = [
+        {"type": "text", "content": body[key]}
+        for key in ("instructions", "additional_instructions")
+        if isinstance(body.get(key), str)
+    ]
+    if instructions:
+        attributes["gen_ai.system_instructions"] = orjson.dumps(instructions).decode()
+    if outputs:
+        replies = [{"role": "assistant", "parts": [{"type": "text", "content": text}]} for text in outputs]
+        attributes["gen_ai.output.messages"] = orjson.dumps(replies).decode()
+    return attributes
+
+
+def _input_messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    thread = body.get("thread")
+    raw = (thread.get("messages") if isinstance(thread, Mapping) else None) or body.get("additional_messages") or []
+    messages = [
+        {"role": message.get("role"), "parts": _parts(message.get("content"))}
+        for message in raw
+        if isinstance(message, Mapping)
+    ]
+    for output in body.get("tool_outputs") or []:
+        if isinstance(output, Mapping):
+            part = {"type": "tool_call_response", "id": output.get("tool_call_id"), "response": output.get("output")}
+            messages.append({"role": "tool", "parts": [part]})
+    return messages
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    parts: list[dict[str, Any]] = []
+    for part in content if isinstance(content, list) else []:
+        if not isinstance(part, Mapping):
+            continue
+        kind = part.get("type")
+        if kind == "text":
+            parts.append({"type": "text", "content": part.get("text")})
+        elif kind == "image_url" and isinstance(part.get("image_url"), Mapping):
+            parts.append({"type": "uri", "modality": "image", "uri": part["image_url"].get("url")})
+        elif kind == "image_file" and isinstance(part.get("image_file"), Mapping):
+            parts.append({"type": "file", "modality": "image", "file_id": part["image_file"].get("file_id")})
+        else:
+            parts.append({"type": kind})
+    return parts
+
+
+def _message_text(data: str | bytes) -> str:
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return ""
+    content = message.get("content") if isinstance(message, Mapping) else None
+    parts = [part.get("text") for part in content if isinstance(part, Mapping)] if isinstance(content, list) else []
+    return "".join(text["value"] for text in parts if isinstance(text, Mapping) and isinstance(text.get("value"), str))
