@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 from aiohttp import web
 
@@ -80,35 +81,34 @@ async def _admit(
     ticket: Ticket,
 ) -> None:
     tenant, key = record.tenant, request[CALLER].fingerprint or "-"
-    checks: list[tuple[str, int | None]] = [(f"rpm:{tenant}", limits.requests_per_minute)]
-    if limits.per_key is not None:
-        checks.append((f"rpm:{tenant}:{key}", limits.per_key.requests_per_minute))
-    for bucket, per_minute in checks:
+    per_key = limits.per_key
+    rates = [(f"rpm:{tenant}", limits.requests_per_minute)]
+    leases = [(f"runs:{tenant}", CONCURRENT_RUNS, limits.concurrent_runs)]
+    if per_key is not None:
+        rates.append((f"rpm:{tenant}:{key}", per_key.requests_per_minute))
+        leases.append((f"runs:{tenant}:{key}", CONCURRENT_RUNS, per_key.concurrent_runs))
+    if stream:
+        leases.append((f"streams:{tenant}", OPEN_STREAMS, limits.open_streams))
+    refuse = partial(_refuse_unless, request=request, record=record, ticket=ticket)
+    for bucket, per_minute in rates:
         if per_minute is not None:
             verdict = await state.hit_requests(bucket, per_minute)
             ticket.requests = _tightest(ticket.requests, verdict.window)
-            _refuse_unless(verdict, REQUESTS_PER_MINUTE, request, record, ticket)
+            refuse(verdict, REQUESTS_PER_MINUTE)
     ttl = request[REQUEST_RUNTIME].config.limits.lease_ttl_s
-    leases = [(f"runs:{tenant}", CONCURRENT_RUNS, limits.concurrent_runs)]
-    if limits.per_key is not None:
-        leases.append((f"runs:{tenant}:{key}", CONCURRENT_RUNS, limits.per_key.concurrent_runs))
-    if stream:
-        leases.append((f"streams:{tenant}", OPEN_STREAMS, limits.open_streams))
     for bucket, name, limit in leases:
         if limit is not None:
             lease = uuid.uuid4().hex
-            verdict = await state.acquire(bucket, lease, limit, ttl)
-            _refuse_unless(verdict, name, request, record, ticket)
+            refuse(await state.acquire(bucket, lease, limit, ttl), name)
             ticket.leases.append((bucket, lease))
-    tokens = limits.tokens
-    if tokens and route is not RunRoute.SUBMIT_TOOL_OUTPUTS:  # a run's one reservation covers its tool rounds
+    if limits.tokens and route is not RunRoute.SUBMIT_TOOL_OUTPUTS:  # one reservation covers a run's tool rounds
         amount = (record.max_prompt_tokens or 0) + (record.max_completion_tokens or 0)
-        verdict = await state.reserve(reservation, tenant, amount, tokens, time.time())
+        verdict = await state.reserve(reservation, tenant, amount, limits.tokens, time.time())
         ticket.tokens = verdict.window
-        _refuse_unless(verdict, verdict.refused_by or TOKENS_PER_MINUTE, request, record, ticket)
+        refuse(verdict, verdict.refused_by or TOKENS_PER_MINUTE)
 
 
-def _refuse_unless(verdict: Verdict, limit: str, request: web.Request, record: RunRecord, ticket: Ticket) -> None:
+def _refuse_unless(verdict: Verdict, limit: str, *, request: web.Request, record: RunRecord, ticket: Ticket) -> None:
     if verdict.ok:
         return
     request.app[METRICS].rate_limit_hits.labels(request[REQUEST_RUNTIME].labels.tenant(record.tenant), limit).inc()
