@@ -1,10 +1,13 @@
-"""A workload through the gateway that gives every dashboard panel data: three tenants with policies
+"""A workload through the gateway that gives every dashboard panel data: four tenants with policies
 (allows, denials, shadow denials, clamps), streamed, polled and tool-calling runs, upstream errors,
-broken streams, error events, failed and incomplete runs, a rejected key and config reloads."""
+broken streams, error events, failed and incomplete runs, a rejected key and config reloads; token
+budgets (search), a requests-per-minute limit that refuses calls (batch), and an outage of the shared
+state (Redis) that the gateway counts and recovers from."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,22 +15,26 @@ import aiohttp
 import openai
 import yaml
 
+from gateway.telemetry.metrics import METRICS
 from tests.conftest import Gateway
+from tests.redis_server import RedisServer
 
 ENV = {
     "UPSTREAM_KEY": "sk-upstream",
     "SEARCH_KEY": "sk-search",
     "SUPPORT_KEY": "sk-support",
     "ANALYTICS_KEY": "sk-analytics",
+    "BATCH_KEY": "sk-batch",
     "ADMIN_KEY": "sk-admin",
 }
 HI = {"messages": [{"role": "user", "content": "hi"}]}
 TWICE = {"messages": HI["messages"] * 2}
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
 FAST_POLL = 5
+BATCH_RPM = 2  # batch's third run call of a round is refused; the second round is all refused (same minute)
 
 
-def write_config(path: Path, simulator_url: str) -> None:
+def write_config(path: Path, simulator_url: str, redis_url: str) -> None:
     path.write_text(
         yaml.safe_dump(
             {
@@ -36,6 +43,7 @@ def write_config(path: Path, simulator_url: str) -> None:
                     "search": {"keys": ["${SEARCH_KEY}"], "policy": "search"},
                     "support": {"keys": ["${SUPPORT_KEY}"], "policy": "support"},
                     "analytics": {"keys": ["${ANALYTICS_KEY}"], "policy": "analytics"},
+                    "batch": {"keys": ["${BATCH_KEY}"], "policy": "analytics"},
                 },
                 "policies": {
                     # enforced: only gpt-4o; token caps injected or clamped on every run (decision `modify`)
@@ -55,6 +63,23 @@ def write_config(path: Path, simulator_url: str) -> None:
                     # permissive: plain `allow` decisions
                     "analytics": {"models": {"deny": ["o1"]}},
                 },
+                # search's policy caps both token fields, so it can have token limits: each run reserves
+                # 4000 + 1000 tokens until its usage is settled
+                "limits": {
+                    "tenants": {
+                        "search": {
+                            "tokens_per_minute": 100_000,
+                            "tokens_per_day": 1_000_000,
+                            "tokens_per_month": 20_000_000,
+                        },
+                        "batch": {"requests_per_minute": BATCH_RPM},
+                    },
+                    "reconcile_interval_s": 0.5,  # the budget gauges are published on every pass
+                },
+                # fail_closed: during the outage the budget gauges keep Redis's last values (fail_open
+                # would publish the local fallback's, nearly full, budgets). A generous timeout: a slow
+                # first connection on a busy machine must not turn into a 503.
+                "state": {"backend": "redis", "url": redis_url, "timeout_s": 1.0, "on_failure": "fail_closed"},
                 "admin": {"keys": ["${ADMIN_KEY}"]},
             }
         )
@@ -95,6 +120,8 @@ async def search(gateway: Gateway) -> None:
     await _expect(openai.InternalServerError, threads.create_and_run(assistant_id=assistant.id, extra_headers=fault))
     fault = {"X-Simulator-Fault": "http-429"}
     await _expect(openai.RateLimitError, threads.create_and_run(assistant_id=assistant.id, extra_headers=fault))
+    # never polled: its 5000 tokens stay reserved (the budget keeps falling) until the reconciler settles it
+    assert (await threads.create_and_run(assistant_id=assistant.id, thread=HI)).status == "queued"
     await client.close()
 
 
@@ -142,10 +169,32 @@ async def analytics(gateway: Gateway) -> None:
     await client.close()
 
 
+async def batch(gateway: Gateway) -> None:
+    """Requests per minute: calls past the limit get OpenAI's 429, the SDK's RateLimitError (no retries)."""
+    client = gateway.async_client(api_key=ENV["BATCH_KEY"])
+    assistant = await client.beta.assistants.create(model="gpt-4o-mini")
+    refused = 0
+    for _ in range(BATCH_RPM + 1):
+        try:
+            await client.beta.threads.create_and_run(assistant_id=assistant.id, thread=HI)
+        except openai.RateLimitError as error:
+            assert isinstance(error.body, dict) and error.body["type"] == "requests", error.body
+            refused += 1
+    assert refused
+    await client.close()
+
+
 async def strangers(gateway: Gateway) -> None:
     client = gateway.async_client(api_key="sk-nobody")
     await _expect(openai.AuthenticationError, client.beta.assistants.list())
     await client.close()
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write the whole file at once: the gateway watches it, and must never read it half written."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
 
 
 async def reloads(gateway: Gateway, path: Path) -> None:
@@ -154,15 +203,57 @@ async def reloads(gateway: Gateway, path: Path) -> None:
     admin = {"Authorization": f"Bearer {ENV['ADMIN_KEY']}"}
     async with aiohttp.ClientSession() as session:
         try:
-            path.write_text("policies: {search: {models: {allow: 42}}}\n")
+            _replace(path, "policies: {search: {models: {allow: 42}}}\n")
             async with session.post(gateway.server.make_url("/admin/reload"), headers=admin) as response:
                 assert response.status == 400, await response.text()
         finally:
-            path.write_text(good)
+            _replace(path, good)
         async with session.post(gateway.server.make_url("/admin/reload"), headers=admin) as response:
             assert response.status == 200, await response.text()
 
 
-async def workload(gateway: Gateway, config_path: Path) -> None:
+def _sample(gateway: Gateway, name: str, **labels: str) -> float | None:
+    return gateway.app[METRICS].registry.get_sample_value(name, labels)
+
+
+def _outages(gateway: Gateway, transition: str) -> float:
+    return _sample(gateway, "gateway_state_outages_total", transition=transition) or 0.0
+
+
+async def _until(what: str, check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def state_answers(gateway: Gateway) -> None:
+    """Wait until Redis answers the gateway (no outage open) and the budget gauges are published: on a
+    busy machine the very first Redis call (connect, load the scripts) can time out, and fail_closed
+    refuses run calls until the next probe succeeds."""
+    await _until(
+        "the shared state to answer",
+        lambda: (
+            _outages(gateway, "down") == _outages(gateway, "up")
+            and _sample(gateway, "gateway_budget_remaining_tokens", tenant="search", period="day") is not None
+        ),
+    )
+
+
+async def outage(gateway: Gateway, redis: RedisServer) -> None:
+    """Redis stops answering (SIGSTOP: calls time out, nothing is lost) until the gateway has counted the
+    outage, then answers again until it has counted the recovery; the reconciler's passes notice both."""
+    down, up = _outages(gateway, "down"), _outages(gateway, "up")
+    redis.pause()
+    try:
+        await _until("the outage to be counted", lambda: _outages(gateway, "down") > down)
+    finally:
+        redis.resume()
+    await _until("the recovery to be counted", lambda: _outages(gateway, "up") > up)
+
+
+async def workload(gateway: Gateway, config_path: Path, redis: RedisServer) -> None:
+    await state_answers(gateway)
     await reloads(gateway, config_path)
-    await asyncio.gather(search(gateway), support(gateway), analytics(gateway), strangers(gateway))
+    await asyncio.gather(search(gateway), support(gateway), analytics(gateway), batch(gateway), strangers(gateway))
+    await outage(gateway, redis)
