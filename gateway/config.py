@@ -268,6 +268,8 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+    if raw is None:  # an empty file (or one caught half-written) is never "all defaults"
+        raise ConfigError(str(path), ["the file is empty"])
     return parse_config(raw, str(path), env)
 
 

@@ -111,6 +111,9 @@ def test_unreadable_and_invalid_yaml(tmp_path):
     bad.write_text("listen: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+    bad.write_text("")
+    with pytest.raises(ConfigError, match="the file is empty"):
+        load_config(bad)
 
 
 def test_an_empty_variable_is_no_credential_and_no_key():
