@@ -18,7 +18,7 @@ from gateway.state.resilient import ResilientState
 from tests.redis_server import RedisServer
 
 TIMEOUT_S = 0.2
-RETRY_S = 0.1
+RETRY_S = 0.5  # long enough that a loaded machine cannot slip a probe into the "within" checks
 
 
 def resilient(
@@ -112,7 +112,7 @@ async def test_a_frozen_redis_costs_one_timeout_per_retry_interval(redis_server:
         assert first.ok and elapsed < TIMEOUT_S + 0.3
         assert events == ["down"]
         _, elapsed = await timed(asyncio.gather(*(store.hit_requests("rpm:a", 10) for _ in range(20))))
-        assert elapsed < 0.05  # within the retry interval: straight to the fallback, no waiting on Redis
+        assert elapsed < TIMEOUT_S / 2  # within the retry interval: straight to the fallback, no waiting on Redis
         await asyncio.sleep(RETRY_S)
         _, elapsed = await timed(store.owner("thread_1"))  # one probe, one timeout
         assert TIMEOUT_S * 0.9 < elapsed < TIMEOUT_S + 0.3
