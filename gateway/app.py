@@ -14,6 +14,7 @@ from .config import Config
 from .admin import admin_reload, admin_usage
 from .context import AUDIT, CONFIG_PATH, READINESS, RECORDER, RUNTIME, SESSION, STATE, Readiness
 from .openai_types import RunRoute
+from .openapi import openapi_endpoint
 from .proxy import API_ROOT, passthrough, run_call
 from .record import Recorder, RunLog
 from .reconcile import reconciler
@@ -62,6 +63,7 @@ def build_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/openapi.json", openapi_endpoint)
     app.router.add_post("/admin/reload", admin_reload)
     app.router.add_get("/admin/usage", admin_usage)
     threads = f"{API_ROOT}/threads"

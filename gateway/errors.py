@@ -14,7 +14,15 @@ from aiohttp import web
 
 
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
+    error = {"message": message, "type": type_, "param": param, "code": code}
+    try:
+        return orjson.dumps({"error": error})
+    except orjson.JSONEncodeError:  # a lone surrogate echoed from a hostile path or body: escape it
+        return orjson.dumps({"error": {k: _printable(v) for k, v in error.items()}})
+
+
+def _printable(value: str | None) -> str | None:
+    return None if value is None else value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class GatewayError(Exception):
@@ -73,6 +81,19 @@ class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class RequestTimeout(GatewayError):
+    """The client was too slow to send its request; the connection is closed after the answer."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+    def to_response(self) -> web.Response:
+        response = super().to_response()
+        response.force_close()  # the rest of a stalled body is not worth waiting for
+        return response
 
 
 class ServiceUnavailable(GatewayError):

@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from .context import CALLER, REQUEST_ID, REQUEST_RUNTIME, RUNTIME
-from .errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, error_body
+from .errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge, error_body
 
 log = structlog.get_logger("gateway")
 
@@ -68,11 +68,28 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The authenticate stage for every API call; the gateway's own endpoints are open.
+    """The authenticate stage for every API call; the gateway's own endpoints are open. Header values
+    that are not UTF-8 are refused first, on every route.
 
     The request takes the runtime current now and keeps it, whatever a reload swaps in meanwhile.
     """
+    check_headers(request)
     runtime = request[REQUEST_RUNTIME] = request.app[RUNTIME].current
     if request.path.startswith("/v1/"):
         request[CALLER] = runtime.authenticator.authenticate(request.headers.get("Authorization"))
     return await handler(request)
+
+
+def check_headers(request: web.Request) -> None:
+    """Refuse header values that are not UTF-8: they could be neither compared nor sent upstream.
+
+    aiohttp's parser already refuses CR, LF and NUL in values (no header injection upstream); bytes
+    that do not decode reach the app as lone surrogates.
+    """
+    for name, value in request.headers.items():
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                # (names are tokens: the parser lets only ASCII through)
+                raise InvalidRequest(f"The value of the {name} header is not valid UTF-8.", code="invalid_header") from None

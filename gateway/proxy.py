@@ -23,7 +23,7 @@ from aiohttp.typedefs import Handler
 from .context import AUDIT, CALLER, RECORDER, REQUEST_ID, REQUEST_RUNTIME, SESSION, STATE, TRACE_ID
 from .enforce import enforce
 from .admit import admission
-from .errors import NotFound, PayloadTooLarge, StateDown
+from .errors import GatewayError, NotFound, PayloadTooLarge, StateDown
 from .openai_types import RunRequest, RunRoute
 from .ownership import check_thread_access, thread_id_of
 from .relay import JsonObserver, relay, relay_run
@@ -31,12 +31,11 @@ from .runs import RunRecord, RunTracker
 from .telemetry.tracing import REQUEST_TRACE
 from .settle import Settlement, settle_polled
 from .state import StateStore, StateUnavailable
-from .validate import read_run_request
+from .validate import BodyStream, read_run_request
 
 log = structlog.get_logger("gateway.proxy")
 
 API_ROOT = "/v1"
-_CHUNK = 64 * 1024
 _RUNS = re.compile(r"^/threads/[^/]+/runs(/[^/]+)?$")  # a run polled, or a thread's runs listed
 
 
@@ -120,8 +119,13 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
     size = request.content_length
     if size is not None and size > config.listen.max_upload_bytes:
         raise PayloadTooLarge(f"The request body exceeds the gateway's limit of {config.listen.max_upload_bytes} bytes.")
-    body = _stream_body(request) if request.body_exists else None
-    upstream_response = await forward(request, body)
+    body = BodyStream(request, config.listen.max_upload_bytes) if request.body_exists else None
+    try:
+        upstream_response = await forward(request, body)
+    except GatewayError:
+        if body is not None and body.failure is not None:
+            raise body.failure from None  # the client's fault (413, 408), not a broken upstream
+        raise
     observe = _observer_for(request, api_path)
     return await relay(request, upstream_response, request[REQUEST_ID], observe, config.upstream.max_response_bytes)
 
@@ -177,8 +181,3 @@ def _allowed(api_path: str, prefixes: tuple[str, ...]) -> bool:
     if "/../" in api_path + "/" or "/./" in api_path + "/":
         return False
     return any(api_path == prefix or api_path.startswith(prefix + "/") for prefix in prefixes)
-
-
-async def _stream_body(request: web.Request) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_chunked(_CHUNK):
-        yield chunk

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -26,6 +27,26 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+KEEPALIVE_TIMEOUT_S = 75.0
+"""An idle keep-alive connection is closed after this long; it is also the most a client gets to send
+a request's headers (aiohttp's timer runs from the connection's start or its last response), which
+is what cuts off a slowloris client. Run-call bodies have their own bound (`validate.BODY_TIMEOUT_S`)."""
+
+LINGERING_TIME_S = 2.0
+"""After refusing a request whose body is still coming (413, 408, ...), aiohttp reads and discards the
+rest for this long, so a client that is still sending gets to see the answer; then it closes.
+aiohttp's default, 10 s, would let a refused slow client hold the connection that much longer."""
+
+SERVER_OPTIONS: dict[str, Any] = {
+    "keepalive_timeout": KEEPALIVE_TIMEOUT_S,
+    "lingering_time": LINGERING_TIME_S,
+    # Bodies pass through as sent: a compressed upload reaches the upstream compressed, with its
+    # Content-Encoding; run calls refuse compressed bodies (validate.py).
+    "auto_decompress": False,
+}
+"""aiohttp server settings besides the app's; tests start their servers with them too."""
+
+
 def serve(config: Config, *, config_path: Path | None = None, mock_upstream: bool = False) -> None:
     configure_logging(config.telemetry)
     web.run_app(
@@ -39,6 +60,7 @@ def serve(config: Config, *, config_path: Path | None = None, mock_upstream: boo
         access_log=None,
         print=None,
         loop=new_event_loop(),
+        **SERVER_OPTIONS,
     )
 
 
