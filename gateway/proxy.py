@@ -52,7 +52,8 @@ def run_call(route: RunRoute) -> Handler:
             await guard_thread(request, request.match_info["thread_id"])
         record = _new_record(request, route, started, started_ns)
         record.note_request(run_request, data)
-        settlement = Settlement(request.app[STATE], record.tenant)
+        creates_run = route is not RunRoute.SUBMIT_TOOL_OUTPUTS
+        settlement = Settlement(request.app[STATE], record.tenant, creates_run=creates_run)
         tracker = RunTracker(record, request.app[RECORDER], on_ids=settlement.on_ids)
         audit = request.app.get(AUDIT)
         async with audit.admit(record) if audit is not None else contextlib.nullcontext():

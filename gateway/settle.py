@@ -25,9 +25,10 @@ log = structlog.get_logger("gateway.settle")
 class Settlement:
     """One run call's link to the shared state: ownership claims, the reservation, the settlement."""
 
-    def __init__(self, state: StateStore, tenant: str) -> None:
+    def __init__(self, state: StateStore, tenant: str, *, creates_run: bool) -> None:
         self._state = state
         self._tenant = tenant
+        self._creates_run = creates_run  # submit_tool_outputs continues a run its create call bound
         # Bound to the run even when no tokens were reserved under it: binding is what puts the run
         # on the reconciler's list, so its usage is counted however the client ran it.
         self.reservation = uuid.uuid4().hex
@@ -36,7 +37,7 @@ class Settlement:
     async def on_ids(self, thread_id: str | None, run_id: str | None) -> None:
         try:
             await self._state.claim(self._tenant, thread_id, run_id)
-            if run_id is not None and thread_id is not None and not self._bound:
+            if self._creates_run and run_id is not None and thread_id is not None and not self._bound:
                 now = time.time()
                 await self._state.bind(self.reservation, PendingRun(run_id, thread_id, self._tenant, now, now))
                 self._bound = True
@@ -44,11 +45,16 @@ class Settlement:
             log.warning("state_unavailable", step="claim", run_id=run_id)
 
     async def close(self, record: RunRecord) -> None:
-        """After the relay: settle a finished run, or give back a reservation no run took."""
+        """After the relay: settle a finished run, or give back a reservation no run took.
+
+        A client that vanished right after the run was named may have cancelled the bind: it is
+        made here, so the reconciler still finds the run.
+        """
+        await self.on_ids(record.thread_id, record.run_id)
         try:
             if record.run_id is not None and record.status in TERMINAL_STATUSES and record.usage is not None:
                 await self._state.settle(record.run_id, self._tenant, record.model or "unknown", record.usage, time.time())
-            elif not self._bound:
+            elif self._creates_run and not self._bound:
                 await self._state.cancel(self.reservation)
         except StateUnavailable:
             log.warning("state_unavailable", step="settle", run_id=record.run_id)
