@@ -24,6 +24,23 @@ SHARED_STREAMS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "
 API_KEY = "sk-test-caller"
 
 
+TEAM_KEY = "sk-team"
+
+
+def limited_tenant(limits: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """`make_gateway` arguments for one tenant `team` (key sk-team) with `limits`; its policy caps both
+    token fields at 1000, so each run reserves 2000 tokens."""
+    caps = {"tokens": {"max_prompt_tokens": {"max": 1000}, "max_completion_tokens": {"max": 1000}}}
+    return {
+        "env": {"UP": "sk-upstream", "TEAM": TEAM_KEY},
+        "upstream": {"api_key": "${UP}"},
+        "tenants": {"team": {"keys": ["${TEAM}"], "policy": "team"}},
+        "policies": {"team": caps},
+        "limits": {"tenants": {"team": limits}},
+        **extra,
+    }
+
+
 class RunCollector:
     """An observer that keeps every finished run record, for tests to assert on."""
 

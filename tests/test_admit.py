@@ -10,25 +10,10 @@ import openai
 import pytest
 
 from gateway.config import ConfigError, parse_config
-from tests.conftest import Gateway
-
-ENV = {"UP": "sk-upstream", "TEAM": "sk-team"}
-CAPS = {"tokens": {"max_prompt_tokens": {"max": 1000}, "max_completion_tokens": {"max": 1000}}}
-
-
-def limited(limits: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {
-        "env": ENV,
-        "upstream": {"api_key": "${UP}"},
-        "tenants": {"team": {"keys": ["${TEAM}"], "policy": "team"}},
-        "policies": {"team": CAPS},
-        "limits": {"tenants": {"team": limits}},
-        **extra,
-    }
-
+from tests.conftest import Gateway, limited_tenant
 
 async def team(make_gateway, limits: dict[str, Any]) -> tuple[Gateway, openai.AsyncOpenAI, str]:
-    gateway = await make_gateway(**limited(limits))
+    gateway = await make_gateway(**limited_tenant(limits))
     client = gateway.async_client(api_key="sk-team")
     assistant = await client.beta.assistants.create(model="gpt-4o")
     return gateway, client, assistant.id
@@ -97,8 +82,8 @@ async def test_tokens_per_minute_window_in_headers(make_gateway):
 
 
 async def test_per_key_limits(make_gateway):
-    config = limited({"per_key": {"requests_per_minute": 1}})
-    config["env"] = {**ENV, "TEAM2": "sk-team-2"}
+    config = limited_tenant({"per_key": {"requests_per_minute": 1}})
+    config["env"] = {**config["env"], "TEAM2": "sk-team-2"}
     config["tenants"]["team"]["keys"].append("${TEAM2}")
     gateway = await make_gateway(**config)
     one, two = gateway.async_client(api_key="sk-team"), gateway.async_client(api_key="sk-team-2")
@@ -110,7 +95,7 @@ async def test_per_key_limits(make_gateway):
 
 
 def test_budgets_need_finite_runs():
-    raw = limited({"tokens_per_day": 1000})
+    raw = limited_tenant({"tokens_per_day": 1000})
     raw["policies"] = {"team": {}}
     env = raw.pop("env")
     with pytest.raises(ConfigError, match="token limits need its policy"):

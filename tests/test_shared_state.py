@@ -10,22 +10,12 @@ import aiohttp
 import openai
 import pytest
 
-from tests.conftest import Gateway
-
-ENV = {"UP": "sk-upstream", "TEAM": "sk-team"}
-CAPS = {"tokens": {"max_prompt_tokens": {"max": 1000}, "max_completion_tokens": {"max": 1000}}}
-
+from tests.conftest import Gateway, limited_tenant
 
 def replica(redis_url: str, limits: dict[str, Any], on_failure: str = "fail_open") -> dict[str, Any]:
-    return {
-        "env": ENV,
-        "upstream": {"api_key": "${UP}"},
-        "tenants": {"team": {"keys": ["${TEAM}"], "policy": "team"}},
-        "policies": {"team": CAPS},
-        "limits": {"tenants": {"team": limits}},
-        # Generous: the SDK shares this event loop in tests and may hold it while a Redis call waits.
-        "state": {"backend": "redis", "url": redis_url, "timeout_s": 1.0, "on_failure": on_failure},
-    }
+    # Generous timeout: the SDK shares this event loop in tests and may hold it while a Redis call waits.
+    state = {"backend": "redis", "url": redis_url, "timeout_s": 1.0, "on_failure": on_failure}
+    return limited_tenant(limits, state=state)
 
 
 async def replicas(make_gateway, redis_server, limits: dict[str, Any], **kwargs: Any) -> list[Gateway]:
