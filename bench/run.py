@@ -486,6 +486,21 @@ class Bench:
         log(f"raw numbers: {path}; report: {md}")
 
 
+def rebuild_report(path: Path) -> int:
+    results = json.loads(path.read_text())
+    for kind, prof in (results.get("gateway", {}).get("profile") or {}).items():
+        raw = Path(prof.get("raw", ""))
+        if raw.exists():
+            prof.update(analyse(raw))
+    results["evaluation"] = report.evaluate(results)
+    path.write_text(json.dumps(results, indent=1, default=str))
+    text = report.markdown(results)
+    md = path.with_name(path.name.replace("results-", "report-").replace(".json", ".md"))
+    md.write_text(text)
+    print(text)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short phases (~3-4 min) instead of the full run")
@@ -502,7 +517,11 @@ def main() -> int:
                         help="latency phases without autogroup nice -10 (see README: shared machines)")
     parser.add_argument("--out", default=str(BENCH / "out"), help="where JSON and reports go (default bench/out)")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (configs, logs)")
+    parser.add_argument("--report-only", metavar="RESULTS_JSON",
+                        help="rebuild the report from a results file (re-reading its py-spy stacks); run nothing")
     args = parser.parse_args()
+    if args.report_only:
+        return rebuild_report(Path(args.report_only))
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = set(args.targets) - set(TARGETS)
     if unknown:

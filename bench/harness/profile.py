@@ -31,6 +31,30 @@ def _module(frame_key: str) -> str:
     return inner.split("/", 1)[0] if "/" in inner else inner
 
 
+STAGES = (
+    # (stage, files of the innermost gateway/ frame)
+    ("tracing (spans, attributes, events)", ("gateway/telemetry/tracing.py", "gateway/telemetry/run_spans.py")),
+    ("limits and state (admission, rate windows, token buckets)", ("gateway/state/", "gateway/admit.py",
+                                                                    "gateway/settle.py", "gateway/ownership.py")),
+    ("run log line (structlog)", ("gateway/record.py", "gateway/logs.py")),
+    ("audit records", ("gateway/telemetry/audit",)),
+    ("Prometheus metrics", ("gateway/telemetry/metrics.py", "gateway/telemetry/labels.py")),
+    ("parse, validate, policy", ("gateway/validate.py", "gateway/openai_types.py", "gateway/openai_parts.py",
+                                 "gateway/policy", "gateway/enforce.py", "gateway/facts.py", "gateway/schema_errors.py")),
+    ("upstream client (aiohttp ClientSession, headers)", ("gateway/upstream.py",)),
+    ("relay, SSE parsing, run tracking", ("gateway/relay.py", "gateway/sse.py", "gateway/runs.py")),
+    ("aiohttp server and event loop (no gateway frame)", ("gateway/serve.py", "gateway/__main__.py")),
+)  # fmt: skip
+
+
+def stage_of(innermost: str) -> str:
+    path = innermost.rsplit("(", 1)[-1].rstrip(")")
+    for stage, prefixes in STAGES:
+        if path.startswith(prefixes):
+            return stage
+    return "other gateway code (middlewares, handler)" if path.startswith("gateway/") else "outside gateway/ code"
+
+
 def analyse(raw: Path, top: int = 25) -> dict:
     """Self and inclusive shares of samples, per function and per module; threads split apart.
 
@@ -74,10 +98,14 @@ def analyse(raw: Path, top: int = 25) -> dict:
         def pct(counter: Counter[str], limit: int = top) -> list[tuple[str, float]]:
             return [(k, round(100 * v / total_sel, 1)) for k, v in counter.most_common(limit)]
 
+        stages: Counter[str] = Counter()
+        for k, v in gw_self.items():
+            stages[stage_of(k)] += v
         by_file: Counter[str] = Counter()
         for k, v in gw_self.items():
             by_file[k.rsplit("(", 1)[-1].rstrip(")") if "(gateway/" in k else k] += v
         return {
+            "stages_raw": dict(stages),
             "innermost_gateway_file": pct(by_file),
             "samples": total_sel,
             "self": pct(self_c),
@@ -88,10 +116,23 @@ def analyse(raw: Path, top: int = 25) -> dict:
 
     loop = [(f, n) for f, n in stacks if (f[0] if f else "?") in loop_threads] if loop_threads else stacks
     others = [(f, n) for f, n in stacks if (f[0] if f else "?") not in loop_threads] if loop_threads else []
+    loop_t, other_t = tally(loop), (tally(others) if others else None)
+    # Pipeline stages over all GIL samples: the loop thread's by innermost frame; other threads are the
+    # OpenTelemetry batch exporter (encoding spans), the audit writer, or anything else by name.
+    stages: Counter[str] = Counter(loop_t["stages_raw"])
+    for frames, n in others:
+        joined = ";".join(frames)
+        if "BatchProcessor" in joined or "trace_encoder" in joined or "SpanExporter" in joined:
+            stages["tracing (spans, attributes, events)"] += n
+        elif "gateway/telemetry/audit" in joined:
+            stages["audit records"] += n
+        else:
+            stages["executor threads (asyncio.to_thread hand-offs: audit writes, limits expiry)"] += n
     return {
+        "stages": [(k, round(100 * v / total, 1)) for k, v in stages.most_common()] if total else [],
         "samples": total,
         "threads": {t: n for t, n in by_thread.most_common()},
         "loop_thread_share": round(100 * sum(n for _, n in loop) / total, 1) if total else None,
-        "loop": tally(loop),
-        "other_threads": tally(others) if others else None,
+        "loop": loop_t,
+        "other_threads": other_t,
     }

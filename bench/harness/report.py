@@ -258,11 +258,13 @@ def evaluate(results: dict) -> list[dict]:
     add("added latency p99, serial", v, "≤ 2 ms", v is not None and v <= 2000)
     for peer, need, label in (("bare", 0.70, "≥ 70 % of bare aiohttp"), ("litellm", 15.0, "≥ 15× LiteLLM"),
                               ("nginx", 0.30, "≥ 30 % of nginx")):  # fmt: skip
-        ratio = _div(g.get("rps"), rows.get(peer, {}).get("rps"))
-        note = "one gateway process (no SO_REUSEPORT support yet)"
-        if peer == "nginx" and (rows.get("nginx", {}).get("rps_ratio") or 0) > 0.85:
-            note += "; nginx was held back by the load generator/upstream core, so its figure is a lower bound"
-        add(f"throughput vs {peer}", ratio, label, ratio is not None and ratio >= need, note)
+        for mode, key in (("saturation, 64 connections", "rps"), ("serial client", "serial_rps")):
+            ratio = _div(g.get(key), rows.get(peer, {}).get(key))
+            note = (f"{_num(g.get(key))} vs {_num(rows.get(peer, {}).get(key))} req/s; one gateway process "
+                    "(no SO_REUSEPORT support yet)")  # fmt: skip
+            if peer == "nginx" and key == "rps" and (rows.get("nginx", {}).get("rps_ratio") or 0) > 0.85:
+                note += "; nginx was held back by the load generator/upstream core, so its figure is a lower bound"
+            add(f"throughput vs {peer} ({mode})", ratio, label, ratio is not None and ratio >= need, note)
     v = g.get("ttfb_added_p50_us")
     add("streaming TTFB added (p50)", v, "≤ 1 ms", v is not None and v <= 1000,
         f"p99 added: {_ms(g.get('ttfb_added_p99_us'))}")
@@ -364,14 +366,15 @@ def markdown(results: dict) -> str:
         "",
         "## Side by side (ratios to direct)",
         "",
-        "| | throughput req/s (× direct) | serial p50 / p99 | added p50 / p99 | stream TTFB added p50 / p99 "
-        "| per-event delay added p50 / p99 | streams/s (× direct) | held open | RSS with them open | RSS per open stream |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| | throughput req/s, 64 conn. (× direct) | serial client req/s | serial p50 / p99 | added p50 / p99 "
+        "| stream TTFB added p50 / p99 | per-event delay added p50 / p99 | streams/s (× direct) | held open "
+        "| RSS with them open | RSS per open stream |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
         held = f"{r['held_open']}/{r['held_requested']}" if r["held_requested"] else "—"
         lines.append(
-            f"| {LABELS[name]} | {_num(r['rps'])} ({_ratio(r['rps_ratio'])}) "
+            f"| {LABELS[name]} | {_num(r['rps'])} ({_ratio(r['rps_ratio'])}) | {_num(r['serial_rps'])} "
             f"| {_ms(r['serial_p50_us'])} / {_ms(r['serial_p99_us'])} "
             f"| {_ms(r['added_p50_us'])} / {_ms(r['added_p99_us'])} "
             f"| {_ms(r['ttfb_added_p50_us'])} / {_ms(r['ttfb_added_p99_us'])} "
@@ -391,7 +394,7 @@ def markdown(results: dict) -> str:
             f"{value:.2f}×" if "throughput" in e["target"] and isinstance(value, float)
             else _num(value / MIB, "{:.0f}") + " MiB" if "1 GiB" in e["target"] and value is not None
             else f"{value / 1024:.1f} MiB" if "soak" in e["target"] and value is not None
-            else str(value) if "lost" in e["target"]
+            else str(int(value)) if "lost" in e["target"] and value is not None
             else _ms(value, 3)
         )  # fmt: skip
         verdict = "**met**" if e["met"] else "**not met**" if e["met"] is False else "not measured"
@@ -545,6 +548,10 @@ def _profile(results: dict) -> list[str]:
         lines += ["", f"### {title} ({rate:.0f}/s under the profiler; {p['samples']} samples: the event-loop "
                   f"thread held the GIL in {p['loop_thread_share']} % of them, other threads in "
                   f"{100 - (p['loop_thread_share'] or 0):.1f} %)", "",
+                  "By stage, over all samples (the event-loop thread's charged to the innermost `gateway/` frame "
+                  "on its stack; the OpenTelemetry exporter thread's to tracing):", "",
+                  "| % of all samples | stage |", "|---|---|",
+                  *[f"| {v} | {k} |" for k, v in p.get("stages", [])], "",
                   "Event-loop thread, by innermost `gateway/` frame (what gateway code the time was spent for; "
                   "`serve (gateway/serve.py)` = aiohttp/uvloop work outside any gateway function: HTTP parsing, "
                   "connection handling, the event loop):", "",
