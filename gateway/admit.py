@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from functools import partial
 from aiohttp import web
 
 from .context import CALLER, REQUEST_RUNTIME, STATE
+from .ids import token
 from .errors import RateLimited, StateDown
 from .limits_config import TenantLimits
 from .openai_types import RunRoute
@@ -98,7 +98,7 @@ async def _admit(
     ttl = request[REQUEST_RUNTIME].config.limits.lease_ttl_s
     for bucket, name, limit in leases:
         if limit is not None:
-            lease = uuid.uuid4().hex
+            lease = token()
             refuse(await state.acquire(bucket, lease, limit, ttl), name)
             ticket.leases.append((bucket, lease))
     if limits.tokens and route is not RunRoute.SUBMIT_TOOL_OUTPUTS:  # one reservation covers a run's tool rounds

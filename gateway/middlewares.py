@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import secrets
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from .context import CALLER, REQUEST_ID, REQUEST_RUNTIME, RUNTIME
+from .ids import token
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge, error_body
 
 log = structlog.get_logger("gateway")
@@ -21,7 +21,7 @@ _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Keep a sane caller-chosen X-Request-ID, else mint one; every response carries it."""
     given = request.headers.get("X-Request-ID", "")
-    rid = given if _CLIENT_REQUEST_ID.fullmatch(given) else f"req_gw_{secrets.token_hex(12)}"
+    rid = given if _CLIENT_REQUEST_ID.fullmatch(given) else f"req_gw_{token(96)}"
     request[REQUEST_ID] = rid
     with structlog.contextvars.bound_contextvars(request_id=rid):
         response = await handler(request)

@@ -9,13 +9,13 @@ and a call that never created a run gives its reservation back.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
 import structlog
 
+from .ids import token
 from .runs import TERMINAL_STATUSES, RunRecord, Usage
 from .state import PendingRun, StateStore, StateUnavailable
 
@@ -31,7 +31,7 @@ class Settlement:
         self._creates_run = creates_run  # submit_tool_outputs continues a run its create call bound
         # Bound to the run even when no tokens were reserved under it: binding is what puts the run
         # on the reconciler's list, so its usage is counted however the client ran it.
-        self.reservation = uuid.uuid4().hex
+        self.reservation = token()
         self._bound = False
 
     async def on_ids(self, thread_id: str | None, run_id: str | None) -> None:

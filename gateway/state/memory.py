@@ -44,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from cachetools import LRUCache
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.limits import safe_string
 
 from ..runs import Usage
@@ -160,7 +160,7 @@ class MemoryState:
         self._threads: LRUCache[str, str] = LRUCache(max_owned_objects)
         self._runs: LRUCache[str, str] = LRUCache(max_owned_objects)
         self._rpm_storage = MemoryStorage()
-        self._rpm = MovingWindowRateLimiter(self._rpm_storage)
+        self._rpm = SlidingWindowCounterRateLimiter(self._rpm_storage)
         self._rpm_items: dict[int, PerMinute] = {}
         self._leases: dict[str, dict[str, float]] = {}  # key → lease → expiry (monotonic)
         self._buckets: dict[str, list[float]] = {}  # key → [used, expiry]

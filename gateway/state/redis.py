@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import limits.errors
 from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -90,7 +90,7 @@ class RedisState:
         self._rpm_storage = RedisStorage(
             _limits_uri(url), implementation="redispy", key_prefix=f"{prefix}limits", **shared
         )
-        self._rpm = MovingWindowRateLimiter(self._rpm_storage)
+        self._rpm = SlidingWindowCounterRateLimiter(self._rpm_storage)
         self._rpm_items: dict[int, PerMinute] = {}
         script = self._redis.register_script
         self._claim = script(lua.CLAIM)

@@ -116,12 +116,12 @@ async def test_requests_per_minute(replicas: Replicas) -> None:
         assert verdict.ok and verdict.refused_by is None
         assert verdict.window is not None
         assert (verdict.window.limit, verdict.window.remaining) == (3, 2 - n)
-        assert 59 < verdict.window.reset_s <= 60
+        assert 0 < verdict.window.reset_s <= 60  # until the sliding window frees a slot
     refused = await b.hit_requests("rpm:team-a", 3)
     assert not refused.ok
     assert refused.refused_by == REQUESTS_PER_MINUTE
     assert refused.window is not None and refused.window.remaining == 0
-    assert 58 < refused.retry_after_s <= 60
+    assert 0 < refused.retry_after_s <= 60
     assert (await a.hit_requests("rpm:team-b", 3)).ok  # another key, its own window
     # A reload that raises the limit keeps what was counted.
     raised = await a.hit_requests("rpm:team-a", 5)
