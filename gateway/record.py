@@ -59,8 +59,14 @@ class Recorder:
 class RunLog:
     """Logs one line per finished run call."""
 
+    SKIP = frozenset({"event_counts", "started", "started_ns", "body"})
+
+    def __init__(self) -> None:
+        from .runs import RunRecord  # (runs imports this module)
+
+        self._fields = tuple(f.name for f in dataclasses.fields(RunRecord) if f.name not in self.SKIP)
+
     def run_finished(self, record: RunRecord) -> None:
-        skip = {"event_counts", "started", "started_ns", "body"}
-        fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name not in skip}
-        fields["usage"] = record.usage and dataclasses.asdict(record.usage)
+        fields = {name: getattr(record, name) for name in self._fields}
+        fields["usage"] = record.usage and record.usage.as_json()
         log.info("run_call", **fields)

@@ -37,6 +37,10 @@ class Usage:
             return cls(prompt, completion, total)
         return None
 
+    def as_json(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.total_tokens}  # fmt: skip
+
 
 @dataclass(slots=True)
 class RunRecord:

@@ -55,8 +55,7 @@ async def read_run_request(
         )
     timeout_s = BODY_TIMEOUT_S if timeout_s is None else timeout_s
     try:
-        async with asyncio.timeout(timeout_s):
-            body = await request.read()
+        body = await _read_within(request, timeout_s)
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(None, max_bytes) from None
     except TimeoutError:
@@ -65,6 +64,13 @@ async def read_run_request(
         raise InvalidRequest(f"The request body could not be read: {exc}", code="invalid_body") from None
     data = parse_json(body)
     return body, data, validate_run_request(route, data, unknown_fields=unknown_fields)
+
+
+async def _read_within(request: web.Request, timeout_s: float) -> bytes:
+    if request.content.is_eof():  # the whole body came with the headers (the usual case): no timer to arm
+        return await request.read()
+    async with asyncio.timeout(timeout_s):
+        return await request.read()
 
 
 def parse_json(body: bytes) -> Any:

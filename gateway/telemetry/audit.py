@@ -3,7 +3,7 @@
 For every run call the `run_decided` hook records who asked for what and the policy's verdict (a
 `decision` record), and `run_finished` records how it ended (an `outcome` record). Hooks only build
 the record and queue it; one writer task seals records into the chain (`audit_chain.py`) in write
-order and writes them in batches from a worker thread: one flushed write per record, one fsync per
+order and writes them in batches (what arrived within `GATHER_S`) from a worker thread: one flushed write per record, one fsync per
 batch. Admission awaits `reserve(record)`, which holds room for both of the run's records, so a
 slow sink slows new run calls down while relays already in flight never wait and never drop.
 
@@ -36,6 +36,7 @@ log = structlog.get_logger("gateway.audit")
 
 SCHEMA_VERSION = 1
 BATCH = 256  # records per trip to the writer thread
+GATHER_S = 0.01  # how long the writer lets records gather before a trip (a hand-off costs more than a record)
 ERROR_CHARS = 1000  # error messages are cut to this length
 _TEXT_KEYS = frozenset({"instructions", "additional_instructions", "text", "output"})
 
@@ -85,15 +86,11 @@ def decision_record(record: RunRecord, content: str) -> Entry:
 
 
 def outcome_record(record: RunRecord, content: str) -> Entry:
-    usage = record.usage
     return {
         "v": SCHEMA_VERSION, "kind": "outcome", "time": _now(),
         "request_id": record.request_id, "trace_id": record.trace_id, "tenant": record.tenant,
         "thread_id": record.thread_id, "run_id": record.run_id, "model": record.model, "status": record.status,
-        "usage": usage and {
-            "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens,
-        },
+        "usage": record.usage and record.usage.as_json(),
         "upstream_status": record.upstream_status, "streamed": record.streamed,
         "duration_s": _seconds(record.duration_s), "ttfb_s": _seconds(record.ttfb_s),
         "first_delta_s": _seconds(record.first_delta_s),
@@ -307,6 +304,8 @@ class AuditLog:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            if len(self._queue) < BATCH and not self._stopping:
+                await asyncio.sleep(GATHER_S)  # one trip to the thread for many records, not one per record
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), BATCH))]
             self._writing = len(batch)
             try:
