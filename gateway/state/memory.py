@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import math
 import time
@@ -82,17 +83,25 @@ class Bucket:
 def token_buckets(tenant: str, now: float) -> tuple[Bucket, Bucket, Bucket]:
     """The minute, day and month buckets `now` falls in (UTC)."""
     minute_start = math.floor(now / 60) * 60
+    minute, day, month, day_end, month_end = _calendar(minute_start)
+    minute_reset = minute_start + 60 - now
+    day_reset = day_end - now
+    month_reset = month_end - now
+    return (
+        Bucket(TOKENS_PER_MINUTE, f"tpm:{tenant}:{minute}", minute_reset, 120),
+        Bucket(TOKENS_PER_DAY, f"tpd:{tenant}:{day}", day_reset, math.ceil(day_reset) + 86400),
+        Bucket(TOKENS_PER_MONTH, f"tpmo:{tenant}:{month}", month_reset, math.ceil(month_reset) + 86400),
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _calendar(minute_start: int) -> tuple[str, str, str, float, float]:
+    """A UTC minute's names (`YYYYMMDDHHMM`, `YYYY-MM-DD`, `YYYY-MM`) and the ends of its day and month:
+    the same for every call within the minute, and datetime arithmetic costs more than the rest."""
     at = datetime.fromtimestamp(minute_start, UTC)
     next_day = datetime(at.year, at.month, at.day, tzinfo=UTC) + timedelta(days=1)
     next_month = datetime(at.year + at.month // 12, at.month % 12 + 1, 1, tzinfo=UTC)
-    minute_reset = minute_start + 60 - now
-    day_reset = next_day.timestamp() - now
-    month_reset = next_month.timestamp() - now
-    return (
-        Bucket(TOKENS_PER_MINUTE, f"tpm:{tenant}:{at:%Y%m%d%H%M}", minute_reset, 120),
-        Bucket(TOKENS_PER_DAY, f"tpd:{tenant}:{at:%Y-%m-%d}", day_reset, math.ceil(day_reset) + 86400),
-        Bucket(TOKENS_PER_MONTH, f"tpmo:{tenant}:{at:%Y-%m}", month_reset, math.ceil(month_reset) + 86400),
-    )
+    return f"{at:%Y%m%d%H%M}", f"{at:%Y-%m-%d}", f"{at:%Y-%m}", next_day.timestamp(), next_month.timestamp()
 
 
 def limit_values(limits: TokenLimits) -> tuple[int | None, int | None, int | None]:
@@ -118,7 +127,7 @@ def lease_limit_name(key: str) -> str:
 
 
 def utc_day(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+    return _calendar(math.floor(now / 60) * 60)[1]
 
 
 class PerMinute(RateLimitItemPerMinute):
