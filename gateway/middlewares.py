@@ -23,8 +23,11 @@ async def request_id(request: web.Request, handler: Handler) -> web.StreamRespon
     given = request.headers.get("X-Request-ID", "")
     rid = given if _CLIENT_REQUEST_ID.fullmatch(given) else f"req_gw_{token(96)}"
     request[REQUEST_ID] = rid
-    with structlog.contextvars.bound_contextvars(request_id=rid):
+    bound = structlog.contextvars.bind_contextvars(request_id=rid)  # (bound_contextvars also copies the context)
+    try:
         response = await handler(request)
+    finally:
+        structlog.contextvars.reset_contextvars(**bound)
     if not response.prepared:
         response.headers["X-Request-ID"] = rid
     return response

@@ -7,7 +7,6 @@ Admission (limits, token reservation) slots in between policy and forward with i
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
@@ -56,16 +55,19 @@ def run_call(route: RunRoute) -> Handler:
         settlement = Settlement(request.app[STATE], record.tenant, creates_run=creates_run)
         tracker = RunTracker(record, request.app[RECORDER], on_ids=settlement.on_ids)
         audit = request.app.get(AUDIT)
-        async with audit.admit(record) if audit is not None else contextlib.nullcontext():
-            try:
-                return await _judge_and_send(request, route, run_request, data, body, tracker, settlement)
-            except BaseException as exc:  # a refusal, or the client gone: the outcome is recorded all the same
-                if not tracker.finished:
-                    tracker.on_error(exc)
-                    tracker.finish()
-                raise
-            finally:
-                await settlement.close(record)
+        if audit is not None:
+            await audit.reserve(record)  # room for the run's two records, held until the call ends
+        try:
+            return await _judge_and_send(request, route, run_request, data, body, tracker, settlement)
+        except BaseException as exc:  # a refusal, or the client gone: the outcome is recorded all the same
+            if not tracker.finished:
+                tracker.on_error(exc)
+                tracker.finish()
+            raise
+        finally:
+            if audit is not None:
+                audit.release(record)
+            await settlement.close(record)
 
     return handle
 

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -241,15 +241,6 @@ class AuditLog:
         """Give back whatever of the run's room its hooks did not use (a no-op after `run_finished`)."""
         self._reserved -= self._reservations.pop(id(record), 0)
         self._wake()
-
-    @contextlib.asynccontextmanager
-    async def admit(self, record: RunRecord) -> AsyncIterator[None]:
-        """`reserve` now, `release` however the call ends: wrap the whole run call in it."""
-        await self.reserve(record)
-        try:
-            yield
-        finally:
-            self.release(record)
 
     def _use_slot(self, record: RunRecord, last: bool) -> None:
         held = self._reservations.pop(id(record), 0)

@@ -228,17 +228,16 @@ def _server_spans(tracing: Tracing) -> Middleware:
         calls = request[REQUEST_TRACE] = RequestTrace(tracing.tracer, request, span)
         response: web.StreamResponse | None = None
         failure: BaseException | None = None
+        bound = structlog.contextvars.bind_contextvars(trace_id=trace_id)
         try:
-            with (
-                trace.use_span(span, record_exception=False, set_status_on_exception=False),
-                structlog.contextvars.bound_contextvars(trace_id=trace_id),
-            ):
+            with trace.use_span(span, record_exception=False, set_status_on_exception=False):
                 response = await handler(request)
             return response
         except BaseException as exc:  # only cancellation gets here (the client left): `errors` answers the rest
             failure = exc
             raise
         finally:
+            structlog.contextvars.reset_contextvars(**bound)
             calls.end()
             _end_server_span(span, request, method, response, failure)
 
