@@ -41,10 +41,11 @@ ALL = configs.ALL_FEATURES
 ABLATIONS = (
     ("full pipeline", ALL),
     ("- tracing", ALL - {"tracing"}),
+    ("tracing samples 1 trace in 10", ALL | {"sampled"}),
     ("- audit log", ALL - {"audit"}),
     ("- limits", ALL - {"limits"}),
     ("- policy (and the token limits that need it)", ALL - {"policy"}),
-    ("- run_call log line (log_level: warning)", ALL - {"run_log"}),
+    ("+ run_call log line (log_level: debug)", ALL | {"run_log"}),
     ("minimal: pass-through mode, none of the above", frozenset()),
 )
 
@@ -76,7 +77,7 @@ class Plan:
     extra_budget_s: float = 360  # total time those waits and re-runs may add to the run
     paired_n: int = 3000  # serial non-streaming requests to each side, alternating direct / target
     paired_max_s: float = 120  # upper bound on a paired phase (LiteLLM is slow)
-    ablations: int = 7  # how many of ABLATIONS to run (quick: full pipeline and minimal only)
+    ablations: int = 8  # how many of ABLATIONS to run (quick: full pipeline and minimal only)
 
 
 FULL = Plan()

@@ -60,7 +60,8 @@ class Running:
         return [proc.stop() for proc in self.procs]
 
 
-def gateway_env(env: Env) -> dict[str, str]:
+def gateway_env(env: Env, features: frozenset[str] = configs.ALL_FEATURES) -> dict[str, str]:
+    sampled = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
     return {
         "PYTHONPATH": str(REPO),
         "BENCH_TENANT_KEY": env.keys.tenant,
@@ -73,6 +74,7 @@ def gateway_env(env: Env) -> dict[str, str]:
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{env.sink_port}/v1/traces",
         "OTEL_SERVICE_NAME": "assistants-gateway-bench",
         "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        **(sampled if "sampled" in features else {}),
     }
 
 
@@ -94,7 +96,7 @@ def start(
         audit_dir = env.tmp / f"audit-{tag}"
         config = configs.gateway_config(env.tmp, tag, port, upstream_port, audit_dir, env.max_owned, features)
         proc = Proc("gateway", [sys.executable, "-m", "gateway", "serve", "--config", str(config)], log,
-                    cpus=env.layout.target, env=gateway_env(env), cwd=REPO).start()  # fmt: skip
+                    cpus=env.layout.target, env=gateway_env(env, features), cwd=REPO).start()  # fmt: skip
         wait_http(f"http://127.0.0.1:{port}/readyz", 60, proc)
         headers = [f"Authorization: Bearer {env.keys.tenant}", BETA] if "tenants" in features else direct_headers
         return Running(name, url, headers, [proc], proc.pid, port, audit_dir)
