@@ -9,6 +9,7 @@ caller-credential mode, whose key the gateway never keeps) is charged its whole 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from urllib.parse import quote
@@ -71,8 +72,12 @@ async def _poll(session: aiohttp.ClientSession, runtime: Runtime, state: StateSt
 
 async def reconciler(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the background loop, stopped cleanly with the app."""
-    task = asyncio.create_task(_loop(app))
+    stop = asyncio.Event()
+    task = asyncio.create_task(_loop(app, stop))
     yield
+    # Cancelling alone is not enough: redis-py can swallow a cancellation that lands mid-command,
+    # and the loop would then run on, holding the shutdown forever. `stop` ends it at the next turn.
+    stop.set()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
 
@@ -92,8 +97,8 @@ async def publish_budgets(app: web.Application, now: float | None = None) -> Non
             metrics.budget_remaining.labels(tenant, _PERIODS.get(name, name)).set(remaining)
 
 
-async def _loop(app: web.Application) -> None:
-    while True:
+async def _loop(app: web.Application, stop: asyncio.Event) -> None:
+    while not stop.is_set():
         try:
             await publish_budgets(app)
             await reconcile_once(app)
@@ -101,7 +106,8 @@ async def _loop(app: web.Application) -> None:
             log.warning("state_unavailable", step="reconcile")
         except Exception:  # the loop must outlive any one bad pass
             log.exception("reconcile_failed")
-        await asyncio.sleep(app[RUNTIME].current.config.limits.reconcile_interval_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), app[RUNTIME].current.config.limits.reconcile_interval_s)
 
 
 def _json(body: bytes) -> dict[str, object]:
