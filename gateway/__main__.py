@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--mock-upstream", action="store_true", help="run the built-in simulator in-process as the upstream"
     )
+    serve.add_argument("--workers", type=int, help="override listen.workers: processes sharing the port (needs Redis)")
 
     check = commands.add_parser("check-config", help="validate a config file and summarise it")
     check.add_argument("path")
@@ -37,8 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("request", help="the request body, as JSON")
 
     audit = commands.add_parser("audit", help="audit log tools").add_subparsers(dest="audit_command", required=True)
-    verify = audit.add_parser("verify", help="check a hash-chained audit file (exit 0 intact, 1 tampered)")
-    verify.add_argument("path")
+    verify = audit.add_parser("verify", help="check hash-chained audit files (exit 0 intact, 1 tampered)")
+    verify.add_argument("paths", nargs="+", metavar="path", help="each its own chain (one per worker with --workers)")
     verify.add_argument("--with-backups", action="store_true", help="also the rotated files, oldest first, as one chain")
 
     mock = commands.add_parser("mock-upstream", help="run the built-in Assistants API simulator")
@@ -55,14 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "policy":
         return _explain(args)
     if args.command == "audit":
-        return _verify_audit(Path(args.path), args.with_backups)
+        return max(_verify_audit(Path(path), args.with_backups) for path in args.paths)
     if args.command == "mock-upstream":
         from .serve import serve_simulator
         from .simulator import SimulatorSettings
 
         serve_simulator(args.host, args.port, SimulatorSettings(event_delay_ms=args.event_delay_ms))
         return 0
-    overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    flags = (("host", args.host), ("port", args.port), ("workers", args.workers))
+    overrides = {key: value for key, value in flags if value is not None}
     try:
         config = load_config(args.config) if args.config else parse_config({})
         if overrides:
@@ -72,9 +74,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(exc)
     except ValidationError as exc:
         return _report(ConfigError("command line", [f"listen.{e['loc'][0]}: {e['msg']}" for e in exc.errors()]))
+    problems = config.worker_problems()  # again: the overrides may have changed listen
+    if problems:
+        return _report(ConfigError(args.config or "command line", problems))
+    config_path = Path(args.config) if args.config else None
+    if config.listen.workers > 1:
+        from .workers import serve_workers
+
+        return serve_workers(config, config_path=config_path, mock_upstream=args.mock_upstream)
     from .serve import serve
 
-    serve(config, config_path=Path(args.config) if args.config else None, mock_upstream=args.mock_upstream)
+    serve(config, config_path=config_path, mock_upstream=args.mock_upstream)
     return 0
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from .auth import admin_check
-from .context import REQUEST_RUNTIME, RUNTIME, STATE
+from .context import RELOAD_PEERS, REQUEST_RUNTIME, RUNTIME, STATE
 from .errors import InvalidRequest, NotFound, StateDown
 from .reload import reload_config
 from .state import StateUnavailable
@@ -30,6 +30,8 @@ async def admin_reload(request: web.Request) -> web.Response:
             "The new config was refused; the old one keeps serving: " + "; ".join(result.problems),
             code="invalid_config",
         )
+    if RELOAD_PEERS in request.app:  # one worker of several answered: the others reload from the same file
+        request.app[RELOAD_PEERS]()
     return web.json_response({"status": "reloaded", "summary": request.app[RUNTIME].current.config.summary()})
 
 

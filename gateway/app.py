@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 from opentelemetry.sdk.trace.export import SpanExporter
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import middlewares
 from .config import Config
@@ -22,7 +22,7 @@ from .reload import reload_triggers
 from .state.factory import open_state
 from .runtime import Runtime, RuntimeHolder
 from .telemetry.audit import AuditLog
-from .telemetry.metrics import METRICS, Metrics, RunMetrics, count_requests
+from .telemetry.metrics import METRICS, Metrics, RunMetrics, count_requests, exposition
 from .telemetry.run_spans import RunTracing
 from .telemetry.tracing import Tracing
 from .upstream import make_session
@@ -133,6 +133,4 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    return web.Response(
-        body=generate_latest(request.app[METRICS].registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-    )
+    return web.Response(body=exposition(request.app[METRICS]), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -84,6 +84,7 @@ class ListenConfig(_Section):
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0, description="run-call JSON bodies; larger → 413")
     max_upload_bytes: int = Field(512 * 1024 * 1024, gt=0, description="pass-through bodies (file uploads)")
     drain_timeout_s: float = Field(30.0, ge=0, description="SIGTERM: how long open streams may finish")
+    workers: int = Field(1, ge=1, description="processes serving this port (SO_REUSEPORT); >1 needs Redis state")
 
 
 class UpstreamConfig(_Section):
@@ -202,6 +203,27 @@ class Config(_Section):
                 )
         return self
 
+    def worker_problems(self) -> list[str]:
+        """What stops `listen.workers` processes from serving this config side by side (checked on
+        every load, and again after `serve --workers N`)."""
+        workers = self.listen.workers
+        if workers == 1:
+            return []
+        problems = []
+        if self.listen.port == 0:
+            problems.append(f"listen.port: 0 (any free port) would give each of the {workers} workers its own port")
+        if self.state.backend == "memory":
+            problems.append(
+                f"listen.workers: {workers} worker processes must share limits, budgets and thread ownership: "
+                "use state.backend: redis"
+            )
+        if self.audit.enabled and self.audit.sink == "stdout":
+            problems.append(
+                f"listen.workers: {workers} worker processes would interleave their hash chains on stdout: "
+                "use audit.sink: file (one file per worker) or audit.enabled: false"
+            )
+        return problems
+
     def policy_name_for(self, tenant: str) -> str:
         tenant_config = (self.tenants or {}).get(tenant)
         return tenant_config.policy if tenant_config and tenant_config.policy else "default"
@@ -255,6 +277,8 @@ def parse_config(raw: object, source: str = "config", env: Mapping[str, str] | N
         unset = {problem.split(":", 1)[0] for problem in problems}
         found = (_problem(error) for error in exc.errors())
         problems += [p for p in found if not unset or p.split(":", 1)[0] not in unset | {"(top level)"}]
+    else:
+        problems += config.worker_problems()
     if problems:
         raise ConfigError(source, problems)
     return config

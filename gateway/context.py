@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -30,6 +31,8 @@ STATE = web.AppKey("state", StateStore)  # ownership, limits, reservations, the 
 RECORDER = web.AppKey("recorder", Recorder)
 AUDIT = web.AppKey("audit", AuditLog)  # absent: audit off
 READINESS = web.AppKey("readiness", Readiness)
+# A worker of `serve --workers N`: asks the parent to reload the other workers too.
+RELOAD_PEERS: web.AppKey[Callable[[], None]] = web.AppKey("reload_peers")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", Caller)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,13 @@ SERVER_OPTIONS: dict[str, Any] = {
 
 def serve(config: Config, *, config_path: Path | None = None, mock_upstream: bool = False) -> None:
     configure_logging(config.telemetry)
+    run_gateway(gateway_app(config, config_path, mock_upstream), config)
+
+
+def run_gateway(app: Awaitable[web.Application], config: Config, *, reuse_port: bool | None = None) -> None:
+    """Serve until SIGTERM, then drain; `reuse_port` lets several worker processes share the port."""
     web.run_app(
-        _gateway_app(config, config_path, mock_upstream),
+        app,
         host=config.listen.host,
         port=config.listen.port,
         shutdown_timeout=config.listen.drain_timeout_s,
@@ -60,6 +66,7 @@ def serve(config: Config, *, config_path: Path | None = None, mock_upstream: boo
         access_log=None,
         print=None,
         loop=new_event_loop(),
+        reuse_port=reuse_port,
         **SERVER_OPTIONS,
     )
 
@@ -70,33 +77,38 @@ def serve_simulator(host: str, port: int, settings: SimulatorSettings) -> None:
     web.run_app(build_simulator_app(settings), host=host, port=port, access_log=None, print=None, loop=new_event_loop())
 
 
-async def _gateway_app(config: Config, config_path: Path | None, mock_upstream: bool) -> web.Application:
-    simulator = await _start_simulator() if mock_upstream else None
-    if simulator is not None:
-        config = config.with_upstream(simulator.url)
+async def gateway_app(
+    config: Config, config_path: Path | None, mock_upstream: bool = False, simulator_url: str | None = None
+) -> web.Application:
+    """`simulator_url`: the simulator a `--mock-upstream --workers N` parent started for its workers."""
+    simulator = await start_simulator() if mock_upstream else None
+    override = simulator.url if simulator is not None else simulator_url
+    if override is not None:
+        config = config.with_upstream(override)
     app = build_app(config, config_path=config_path)
+    if override is not None:
+        app[UPSTREAM_OVERRIDE] = override
     if simulator is not None:
-        app[UPSTREAM_OVERRIDE] = simulator.url
         app.on_cleanup.append(lambda _app: simulator.runner.cleanup())
     log.info(
         "gateway_listening",
         url=f"http://{config.listen.host}:{config.listen.port}/v1",
         upstream=str(config.upstream.base_url),
-        simulator=mock_upstream,
+        simulator=override is not None,
     )
     return app
 
 
 @dataclass(frozen=True, slots=True)
-class _Simulator:
+class Simulator:
     runner: web.AppRunner
     url: str
 
 
-async def _start_simulator() -> _Simulator:
+async def start_simulator() -> Simulator:
     """The simulator on a free loopback port, in this process and loop."""
     runner = web.AppRunner(build_simulator_app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     port = runner.addresses[0][1]
-    return _Simulator(runner, f"http://127.0.0.1:{port}/v1")
+    return Simulator(runner, f"http://127.0.0.1:{port}/v1")

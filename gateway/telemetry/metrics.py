@@ -1,5 +1,9 @@
 """Prometheus metrics: one registry per app (no process globals), served on GET /metrics.
 
+With several worker processes (`serve --workers N`), PROMETHEUS_MULTIPROC_DIR is set before
+prometheus_client is imported: every value then lives in a per-process file there, and /metrics in
+any worker shows the sum over all of them (gauges as their `multiprocess_mode` says).
+
 Label values are bounded by design: tenants and models come from the config or collapse into
 `other`, routes are templates, event types a known list; no id and no user input is ever a label.
 The GenAI histograms follow the OpenTelemetry GenAI semantic conventions, with their advised buckets.
@@ -7,13 +11,15 @@ The GenAI histograms follow the OpenTelemetry GenAI semantic conventions, with t
 
 from __future__ import annotations
 
+import os
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from ..context import CALLER, REQUEST_RUNTIME, RUNTIME
 from .labels import OTHER, Labels
@@ -40,6 +46,7 @@ EVENT_TYPES = frozenset(
     )
 ) | {"error", "done"}  # fmt: skip
 UPSTREAM_ERROR_KINDS = ("unavailable", "timeout", "server_error", "rate_limited", "stream_broken", "error_event")
+MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 _ID_SEGMENT = re.compile(r"^(thread|run|msg|asst|step|call|vs|file|batch)[_-][A-Za-z0-9_-]+$")
 
 
@@ -69,12 +76,15 @@ class Metrics:
         self.rate_limit_hits = Counter(
             "gateway_rate_limit_hits", "Calls refused by a limit.", ["tenant", "limit"], registry=r
         )
+        # Every worker's reconciler publishes the budgets from the one shared ledger: the newest is right.
         self.budget_remaining = Gauge(
-            "gateway_budget_remaining_tokens", "Tokens left in a tenant's budget.", ["tenant", "period"], registry=r
-        )
+            "gateway_budget_remaining_tokens", "Tokens left in a tenant's budget.", ["tenant", "period"], registry=r,
+            multiprocess_mode=_gauge_mode("livemostrecent"),
+        )  # fmt: skip
         self.budget_limit = Gauge(
-            "gateway_budget_limit_tokens", "A tenant's token budget per period.", ["tenant", "period"], registry=r
-        )
+            "gateway_budget_limit_tokens", "A tenant's token budget per period.", ["tenant", "period"], registry=r,
+            multiprocess_mode=_gauge_mode("livemostrecent"),
+        )  # fmt: skip
         self.run_decisions = Counter(
             "gateway_run_decisions", "Run calls by tenant and policy decision (allow, modify, deny, none).",
             ["tenant", "decision"], registry=r,
@@ -92,7 +102,10 @@ class Metrics:
             "gateway_tokens", "Tokens used by tenant, model and type (input, output).", ["tenant", "model", "type"],
             registry=r,
         )  # fmt: skip
-        self.active_streams = Gauge("gateway_active_streams", "Run streams being relayed now.", ["tenant"], registry=r)
+        self.active_streams = Gauge(
+            "gateway_active_streams", "Run streams being relayed now.", ["tenant"], registry=r,
+            multiprocess_mode=_gauge_mode("livesum"),  # each worker counts its own; a dead one's are gone
+        )  # fmt: skip
         self.stream_events = Counter("gateway_stream_events", "Relayed stream events by type.", ["type"], registry=r)
         self.broken_streams = Counter(
             "gateway_broken_streams", "Streams the upstream broke off before the run ended.", ["tenant"], registry=r
@@ -130,6 +143,20 @@ class Metrics:
             "gen_ai_server_time_to_first_token_seconds", "GenAI semconv: time to the first message delta.",
             [*genai, "gateway_tenant"], buckets=TTFT_BUCKETS, registry=r,
         )  # fmt: skip
+
+
+def _gauge_mode(mode: Literal["livesum", "livemostrecent"]) -> Literal["all", "livesum", "livemostrecent"]:
+    """`mode` with several workers; prometheus_client's default alone, so one process is unchanged."""
+    return mode if MULTIPROCESS_DIR else "all"
+
+
+def exposition(metrics: Metrics) -> bytes:
+    """The /metrics body: this process's registry, or with several workers the sum of all of them."""
+    if MULTIPROCESS_DIR is None:
+        return generate_latest(metrics.registry)
+    registry = CollectorRegistry()  # per scrape, as prometheus_client's multiprocess docs do
+    MultiProcessCollector(registry, MULTIPROCESS_DIR)
+    return generate_latest(registry)
 
 
 class RunMetrics:
