@@ -139,7 +139,10 @@ class PerMinute(RateLimitItemPerMinute):
 
 
 def window_of(per_minute: int, reset_time: float, remaining: int, ok: bool) -> Verdict:
-    reset_s = max(0.0, reset_time - time.time())
+    now = time.time()
+    reset_s = reset_time - now
+    if reset_s <= 0:  # `limits` says "now" when a counter's TTL is a whole number of windows: the window's end
+        reset_s = 60 - now % 60
     window = Window(per_minute, max(0, remaining), reset_s)
     if ok:
         return Verdict(True, window)
