@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from dataclasses import dataclass
 from collections.abc import Awaitable
 from pathlib import Path
@@ -53,10 +54,19 @@ def serve(config: Config, *, config_path: Path | None = None, mock_upstream: boo
     run_gateway(gateway_app(config, config_path, mock_upstream), config)
 
 
+GC_THRESHOLDS = (10_000, 10, 10)
+"""The cyclic collector's thresholds while serving (CPython's defaults: 700, 10, 10). Requests allocate
+many short-lived containers that reference counting frees anyway; at the defaults, under load, the
+collector ran every few requests and a full collection every second or so, 30-60 ms each with the
+loop stopped: the p99 latency. Measured (bench/ config at saturation): 1.0 s of every 11 s in the
+collector with the defaults, 0.35 s with these and the frozen start-up heap."""
+
+
 def run_gateway(app: Awaitable[web.Application], config: Config, *, reuse_port: bool | None = None) -> None:
     """Serve until SIGTERM, then drain; `reuse_port` lets several worker processes share the port."""
+    gc.set_threshold(*GC_THRESHOLDS)
     web.run_app(
-        app,
+        _with_frozen_heap(app),
         host=config.listen.host,
         port=config.listen.port,
         shutdown_timeout=config.listen.drain_timeout_s,
@@ -69,6 +79,19 @@ def run_gateway(app: Awaitable[web.Application], config: Config, *, reuse_port: 
         reuse_port=reuse_port,
         **SERVER_OPTIONS,
     )
+
+
+async def _with_frozen_heap(app: Awaitable[web.Application]) -> web.Application:
+    built = await app
+    built.on_startup.append(_freeze_heap)  # after every cleanup_ctx has started (they are registered first)
+    return built
+
+
+async def _freeze_heap(app: web.Application) -> None:
+    """Everything alive once the app has started (modules, config, pools) lives until exit: moving it
+    out of the collector's reach keeps full collections to what requests allocate."""
+    gc.collect()
+    gc.freeze()
 
 
 def serve_simulator(host: str, port: int, settings: SimulatorSettings) -> None:
