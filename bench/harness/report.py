@@ -261,7 +261,7 @@ def evaluate(results: dict) -> list[dict]:
         for mode, key in (("saturation, 64 connections", "rps"), ("serial client", "serial_rps")):
             ratio = _div(g.get(key), rows.get(peer, {}).get(key))
             note = (f"{_num(g.get(key))} vs {_num(rows.get(peer, {}).get(key))} req/s; one gateway process "
-                    "(no SO_REUSEPORT support yet)")  # fmt: skip
+                    "(`serve --workers N` exists, but this layout gives the proxy one core)")  # fmt: skip
             if peer == "nginx" and key == "rps" and (rows.get("nginx", {}).get("rps_ratio") or 0) > 0.85:
                 note += "; nginx was held back by the load generator/upstream core, so its figure is a lower bound"
             add(f"throughput vs {peer} ({mode})", ratio, label, ratio is not None and ratio >= need, note)
