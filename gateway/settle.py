@@ -33,10 +33,13 @@ class Settlement:
         # on the reconciler's list, so its usage is counted however the client ran it.
         self.reservation = token()
         self._bound = False
+        self._claimed: tuple[str | None, str | None] = (None, None)
 
     async def on_ids(self, thread_id: str | None, run_id: str | None) -> None:
         try:
-            await self._state.claim(self._tenant, thread_id, run_id)
+            if (thread_id, run_id) != self._claimed:  # `close` asks again: one trip to the state is enough
+                await self._state.claim(self._tenant, thread_id, run_id)
+                self._claimed = (thread_id, run_id)
             if self._creates_run and run_id is not None and thread_id is not None and not self._bound:
                 now = time.time()
                 await self._state.bind(self.reservation, PendingRun(run_id, thread_id, self._tenant, now, now))
