@@ -84,6 +84,10 @@ class ListenConfig(_Section):
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0, description="run-call JSON bodies; larger → 413")
     max_upload_bytes: int = Field(512 * 1024 * 1024, gt=0, description="pass-through bodies (file uploads)")
     drain_timeout_s: float = Field(30.0, ge=0, description="SIGTERM: how long open streams may finish")
+    body_timeout_s: float = Field(30.0, gt=0, description="the longest a client may take to send a run call's body → 408")
+    upload_idle_timeout_s: float = Field(
+        30.0, gt=0, description="the longest a pass-through body (an upload) may stall between chunks → 408"
+    )
     workers: int = Field(1, ge=1, description="processes serving this port (SO_REUSEPORT); >1 needs Redis state")
 
 

@@ -44,8 +44,9 @@ def run_call(route: RunRoute) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         started, started_ns = time.perf_counter(), time.time_ns()
         config = request[REQUEST_RUNTIME].config
+        listen = config.listen
         body, data, run_request = await read_run_request(
-            request, route, config.listen.max_body_bytes, config.upstream.unknown_fields
+            request, route, listen.max_body_bytes, config.upstream.unknown_fields, listen.body_timeout_s
         )
         if "thread_id" in request.match_info:
             await guard_thread(request, request.match_info["thread_id"])
@@ -122,7 +123,8 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
     size = request.content_length
     if size is not None and size > config.listen.max_upload_bytes:
         raise PayloadTooLarge(f"The request body exceeds the gateway's limit of {config.listen.max_upload_bytes} bytes.")
-    body = BodyStream(request, config.listen.max_upload_bytes) if request.body_exists else None
+    listen = config.listen
+    body = BodyStream(request, listen.max_upload_bytes, listen.upload_idle_timeout_s) if request.body_exists else None
     try:
         upstream_response = await forward(request, body)
     except GatewayError:

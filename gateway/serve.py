@@ -32,7 +32,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 KEEPALIVE_TIMEOUT_S = 75.0
 """An idle keep-alive connection is closed after this long; it is also the most a client gets to send
 a request's headers (aiohttp's timer runs from the connection's start or its last response), which
-is what cuts off a slowloris client. Run-call bodies have their own bound (`validate.BODY_TIMEOUT_S`)."""
+is what cuts off a slowloris client. Run-call bodies have their own bound (`listen.body_timeout_s`)."""
 
 LINGERING_TIME_S = 2.0
 """After refusing a request whose body is still coming (413, 408, ...), aiohttp reads and discards the

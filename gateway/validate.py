@@ -1,7 +1,8 @@
 """The parse + validate stage: a run call's body → raw bytes (forwarded as is) and a typed request.
 
-Also the bounds on reading any client body: run calls are read whole within `BODY_TIMEOUT_S`;
-pass-through bodies stream through `BodyStream`, cut at the size limit or when the client stalls.
+Also the bounds on reading any client body: run calls are read whole within `listen.body_timeout_s`;
+pass-through bodies stream through `BodyStream`, cut at the size limit or when the client stalls for
+`listen.upload_idle_timeout_s`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,6 @@ from aiohttp import web
 from .errors import GatewayError, InvalidRequest, PayloadTooLarge, RequestTimeout
 from .openai_types import RunRequest, RunRoute, validate_run_request
 
-BODY_TIMEOUT_S = 30.0
-"""The longest a client may take to send a run call's whole body (at most `listen.max_body_bytes`)."""
-UPLOAD_IDLE_TIMEOUT_S = 30.0
-"""The longest a pass-through body (a file upload) may stall between two chunks."""
 MAX_JSON_DEPTH = 128
 """Deepest nesting of arrays and objects in a run call's body. No real request comes near it (OpenAI's
 structured-output schemas allow 10 levels), and everything that reads a body afterwards works well
@@ -35,7 +32,7 @@ async def read_run_request(
     route: RunRoute,
     max_bytes: int,
     unknown_fields: Literal["reject", "pass"],
-    timeout_s: float | None = None,
+    timeout_s: float,
 ) -> tuple[bytes, dict[str, Any], RunRequest]:
     """The raw bytes (forwarded unless the policy changes them), the parsed body, the typed request."""
     if request.content_length is not None and request.content_length > max_bytes:
@@ -53,7 +50,6 @@ async def read_run_request(
             f"Unsupported Content-Encoding {encoding!r}: send the JSON body uncompressed.",
             code="unsupported_content_encoding",
         )
-    timeout_s = BODY_TIMEOUT_S if timeout_s is None else timeout_s
     try:
         body = await _read_within(request, timeout_s)
     except web.HTTPRequestEntityTooLarge:
@@ -153,10 +149,10 @@ class BodyStream:
     keeps the client's own fault so the caller can answer with it instead.
     """
 
-    def __init__(self, request: web.Request, max_bytes: int, idle_timeout_s: float | None = None) -> None:
+    def __init__(self, request: web.Request, max_bytes: int, idle_timeout_s: float) -> None:
         self._content = request.content
         self._max_bytes = max_bytes
-        self._idle_timeout_s = UPLOAD_IDLE_TIMEOUT_S if idle_timeout_s is None else idle_timeout_s
+        self._idle_timeout_s = idle_timeout_s
         self._size = 0
         self.failure: GatewayError | None = None
 

@@ -257,8 +257,8 @@ async def _dribble(writer: asyncio.StreamWriter, data: bytes, every: float) -> N
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
-async def test_a_slow_run_call_body_is_408_and_closed(full_gateway, simulator_state, monkeypatch, framing):
-    monkeypatch.setattr(validate, "BODY_TIMEOUT_S", 0.5)
+async def test_a_slow_run_call_body_is_408_and_closed(make_full_gateway, simulator_state, framing):
+    full_gateway = await make_full_gateway(listen={"body_timeout_s": 0.5})
     body = b'{"assistant_id": "asst_1", "instructions": "' + b"x" * 200 + b'"}'
     length = f"Content-Length: {len(body)}" if framing == "content-length" else "Transfer-Encoding: chunked"
     if framing == "chunked":
@@ -288,10 +288,10 @@ async def test_a_slow_run_call_body_is_408_and_closed(full_gateway, simulator_st
     assert simulator_state.requests == []
 
 
-async def test_a_stalled_upload_is_408(full_gateway, monkeypatch):
+async def test_a_stalled_upload_is_408(make_full_gateway):
     """A pass-through body that stops mid-way: 408 once it has stalled for the idle bound, the
     upstream request is abandoned, nothing leaks."""
-    monkeypatch.setattr(validate, "UPLOAD_IDLE_TIMEOUT_S", 0.3)
+    full_gateway = await make_full_gateway(listen={"upload_idle_timeout_s": 0.3})
     baseline = own_tasks()
     stall = asyncio.Event()
 
