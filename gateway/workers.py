@@ -148,7 +148,7 @@ class Supervisor:
             handlers[worker.process.sentinel] = partial(self._reap, worker)
             if worker.reloaded is not None:
                 handlers[worker.reloaded] = partial(self._relay_reload, worker)
-        for ready in wait(list(handlers)):
+        for ready in wait(list(handlers)):  # type: ignore[arg-type]  # (sockets, sentinels, pipes: all waitable)
             handlers[ready]()
 
     def _on_signals(self) -> None:
@@ -238,7 +238,8 @@ def run_worker(spec: WorkerSpec) -> None:
 
 async def _worker_app(spec: WorkerSpec) -> web.Application:
     app = await gateway_app(spec.config, spec.config_path, simulator_url=spec.simulator_url)
-    app[RELOAD_PEERS] = partial(spec.reloaded.send_bytes, _RELOADED)
+    reload_peers: Callable[[], None] = partial(spec.reloaded.send_bytes, _RELOADED)
+    app[RELOAD_PEERS] = reload_peers
     app.on_startup.append(_worker_signals)
     return app
 
