@@ -78,10 +78,12 @@ def canned_run() -> str:
     return json.dumps(run, separators=(",", ":")).replace("RID", "$request_id")
 
 
-def _nginx_common(tmp: Path, name: str) -> tuple[str, Path]:
+def _nginx_conf(tmp: Path, name: str, servers: str, *, access_log: bool) -> Path:
+    """An nginx.conf in its own folder: one worker, as the gateway runs one process; `servers` inside `http`."""
     base = tmp / f"nginx-{name}"
     base.mkdir(parents=True, exist_ok=True)
-    return f"""
+    conf = base / "nginx.conf"
+    conf.write_text(f"""
 daemon off;
 master_process on;
 worker_processes 1;
@@ -89,18 +91,8 @@ worker_rlimit_nofile 65536;
 pid {base}/nginx.pid;
 error_log {base}/error.log warn;
 events {{ worker_connections 30000; multi_accept on; }}
-""", base
-
-
-def nginx_canned(tmp: Path, port: int) -> Path:
-    """The non-streaming upstream: a canned run object for POST /v1/threads/runs, nothing else."""
-    common, base = _nginx_common(tmp, "canned")
-    conf = base / "nginx.conf"
-    conf.write_text(
-        common
-        + f"""
 http {{
-    access_log off;
+    access_log {f'{base}/access.log' if access_log else 'off'};
     client_body_temp_path {base}/body;
     proxy_temp_path {base}/proxy;
     fastcgi_temp_path {base}/fastcgi;
@@ -109,6 +101,15 @@ http {{
     keepalive_requests 10000000;
     keepalive_timeout 300s;
     client_body_buffer_size 64k;
+{servers}
+}}
+""")
+    return conf
+
+
+def nginx_canned(tmp: Path, port: int) -> Path:
+    """The non-streaming upstream: a canned run object for POST /v1/threads/runs, nothing else."""
+    return _nginx_conf(tmp, "canned", access_log=False, servers=f"""
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location = /v1/threads/runs {{
@@ -122,30 +123,12 @@ http {{
             default_type application/json;
             return 404 '{{"error":{{"message":"Invalid URL","type":"invalid_request_error","param":null,"code":null}}}}';
         }}
-    }}
-}}
-"""
-    )
-    return conf
+    }}""")
 
 
 def nginx_proxy(tmp: Path, port: int, upstream_port: int) -> Path:
     """nginx as a plain reverse proxy: keep-alive upstream pool, no buffering (streams flow)."""
-    common, base = _nginx_common(tmp, f"proxy-{upstream_port}")
-    conf = base / "nginx.conf"
-    conf.write_text(
-        common
-        + f"""
-http {{
-    access_log {base}/access.log;
-    client_body_temp_path {base}/body;
-    proxy_temp_path {base}/proxy;
-    fastcgi_temp_path {base}/fastcgi;
-    uwsgi_temp_path {base}/uwsgi;
-    scgi_temp_path {base}/scgi;
-    keepalive_requests 10000000;
-    keepalive_timeout 300s;
-    client_body_buffer_size 64k;
+    return _nginx_conf(tmp, f"proxy-{upstream_port}", access_log=True, servers=f"""
     upstream up {{
         server 127.0.0.1:{upstream_port};
         keepalive 1024;
@@ -162,11 +145,7 @@ http {{
             proxy_read_timeout 3600s;
             proxy_send_timeout 3600s;
         }}
-    }}
-}}
-"""
-    )
-    return conf
+    }}""")
 
 
 ALL_FEATURES = frozenset({"tenants", "policy", "limits", "tracing", "audit"})
