@@ -120,10 +120,10 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
     thread_id = thread_id_of(api_path)
     if thread_id is not None:
         await guard_thread(request, thread_id)
-    size = request.content_length
-    if size is not None and size > config.listen.max_upload_bytes:
-        raise PayloadTooLarge(f"The request body exceeds the gateway's limit of {config.listen.max_upload_bytes} bytes.")
     listen = config.listen
+    size = request.content_length
+    if size is not None and size > listen.max_upload_bytes:
+        raise PayloadTooLarge(f"The request body exceeds the gateway's limit of {listen.max_upload_bytes} bytes.")
     body = BodyStream(request, listen.max_upload_bytes, listen.upload_idle_timeout_s) if request.body_exists else None
     try:
         upstream_response = await forward(request, body)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from dataclasses import dataclass
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

@@ -3,8 +3,8 @@
 For every run call the `run_decided` hook records who asked for what and the policy's verdict (a
 `decision` record), and `run_finished` records how it ended (an `outcome` record). Hooks only build
 the record and queue it; one writer task seals records into the chain (`audit_chain.py`) in write
-order and writes them in batches (what arrived within `GATHER_S`) from a worker thread: one flushed write per record, one fsync per
-batch. Admission awaits `reserve(record)`, which holds room for both of the run's records, so a
+order and writes them in batches (what arrived within `GATHER_S`) from a worker thread: one flushed
+write per record, one fsync per batch. Admission awaits `reserve(record)`, which holds room for both of the run's records, so a
 slow sink slows new run calls down while relays already in flight never wait and never drop.
 
 A record the sink fails to write is counted `failed` and dropped; the next record written carries
