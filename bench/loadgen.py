@@ -421,7 +421,7 @@ async def run_hold(args: argparse.Namespace, target: Target) -> dict:
                 assert first is not None
                 await asyncio.wait_for(first, timeout=max(1.0, (deadline - now_ns()) / 1e9))
                 conns.append(conn)
-            except (OSError, ConnectionError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, ConnectionError) as exc:
                 failures[type(exc).__name__] += 1
 
     await asyncio.gather(*(open_one(i) for i in range(args.count)))
@@ -431,7 +431,7 @@ async def run_hold(args: argparse.Namespace, target: Target) -> dict:
     loop = asyncio.get_running_loop()
     try:
         await asyncio.wait_for(loop.run_in_executor(None, sys.stdin.readline), timeout=args.hold_max)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     still = sum(1 for c in conns if not c.closed)
     for conn in conns:

@@ -306,7 +306,7 @@ class Bench:
             checkpoints = [{"requests": 0, **memory(running.mem_pid), "t": time.time()}]
             sent = 0
             statuses: dict[str, int] = {}
-            for i in range(p.soak_chunks):
+            for _i in range(p.soak_chunks):
                 r = measure.loadgen("rate", running.url, body, running.headers, L, 0, 900, "--count", str(per),
                                     "--concurrency", str(p.soak_conc), "--duration", "600")  # fmt: skip
                 sent += r["sent"]
@@ -489,7 +489,7 @@ class Bench:
 
 def rebuild_report(path: Path) -> int:
     results = json.loads(path.read_text())
-    for kind, prof in (results.get("gateway", {}).get("profile") or {}).items():
+    for _kind, prof in (results.get("gateway", {}).get("profile") or {}).items():
         raw = Path(prof.get("raw", ""))
         if raw.exists():
             prof.update(analyse(raw))

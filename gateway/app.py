@@ -1,31 +1,43 @@
-"""Build the aiohttp Application from a Config: routes, middlewares, lifecycle."""
+"""The composition root: build the aiohttp Application from a Config.
+
+Middlewares (cross-cutting, every request), the run calls' and the pass-through's routes (the
+stages are in `pipeline/run_call.py`), the observers that hear run and gateway events (metrics,
+traces, the audit log, the debug run log), and the lifecycles (`cleanup_ctx`): tracing first up and
+last down, then the audit writer, the upstream pool, the shared state, the reconciler and reloads.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
 from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from . import middlewares
-from .config import Config
-from .admin import admin_reload, admin_usage
-from .context import AUDIT, CONFIG_PATH, READINESS, RECORDER, RUNTIME, SESSION, STATE, Readiness
-from .openai_types import RunRoute
-from .openapi import openapi_endpoint
-from .proxy import API_ROOT, passthrough, run_call
-from .record import Recorder, RunLog
-from .reconcile import reconciler
-from .reload import reload_triggers
-from .state.factory import open_state
-from .runtime import Runtime, RuntimeHolder
-from .telemetry.audit import AuditLog
-from .telemetry.metrics import METRICS, Metrics, RunMetrics, count_requests, exposition
-from .telemetry.run_spans import RunTracing
-from .telemetry.tracing import Tracing
-from .upstream import make_session
+from gateway.config import Config
+from gateway.domain import Recorder
+from gateway.http.upstream import make_session
+from gateway.keys import AUDIT_ROOM, CONFIG_PATH, READINESS, RECORDER, RUNTIME, SESSION, STATE, Readiness
+from gateway.ops.admin import admin_reload, admin_usage
+from gateway.ops.health import healthz, readyz
+from gateway.ops.openapi import openapi_endpoint
+from gateway.ops.reconcile import reconciler
+from gateway.ops.reload import reload_triggers
+from gateway.pipeline import middlewares
+from gateway.pipeline.forward import API_ROOT
+from gateway.pipeline.passthrough import passthrough
+from gateway.pipeline.run_call import run_call
+from gateway.runtime import Runtime, RuntimeHolder
+from gateway.schema.requests import RunRoute
+from gateway.state.factory import open_state
+from gateway.telemetry.audit import AuditLog
+from gateway.telemetry.metrics import METRICS, Metrics, RunMetrics, count_requests, exposition
+from gateway.telemetry.run_spans import RunTracing
+from gateway.telemetry.runlog import RunLog
+from gateway.telemetry.tracing import Tracing, client_trace_config
+
+Lifecycle = Callable[[web.Application], AsyncIterator[None]]
 
 
 def build_app(
@@ -50,14 +62,19 @@ def build_app(
     if tracing is not None:
         watching.append(RunTracing(tracing, runtime))
         app.cleanup_ctx.append(tracing.lifecycle)  # first up, last down: spans of draining requests are flushed
-    audit = _audit_log(config, metrics)
-    if audit is not None:
-        app[AUDIT] = audit
+    if config.audit.enabled:
+        records = metrics.audit_records
+        audit = AuditLog(
+            config.audit,
+            on_written=lambda n: records.labels("written").inc(n),
+            on_failed=lambda n: records.labels("failed").inc(n),
+        )
+        app[AUDIT_ROOM] = audit.room
         watching.append(audit)
-        app.cleanup_ctx.append(_audit_lifecycle)  # stops after the last handler has recorded its outcome
+        app.cleanup_ctx.append(_lifecycle_of(audit))  # stops after the last handler has recorded its outcome
     app[RECORDER] = Recorder([*watching, *observers])
     app[READINESS] = Readiness()
-    app.cleanup_ctx.extend([_upstream_pool, _shared_state, reconciler, reload_triggers])
+    app.cleanup_ctx.extend([_upstream_pool(tracing), _shared_state, reconciler, reload_triggers])
     app.on_shutdown.append(_start_draining)
 
     app.router.add_get("/healthz", healthz)
@@ -76,40 +93,35 @@ def build_app(
     return app
 
 
-def _audit_log(config: Config, metrics: Metrics) -> AuditLog | None:
-    if not config.audit.enabled:
-        return None
-    records = metrics.audit_records
-    return AuditLog(
-        config.audit,
-        on_written=lambda n: records.labels("written").inc(n),
-        on_failed=lambda n: records.labels("failed").inc(n),
-    )
+def _lifecycle_of(audit: AuditLog) -> Lifecycle:
+    async def audit_writer(app: web.Application) -> AsyncIterator[None]:
+        async with audit:  # stop() writes every record accepted before the writer ends
+            yield
+
+    return audit_writer
 
 
-async def _audit_lifecycle(app: web.Application) -> AsyncIterator[None]:
-    async with app[AUDIT]:  # stop() writes every record accepted before the writer ends
-        yield
+def _upstream_pool(tracing: Tracing | None) -> Lifecycle:
+    async def upstream_pool(app: web.Application) -> AsyncIterator[None]:
+        trace_configs = [client_trace_config(tracing)] if tracing is not None else []
+        async with make_session(app[RUNTIME].current.config.upstream, trace_configs) as session:
+            app[SESSION] = session
+            app[READINESS].ready = True
+            yield
+            app[READINESS].ready = False
 
-
-async def _upstream_pool(app: web.Application) -> AsyncIterator[None]:
-    async with make_session(app[RUNTIME].current.config.upstream) as session:
-        app[SESSION] = session
-        app[READINESS].ready = True
-        yield
-        app[READINESS].ready = False
+    return upstream_pool
 
 
 async def _shared_state(app: web.Application) -> AsyncIterator[None]:
     config = app[RUNTIME].current.config.state
-    outages = app[METRICS].state_outages
     app[STATE] = open_state(
         config.backend,
         config.url,
         config.timeout_s,
         config.on_failure,
         config.max_owned_objects,
-        on_outage=lambda transition: outages.labels(transition).inc(),
+        on_outage=app[RECORDER].state_changed,
     )
     yield
     await app[STATE].close()
@@ -117,19 +129,6 @@ async def _shared_state(app: web.Application) -> AsyncIterator[None]:
 
 async def _start_draining(app: web.Application) -> None:
     app[READINESS].draining = True
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    readiness = request.app[READINESS]
-    if readiness.draining:
-        return web.json_response({"status": "draining"}, status=503)
-    if not readiness.ready:
-        return web.json_response({"status": "starting"}, status=503)
-    return web.json_response({"status": "ready"})
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestServer
 
 from gateway.app import build_app
 from gateway.config import Config, load_config, parse_config
-from gateway.runs import RunRecord
+from gateway.domain import RunRecord
 from gateway.simulator import SIMULATOR_STATE, SimulatorSettings, build_simulator_app
-from gateway.sse import SSEEvent
+from gateway.http.sse import SSEEvent
 
 pytest_plugins = ["tests.redis_server"]  # the `redis_server` fixture: a real redis-server on a free port
 

@@ -5,7 +5,7 @@ import hashlib
 import openai
 import pytest
 
-from gateway.auth import PASSTHROUGH, Authenticator, fingerprint
+from gateway.runtime.auth import PASSTHROUGH, Authenticator, fingerprint
 from gateway.config import parse_config
 from gateway.errors import Unauthorized
 

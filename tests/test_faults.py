@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.context import STATE
+from gateway.keys import STATE
 from gateway.simulator import build_simulator_app
 from tests.conftest import Gateway
 from tests.test_relay import body, own_tasks, settle

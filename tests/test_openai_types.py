@@ -13,24 +13,8 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from gateway.errors import InvalidRequest
-from gateway.openai_parts import (
-    CreateMessageRequest,
-    CreateThreadRequest,
-    FileSearchTool,
-    FunctionTool,
-    ImageUrlPart,
-    JsonSchemaFormat,
-    StaticChunking,
-    TextPart,
-    ToolChoiceFunction,
-)
-from gateway.openai_types import (
-    CreateRunRequest,
-    CreateThreadAndRunRequest,
-    RunRoute,
-    SubmitToolOutputsRequest,
-    validate_run_request,
-)
+from gateway.schema.parts import CreateMessageRequest, CreateThreadRequest, FileSearchTool, FunctionTool, ImageUrlPart, JsonSchemaFormat, StaticChunking, TextPart, ToolChoiceFunction
+from gateway.schema.requests import CreateRunRequest, CreateThreadAndRunRequest, RunRoute, SubmitToolOutputsRequest, validate_run_request
 
 try:  # the SDK's HTTP client library: httpx, or its fork httpx2 in newer SDK builds
     import httpx2 as httpx

@@ -9,7 +9,7 @@ import aiohttp
 import openai
 import pytest
 
-from gateway.ownership import thread_id_of
+from gateway.pipeline.ownership import thread_id_of
 from gateway.state.memory import MemoryState
 from tests.conftest import Gateway
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from gateway.policy_config import RULE_IDS, Globs, PolicyConfig
+from gateway.config.policy import RULE_IDS, Globs, PolicyConfig
 
 POLICIES = TypeAdapter(dict[str, PolicyConfig])
 

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from gateway import reconcile
+from gateway.ops import reconcile
 from gateway.config import parse_config
-from gateway.context import RUNTIME
+from gateway.keys import RUNTIME
 from gateway.runtime import Runtime, RuntimeHolder
 
 

@@ -10,7 +10,7 @@ import aiohttp
 import openai
 import pytest
 
-from gateway.context import SESSION
+from gateway.keys import SESSION
 from tests.conftest import API_KEY, Gateway
 
 RUN = "/v1/threads/runs"

@@ -4,9 +4,10 @@ import itertools
 
 import orjson
 
-from gateway.record import Recorder
-from gateway.runs import RunRecord, RunTracker, Usage
-from gateway.sse import SSEEvent
+from gateway.domain import Recorder
+from gateway.domain import RunRecord, Usage
+from gateway.pipeline.track import RunTracker
+from gateway.http.sse import SSEEvent
 
 
 class Clock:

@@ -8,8 +8,8 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from gateway.errors import InvalidRequest
-from gateway.openai_types import CreateRunRequest, CreateThreadAndRunRequest, SubmitToolOutputsRequest
-from gateway.schema_errors import invalid_request_from
+from gateway.schema.requests import CreateRunRequest, CreateThreadAndRunRequest, SubmitToolOutputsRequest
+from gateway.schema.errors import invalid_request_from
 
 
 Case = tuple[type[BaseModel], object]

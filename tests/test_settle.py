@@ -10,8 +10,8 @@ import aiohttp
 import openai
 import pytest
 
-from gateway.context import STATE
-from gateway.reconcile import reconcile_once
+from gateway.keys import STATE
+from gateway.ops.reconcile import reconcile_once
 from tests.conftest import Gateway
 
 ENV = {"UP": "sk-upstream", "TEAM": "sk-team", "ADMIN": "sk-admin"}

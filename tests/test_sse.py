@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gateway.sse import SSEEvent, SSEParser
+from gateway.http.sse import SSEEvent, SSEParser
 from tests.recordings import RecordedStream, stream_params
 
 

@@ -9,8 +9,6 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.errors import error_body
-
 _BAD_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
     "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid "
@@ -41,7 +39,9 @@ class SimulatorError(Exception):
         self.headers = dict(headers or {})
 
     def to_response(self) -> web.Response:
-        body = error_body(self.message, self.type, self.param, self.code)
+        error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+        # The envelope OpenAI sends; text from a hostile path may hold lone surrogates: escaped.
+        body = orjson.dumps({"error": {k: v and v.encode("utf-8", "backslashreplace").decode() for k, v in error.items()}})
         return web.Response(status=self.status, body=body, content_type="application/json", headers=self.headers)
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..runs import Usage
+from gateway.domain import TokenLimits, Usage
+from gateway.errors import StateDown
 
 REQUESTS_PER_MINUTE = "requests_per_minute"
 CONCURRENT_RUNS = "concurrent_runs"
@@ -21,8 +22,18 @@ TOKENS_PER_DAY = "tokens_per_day"
 TOKENS_PER_MONTH = "tokens_per_month"
 
 
-class StateUnavailable(Exception):
-    """The backend did not answer in time or at all (Redis down): the caller applies fail_open/closed."""
+class StateUnavailable(StateDown):
+    """The backend did not answer in time or at all (Redis down): the caller applies fail_open/closed.
+
+    It is the client's 503 `state_unavailable` wherever it escapes a handler: the detail (which may
+    name the backend's own error) goes to the log, never to the client."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("The gateway's shared state is unreachable; try again shortly.")
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +53,6 @@ class Verdict:
     window: Window | None = None
     refused_by: str | None = None
     retry_after_s: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class TokenLimits:
-    per_minute: int | None = None
-    per_day: int | None = None
-    per_month: int | None = None
-
-    def __bool__(self) -> bool:
-        return any(v is not None for v in (self.per_minute, self.per_day, self.per_month))
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from . import StateStore
-from .memory import MemoryState
+from gateway.state import StateStore
+from gateway.state.memory import MemoryState
 
 
 def open_state(
@@ -25,8 +25,8 @@ def open_state(
     if backend == "redis":
         if not url:
             raise ValueError("state.url is required when the backend is redis")
-        from .redis import RedisState
-        from .resilient import ResilientState
+        from gateway.state.redis import RedisState
+        from gateway.state.resilient import ResilientState
 
         return ResilientState(
             RedisState(url, timeout_s=timeout_s, max_owned_objects=max_owned_objects),

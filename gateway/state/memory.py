@@ -48,8 +48,8 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.limits import safe_string
 
-from ..runs import Usage
-from . import (
+from gateway.domain import TokenLimits, Usage
+from gateway.state import (
     CONCURRENT_RUNS,
     OPEN_STREAMS,
     REQUESTS_PER_MINUTE,
@@ -57,7 +57,6 @@ from . import (
     TOKENS_PER_MINUTE,
     TOKENS_PER_MONTH,
     PendingRun,
-    TokenLimits,
     UsageRow,
     Verdict,
     Window,

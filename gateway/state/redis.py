@@ -27,10 +27,10 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from ..runs import Usage
-from . import PendingRun, StateUnavailable, TokenLimits, UsageRow, Verdict, Window
-from . import redis_scripts as lua
-from .memory import (
+from gateway.domain import TokenLimits, Usage
+from gateway.state import PendingRun, StateUnavailable, UsageRow, Verdict, Window
+from gateway.state import redis_scripts as lua
+from gateway.state.memory import (
     LEASE_RETRY_AFTER_S,
     LEDGER_DAYS,
     PENDING_TTL_S,

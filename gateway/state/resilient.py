@@ -25,9 +25,9 @@ from typing import Literal, TypeVar
 import structlog
 from cachetools import TTLCache
 
-from ..runs import Usage
-from . import PendingRun, StateStore, StateUnavailable, TokenLimits, UsageRow, Verdict
-from .memory import PENDING_TTL_S
+from gateway.domain import TokenLimits, Usage
+from gateway.state import PendingRun, StateStore, StateUnavailable, UsageRow, Verdict
+from gateway.state.memory import PENDING_TTL_S
 
 T = TypeVar("T")
 log = structlog.get_logger("gateway.state")

@@ -21,13 +21,13 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from ..context import CALLER, REQUEST_RUNTIME, RUNTIME
-from .labels import OTHER, Labels
+from gateway.domain import BudgetReading, RunRecord
+from gateway.keys import CALLER, REQUEST_RUNTIME, RUNTIME
+from gateway.runtime.labels import OTHER, Labels
 
 if TYPE_CHECKING:
-    from ..runs import RunRecord
-    from ..runtime import RuntimeHolder
-    from ..sse import SSEEvent
+    from gateway.http.sse import SSEEvent
+    from gateway.runtime import RuntimeHolder
 
 OPERATION = "invoke_agent"  # an Assistants run is an agent invocation in the GenAI conventions
 PROVIDER = "openai"
@@ -179,8 +179,22 @@ class RunMetrics:
     def run_event(self, record: RunRecord, event: SSEEvent) -> None:
         self.m.stream_events.labels(event.event if event.event in EVENT_TYPES else OTHER).inc()
 
+    def config_reloaded(self, ok: bool) -> None:
+        self.m.config_reloads.labels("ok" if ok else "error").inc()
+
+    def budget_read(self, reading: BudgetReading) -> None:
+        for period, limit in reading.limits.items():
+            self.m.budget_limit.labels(reading.tenant, period).set(limit)
+        for period, remaining in reading.remaining.items():
+            self.m.budget_remaining.labels(reading.tenant, period).set(remaining)
+
+    def state_changed(self, transition: str) -> None:
+        self.m.state_outages.labels(transition).inc()
+
     def run_finished(self, record: RunRecord) -> None:
         m, tenant = self.m, self.labels.tenant(record.tenant)
+        if record.refused_by is not None:
+            m.rate_limit_hits.labels(tenant, record.refused_by).inc()
         if record.streamed and record.upstream_status is not None:
             m.active_streams.labels(tenant).dec()
         self._count_decision(record, tenant)
@@ -248,6 +262,11 @@ def route_label(request: web.Request) -> str:
     if not parts or f"/{parts[0]}" not in allowed:
         return "/v1/" + OTHER
     return "/v1/" + "/".join(part if part == "{id}" or part.isidentifier() else OTHER for part in parts)
+
+
+def path_template(path: str) -> str:
+    """A URL path with its id segments (`thread_…`, `run_…`) as `{id}`: bounded, no ids in span names."""
+    return "/".join("{id}" if _ID_SEGMENT.match(part) else part for part in path.split("/"))
 
 
 @web.middleware

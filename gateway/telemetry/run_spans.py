@@ -20,14 +20,14 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from ..runs import TERMINAL_STATUSES
-from .metrics import OPERATION, PROVIDER
-from .tracing import Attributes, Tracing
+from gateway.domain import TERMINAL_STATUSES
+from gateway.telemetry.metrics import OPERATION, PROVIDER
+from gateway.telemetry.tracing import Attributes, Tracing
 
 if TYPE_CHECKING:
-    from ..runs import RunRecord
-    from ..runtime import RuntimeHolder
-    from ..sse import SSEEvent
+    from gateway.domain import RunRecord
+    from gateway.http.sse import SSEEvent
+    from gateway.runtime import RuntimeHolder
 
 FINISHED_STATUSES = TERMINAL_STATUSES | {"requires_action"}  # a run's finish reasons; `queued` is not one
 

@@ -4,9 +4,10 @@ Per request (`/healthz`, `/readyz` and `/metrics` excepted), one SERVER span nam
 `{METHOD} {route template}` (`POST /v1/threads/runs`): the route template, never an id, keeps the
 name and `url.path` low-cardinality; the ids are attributes (`gen_ai.conversation.id`, ...). It
 continues a client's W3C `traceparent`/`tracestate`; its trace id is the request's `TRACE_ID`
-and is bound into the log context. A call to the upstream gets a CLIENT child span
-(`POST /v1/threads/runs`, `server.address` = the upstream host) whose `traceparent` replaces the
-client's on the upstream request. A 5xx sets status ERROR and `error.type`; a refusal (4xx) keeps
+and is bound into the log context. Each call to the upstream gets a CLIENT child span
+(`POST /v1/threads/runs`: the upstream URL's path, ids as `{id}`; `server.address` = the upstream
+host) whose `traceparent` replaces the client's on the upstream request; it comes from the pooled
+session's aiohttp `TraceConfig`, so the forward stage does not know tracing exists. A 5xx sets status ERROR and `error.type`; a refusal (4xx) keeps
 the status unset, as HTTP servers do, and run calls name why in `error.type` (`policy_violation`).
 
 Per run call, the GenAI attributes, child spans and events of the run: `run_spans`.
@@ -23,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
 from importlib import metadata
+from types import SimpleNamespace
 
 import aiohttp
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from multidict import CIMultiDict
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -43,14 +45,12 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import Span, SpanKind, StatusCode, format_trace_id
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
-from yarl import URL
 
-from ..config import TracingConfig
-from ..context import CALLER, REQUEST_ID, TRACE_ID
-from ..errors import GatewayError
-from ..upstream import Upstream
-from .labels import OTHER
-from .metrics import route_label
+from gateway.config import TracingConfig
+from gateway.http.upstream import upstream_failure
+from gateway.keys import CALLER, REQUEST_ID, TRACE_ID
+from gateway.runtime.labels import OTHER
+from gateway.telemetry.metrics import path_template, route_label
 
 DEFAULT_SERVICE_NAME = "assistants-gateway"
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes would drown the runs
@@ -157,59 +157,51 @@ def _version() -> str | None:
 # --- the SERVER span ------------------------------------------------------------------------------
 
 
-class RequestTrace:
-    """One request's spans: the SERVER span, and the upstream call's CLIENT span once it is made."""
+# --- CLIENT spans: the upstream calls a traced request makes, through the session's TraceConfig ----
 
-    __slots__ = ("_tracer", "_request", "server", "upstream")
+# The open CLIENT spans of the request being handled: set by the SERVER span's middleware (so calls
+# outside a request, like the reconciler's polls, are not traced) and ended when the handler returns,
+# once the upstream's answer has been relayed whole (or abandoned).
+_CLIENT_SPANS: ContextVar[list[Span] | None] = ContextVar("gateway_client_spans", default=None)
 
-    def __init__(self, tracer: trace.Tracer, request: web.Request, server: Span) -> None:
-        self._tracer = tracer
-        self._request = request
-        self.server = server
-        self.upstream: Span | None = None
 
-    async def send(
-        self,
-        upstream: Upstream,
-        session: aiohttp.ClientSession,
-        method: str,
-        url: URL,
-        headers: CIMultiDict[str],
-        body: bytes | AsyncIterator[bytes] | None,
-    ) -> aiohttp.ClientResponse:
-        """`Upstream.send` inside a CLIENT span, whose context replaces the client's `traceparent`."""
-        attributes: Attributes = {
-            "http.request.method": method,
-            "server.address": url.host or "",
-            "server.port": url.port or 0,
-        }
-        span = self.upstream = self._tracer.start_span(
-            f"{method} {route_label(self._request)}",
-            context=trace.set_span_in_context(self.server),
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-        )
-        headers.popall("tracestate", None)  # the client's goes on inside our context, if we continued its trace
-        _PROPAGATOR.inject(headers, context=trace.set_span_in_context(span))
-        try:
-            response = await upstream.send(session, method, url, headers, body)
-        except GatewayError as exc:
-            span.set_attribute("error.type", exc.code or type(exc).__name__)
+def client_trace_config(tracing: Tracing) -> aiohttp.TraceConfig:
+    """A CLIENT span per upstream request made inside a traced request; its context goes upstream."""
+    config = aiohttp.TraceConfig()
+
+    async def on_start(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestStartParams) -> None:
+        spans = _CLIENT_SPANS.get()
+        if spans is None:
+            return
+        url, method = params.url, params.method
+        attributes: Attributes = {"http.request.method": method, "server.address": url.host or "", "server.port": url.port or 0}
+        span = tracing.tracer.start_span(f"{method} {path_template(url.path)}", kind=SpanKind.CLIENT, attributes=attributes)
+        spans.append(span)
+        ctx.span = span
+        params.headers.popall("tracestate", None)  # the client's goes on inside our context, if we continued its trace
+        _PROPAGATOR.inject(params.headers, context=trace.set_span_in_context(span))
+
+    async def on_end(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
+        span: Span | None = getattr(ctx, "span", None)
+        if span is None:
+            return
+        span.set_attribute("http.response.status_code", params.response.status)
+        if params.response.status >= 400:  # a CLIENT span's error, unlike a server's
+            span.set_attribute("error.type", str(params.response.status))
             span.set_status(StatusCode.ERROR)
-            raise
-        span.set_attribute("http.response.status_code", response.status)
-        if response.status >= 400:  # a CLIENT span's error, unlike a server's
-            span.set_attribute("error.type", str(response.status))
+
+    async def on_exception(
+        session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestExceptionParams
+    ) -> None:
+        span: Span | None = getattr(ctx, "span", None)
+        if span is not None:
+            span.set_attribute("error.type", upstream_failure(params.exception).code or type(params.exception).__name__)
             span.set_status(StatusCode.ERROR)
-        return response
 
-    def end(self) -> None:
-        """The upstream's answer has been relayed whole (or abandoned) when the handler returns."""
-        if self.upstream is not None:
-            self.upstream.end()
-
-
-REQUEST_TRACE = web.RequestKey("request_trace", RequestTrace)  # set only when tracing is on
+    config.on_request_start.append(on_start)
+    config.on_request_end.append(on_end)
+    config.on_request_exception.append(on_exception)
+    return config
 
 
 def _server_spans(tracing: Tracing) -> Middleware:
@@ -225,7 +217,8 @@ def _server_spans(tracing: Tracing) -> Middleware:
             attributes=_server_attributes(request, method),
         )
         trace_id = request[TRACE_ID] = format_trace_id(span.get_span_context().trace_id)
-        calls = request[REQUEST_TRACE] = RequestTrace(tracing.tracer, request, span)
+        client_spans: list[Span] = []
+        opened = _CLIENT_SPANS.set(client_spans)
         response: web.StreamResponse | None = None
         failure: BaseException | None = None
         bound = structlog.contextvars.bind_contextvars(trace_id=trace_id)
@@ -238,7 +231,9 @@ def _server_spans(tracing: Tracing) -> Middleware:
             raise
         finally:
             structlog.contextvars.reset_contextvars(**bound)
-            calls.end()
+            _CLIENT_SPANS.reset(opened)
+            for client_span in client_spans:
+                client_span.end()
             _end_server_span(span, request, method, response, failure)
 
     return trace_requests

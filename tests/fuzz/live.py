@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway.app import build_app
 from gateway.config import parse_config
-from gateway.serve import SERVER_OPTIONS
+from gateway.cli.serve import SERVER_OPTIONS
 from gateway.simulator import SimulatorSettings, build_simulator_app
 from tests.fuzz.support import ENV, DiscardSpans, full_pipeline
 

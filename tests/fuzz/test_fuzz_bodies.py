@@ -14,7 +14,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.validate import MAX_JSON_DEPTH
+from gateway.pipeline.validate import MAX_JSON_DEPTH
 from tests.conftest import Gateway
 from tests.fuzz import strategies as fz
 from tests.fuzz.support import MAX_BODY, assert_envelope, check_answer, count_case, examples, exchange, team_headers

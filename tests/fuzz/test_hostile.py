@@ -12,7 +12,8 @@ import aiohttp
 import orjson
 import pytest
 
-from gateway import serve, validate
+from gateway.cli import serve
+from gateway.pipeline import validate
 from tests.fuzz.support import MAX_BODY, TEAM_KEY, assert_envelope, exchange, team_headers
 from tests.test_relay import own_tasks, settle
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import pytest
 
-from gateway.runs import Usage
+from gateway.domain import Usage
 from gateway.state import REQUESTS_PER_MINUTE, TOKENS_PER_DAY, PendingRun, StateUnavailable, TokenLimits, UsageRow
 from gateway.state.factory import open_state
 from gateway.state.memory import MemoryState, utc_day

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.runs import Usage
+from gateway.domain import Usage
+from gateway.domain import TokenLimits
 from gateway.state import (
     CONCURRENT_RUNS,
     OPEN_STREAMS,
@@ -22,7 +23,6 @@ from gateway.state import (
     TOKENS_PER_MONTH,
     PendingRun,
     StateStore,
-    TokenLimits,
     UsageRow,
 )
 from gateway.state.memory import MemoryState

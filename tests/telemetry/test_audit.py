@@ -15,18 +15,10 @@ import pytest
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from gateway.runs import RunRecord, Usage
-from gateway.telemetry.audit import AuditConfig, AuditLog
-from gateway.telemetry.audit_chain import (
-    GENESIS,
-    ChainHead,
-    FileSink,
-    StdoutSink,
-    record_hash,
-    rotated_files,
-    verify,
-    verify_chain,
-)
+from gateway.domain import RunRecord, Usage
+from gateway.config.audit import AuditConfig
+from gateway.telemetry.audit import AuditLog
+from gateway.telemetry.audit.chain import GENESIS, ChainHead, FileSink, StdoutSink, record_hash, rotated_files, verify, verify_chain
 
 DECISION_FIELDS = {
     "v", "kind", "time", "seq", "prev", "hash", "dropped", "request_id", "trace_id", "tenant", "key_fingerprint",
@@ -85,7 +77,7 @@ def file_config(path: Path, **fields: Any) -> AuditConfig:
 async def audited_runs(audit: AuditLog, count: int, start: int = 1) -> None:
     for n in range(start, start + count):
         record = run(n)
-        await audit.reserve(record)
+        await audit.room.acquire()
         audit.run_decided(record)
         audit.run_finished(finish(record))
 
@@ -121,7 +113,7 @@ async def test_each_run_writes_a_decision_and_an_outcome_with_the_documented_fie
     async with AuditLog(file_config(path), on_written=counts.on_written, on_failed=counts.on_failed) as audit:
         await audited_runs(audit, 2)
         denied = run(3, decision="deny", violations=("tools.allow",), error_type="policy_violation", error="denied")
-        await audit.reserve(denied)
+        await audit.room.acquire()
         audit.run_decided(denied)
         audit.run_finished(denied)
 
@@ -157,7 +149,7 @@ async def test_content_is_left_out_hashed_or_kept(tmp_path: Path, mode: str) -> 
     tool_outputs = {"tool_outputs": [{"tool_call_id": "call_1", "output": "tool says 42"}]}
     async with AuditLog(file_config(path, content=mode)) as audit:
         for record in (run(1), run(2, body=tool_outputs, route="submit_tool_outputs")):
-            await audit.reserve(record)
+            await audit.room.acquire()
             audit.run_decided(record)
             audit.run_finished(finish(record))
 
@@ -337,17 +329,17 @@ class GatedSink:
         self.gate.set()
 
 
-async def test_reserve_waits_while_the_queue_is_full_and_nothing_is_dropped(tmp_path: Path) -> None:
+async def test_admission_waits_while_the_queue_is_full_and_nothing_is_dropped(tmp_path: Path) -> None:
     sink, counts = GatedSink(), Counts()
-    audit = AuditLog(AuditConfig(queue_size=4), sink=sink, on_written=counts.on_written)
+    audit = AuditLog(AuditConfig(queue_size=4), sink=sink, on_written=counts.on_written)  # room for 2 run calls
     await audit.start()
     first, second, third, fourth = run(1), run(2), run(3), run(4)
-    await audit.reserve(first)
+    await audit.room.acquire()
     audit.run_decided(first)  # the writer takes it and blocks on the sink
-    await until(lambda: audit._writing == 1)
-    await audit.reserve(second)  # 2 held for `first`, 2 for `second`: full
-    waiting = asyncio.ensure_future(audit.reserve(third))
-    cancelled = asyncio.ensure_future(audit.reserve(fourth))
+    await until(lambda: not audit._queue)
+    await audit.room.acquire()  # one permit for `first`, one for `second`: full
+    waiting = asyncio.ensure_future(audit.room.acquire())
+    cancelled = asyncio.ensure_future(audit.room.acquire())
     await asyncio.sleep(0.05)
     assert not waiting.done() and not cancelled.done()
     cancelled.cancel()  # a caller that gives up while waiting takes no room with it
@@ -355,7 +347,7 @@ async def test_reserve_waits_while_the_queue_is_full_and_nothing_is_dropped(tmp_
     audit.run_decided(second)
     audit.run_finished(finish(second))
     extra = run(9)
-    audit.run_decided(extra)  # even without a reservation, a hook never blocks or drops
+    audit.run_decided(extra)  # even without a permit, a hook never blocks or drops
     audit.run_finished(finish(extra))
     assert not waiting.done()
 
@@ -369,33 +361,16 @@ async def test_reserve_waits_while_the_queue_is_full_and_nothing_is_dropped(tmp_
     assert len(written) == counts.written == 8
     assert [r["seq"] for r in written] == list(range(1, 9))
     assert sorted(r["request_id"] for r in written) == sorted(["req_1", "req_2", "req_3", "req_9"] * 2)
-    assert audit._room() == 4 and not audit._reservations
+    assert fourth.request_id not in {r["request_id"] for r in written}
 
 
-async def test_release_gives_the_room_back_however_the_call_ends() -> None:
-    stream = io.BytesIO()
-    async with AuditLog(AuditConfig(queue_size=2), sink=StdoutSink(stream)) as audit:
-        for n in range(3):  # room for one run only: a leaked reservation would block the next call forever
-            died = run(n)
-            await asyncio.wait_for(audit.reserve(died), 1)
-            audit.release(died)  # the call died before any hook (proxy.run_call releases in `finally`)
-            record = run(10 + n)
-            await asyncio.wait_for(audit.reserve(record), 1)
-            audit.run_decided(record)
-            audit.run_finished(finish(record))
-    assert [orjson.loads(line)["request_id"] for line in stream.getvalue().splitlines()] == [
-        "req_10", "req_10", "req_11", "req_11", "req_12", "req_12"
-    ]  # fmt: skip
-
-
-async def test_an_outcome_without_a_decision_frees_the_whole_reservation() -> None:
+async def test_an_outcome_without_a_decision_gives_the_room_back() -> None:
     async with AuditLog(AuditConfig(queue_size=2), sink=StdoutSink(io.BytesIO())) as audit:
-        for n in range(3):  # the call failed before its policy stage: only the outcome comes
+        for n in range(3):  # room for one run call: the call failed before its policy stage, only the outcome comes
             record = run(n)
-            await asyncio.wait_for(audit.reserve(record), 1)
+            await asyncio.wait_for(audit.room.acquire(), 1)
             audit.run_finished(record)
-        await until(lambda: audit._room() == 2)
-    assert not audit._reservations
+        await until(lambda: not audit.room.locked())
 
 
 class _HalfWriter:
@@ -461,13 +436,14 @@ async def test_a_record_that_cannot_be_built_is_counted_failed_not_raised() -> N
     broken = run(1)
     broken.tools = None  # type: ignore[assignment]
     with capture_logs() as logs:
-        await audit.reserve(broken)
+        await audit.room.acquire()
         audit.run_decided(broken)
     assert counts.failed == 1 and logs[0]["event"] == "audit_record_failed"
-    assert audit._room() == audit.config.queue_size - 1  # its slot is free, the outcome's still held
+    assert audit.room._value == audit.config.queue_size // 2 - 1  # held until the outcome is written
     audit.run_finished(finish(broken))
+    await audit.start()
+    await until(lambda: audit.room._value == audit.config.queue_size // 2)
     await audit.stop()
-    assert audit._room() == audit.config.queue_size
 
 
 async def test_stop_writes_everything_accepted_and_refuses_what_comes_after(tmp_path: Path) -> None:
@@ -478,7 +454,7 @@ async def test_stop_writes_everything_accepted_and_refuses_what_comes_after(tmp_
     await audit.stop()
     assert counts.written == 600 and len(lines(path)) == 600 and verify(path).records == 600
     late = run(999)
-    await asyncio.wait_for(audit.reserve(late), 1)  # never blocks once stopped
+    await asyncio.wait_for(audit.room.acquire(), 1)  # never blocks once stopped
     with capture_logs() as logs:
         audit.run_decided(late)
     assert counts.failed == 1 and logs[0]["event"] == "audit_record_after_stop"

@@ -22,7 +22,7 @@ from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_tra
 
 from gateway.app import build_app
 from gateway.config import TracingConfig, parse_config
-from gateway.context import RECORDER
+from gateway.keys import RECORDER
 from gateway.telemetry.run_spans import RunTracing
 from gateway.telemetry.tracing import Tracing
 from tests.conftest import API_KEY, Gateway, RunCollector

@@ -1,0 +1,132 @@
+"""Command line: serve, check-config, policy explain, audit verify, mock-upstream."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from gateway.config import ConfigError, load_config, parse_config
+from gateway.schema.requests import RunRoute
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="YAML config (default: built-in defaults)")
+    serve.add_argument("--host", help="override listen.host")
+    serve.add_argument("--port", type=int, help="override listen.port")
+    serve.add_argument(
+        "--mock-upstream", action="store_true", help="run the built-in simulator in-process as the upstream"
+    )
+    serve.add_argument("--workers", type=int, help="override listen.workers: processes sharing the port (needs Redis)")
+
+    check = commands.add_parser("check-config", help="validate a config file and summarise it")
+    check.add_argument("path")
+
+    policy = commands.add_parser("policy", help="policy tools").add_subparsers(dest="policy_command", required=True)
+    explain = policy.add_parser("explain", help="what a tenant's policy does with a request (exit 0 allow, 1 deny)")
+    explain.add_argument("--config", required=True)
+    explain.add_argument("--tenant", required=True)
+    explain.add_argument("--route", choices=[r.value for r in RunRoute], default=RunRoute.CREATE_THREAD_AND_RUN.value)
+    explain.add_argument("--assistant-model", help="the assistant's model, when the request omits `model`")
+    explain.add_argument("request", help="the request body, as JSON")
+
+    audit = commands.add_parser("audit", help="audit log tools").add_subparsers(dest="audit_command", required=True)
+    verify = audit.add_parser("verify", help="check hash-chained audit files (exit 0 intact, 1 tampered)")
+    verify.add_argument("paths", nargs="+", metavar="path", help="each its own chain (one per worker with --workers)")
+    verify.add_argument("--with-backups", action="store_true", help="also the rotated files, oldest first, as one chain")
+
+    mock = commands.add_parser("mock-upstream", help="run the built-in Assistants API simulator")
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=8081)
+    mock.add_argument("--event-delay-ms", type=float, default=0.0, help="pause between stream events")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return _check_config(args.path)
+    if args.command == "policy":
+        return _explain(args)
+    if args.command == "audit":
+        return max(_verify_audit(Path(path), args.with_backups) for path in args.paths)
+    if args.command == "mock-upstream":
+        from gateway.cli.serve import serve_simulator
+        from gateway.simulator import SimulatorSettings
+
+        serve_simulator(args.host, args.port, SimulatorSettings(event_delay_ms=args.event_delay_ms))
+        return 0
+    flags = (("host", args.host), ("port", args.port), ("workers", args.workers))
+    overrides = {key: value for key, value in flags if value is not None}
+    try:
+        config = load_config(args.config) if args.config else parse_config({})
+        if overrides:
+            raw = config.model_dump(mode="json", exclude_none=True, round_trip=True)
+            config = config.model_copy(update={"listen": config.listen.model_validate({**raw["listen"], **overrides})})
+    except ConfigError as exc:
+        return _report(exc)
+    except ValidationError as exc:
+        return _report(ConfigError("command line", [f"listen.{e['loc'][0]}: {e['msg']}" for e in exc.errors()]))
+    problems = config.worker_problems()  # again: the overrides may have changed listen
+    if problems:
+        return _report(ConfigError(args.config or "command line", problems))
+    config_path = Path(args.config) if args.config else None
+    if config.listen.workers > 1:
+        from gateway.cli.workers import serve_workers
+
+        return serve_workers(config, config_path=config_path, mock_upstream=args.mock_upstream)
+    from gateway.cli.serve import serve
+
+    serve(config, config_path=config_path, mock_upstream=args.mock_upstream)
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from gateway.cli.explain import explain
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _report(exc)
+    code, report = explain(config, args.tenant, RunRoute(args.route), Path(args.request), args.assistant_model)
+    print(report, file=sys.stderr if code == 2 else sys.stdout)
+    return code
+
+
+def _verify_audit(path: Path, with_backups: bool) -> int:
+    from gateway.telemetry.audit.chain import rotated_files, verify, verify_chain
+
+    try:
+        report = verify_chain(rotated_files(path)) if with_backups else verify(path)
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 2
+    print(report)
+    return 0 if report.ok else 1
+
+
+def _check_config(path: str) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return _report(exc)
+    print(f"{path}: OK: {config.summary()}")
+    return 0
+
+
+def _report(exc: ConfigError) -> int:
+    print(f"{exc.source}: {len(exc.problems)} problem(s)", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

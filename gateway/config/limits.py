@@ -1,0 +1,46 @@
+"""The `limits:` section: per-tenant (and per-key) rates, concurrency, token rates and budgets."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.domain import TokenLimits
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeyLimits(_Section):
+    """Limits for each of a tenant's keys on its own (a runaway app cannot starve its siblings)."""
+
+    requests_per_minute: int | None = Field(None, gt=0)
+    concurrent_runs: int | None = Field(None, gt=0)
+
+
+class TenantLimits(KeyLimits):
+    open_streams: int | None = Field(None, gt=0, description="streams relayed at once")
+    tokens_per_minute: int | None = Field(None, gt=0, description="reserved at admission, settled on usage")
+    tokens_per_day: int | None = Field(None, gt=0, description="budget per UTC day")
+    tokens_per_month: int | None = Field(None, gt=0, description="budget per UTC calendar month")
+    per_key: KeyLimits | None = None
+
+    @property
+    def tokens(self) -> TokenLimits:
+        return TokenLimits(self.tokens_per_minute, self.tokens_per_day, self.tokens_per_month)
+
+
+class LimitsConfig(_Section):
+    default: TenantLimits = Field(TenantLimits(), description="for every tenant without its own entry")
+    tenants: dict[str, TenantLimits] = Field(default_factory=dict)
+    reconcile_after_s: float = Field(120.0, gt=0, description="a run not settled this long is polled upstream")
+    reconcile_interval_s: float = Field(10.0, gt=0, description="how often the reconciler looks")
+    abandon_after_s: float = Field(
+        3 * 3600.0, gt=0, description="a run still unknown after this is charged its whole reservation"
+    )
+    lease_ttl_s: float = Field(
+        3600.0, gt=0, description="a concurrency slot a crashed replica never gave back frees itself after this"
+    )
+
+    def for_tenant(self, tenant: str) -> TenantLimits:
+        return self.tenants.get(tenant, self.default)

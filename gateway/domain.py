@@ -1,0 +1,198 @@
+"""The gateway's domain: what a run call is, what it used, who watches it. A leaf: it imports
+nothing of the gateway, so every layer can speak in these terms.
+
+- `RunRecord`: one run call from arrival to its last byte, as the observers (log, metrics, traces,
+  audit) read it. The pipeline fills it in; observers only read it.
+- `Recorder`: fans events out to observers (like mitmproxy addons, an observer implements only the
+  hooks it cares about, each a plain method):
+
+    run_decided(record)          the policy has judged the call (allowed or not), before forwarding
+    run_responded(record)        the upstream's status and headers have arrived
+    run_event(record, event)     one SSE event of the run's stream, after it was relayed
+    run_finished(record)         the call is over, whatever the outcome (a refusal names its limit)
+    config_reloaded(ok)          a reload was tried
+    budget_read(reading)         a tenant's token budgets, as the shared ledger stands
+    state_changed(transition)    the shared state went down or came back up
+
+  A failing observer is logged and skipped: telemetry must never break the relay.
+- `settled_runs`: the one reading of "which runs in this upstream JSON are finished, with what usage".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("gateway.record")
+
+TERMINAL_STATUSES = frozenset({"completed", "incomplete", "failed", "cancelled", "expired"})
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLimits:
+    per_minute: int | None = None
+    per_day: int | None = None
+    per_month: int | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.per_minute, self.per_day, self.per_month))
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def from_json(cls, value: object) -> Usage | None:
+        if not isinstance(value, Mapping):
+            return None
+        prompt, completion, total = (value.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens"))
+        if type(prompt) is int and type(completion) is int and type(total) is int:  # bool is not a count
+            return cls(prompt, completion, total)
+        return None
+
+    def as_json(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.total_tokens}  # fmt: skip
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """One run call, from arrival to its last byte: what observers (log, metrics, traces, audit) read."""
+
+    request_id: str
+    route: str
+    tenant: str
+    started: float  # perf_counter; every `*_s` below is seconds since this
+    started_ns: int = 0  # the wall clock at `started`, for telemetry timestamps
+    key_fingerprint: str | None = None
+    client_address: str | None = None
+    trace_id: str | None = None
+    # What was asked (after the policy: caps are the effective ones).
+    requested_model: str | None = None
+    tools: tuple[str, ...] = ()
+    temperature: float | None = None
+    top_p: float | None = None
+    max_prompt_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    # The policy stage's verdict: allow | deny | modify | none (no policy), rules as ids.
+    policy: str | None = None
+    decision: str = "none"
+    violations: tuple[str, ...] = ()
+    shadowed: tuple[str, ...] = ()
+    modified: tuple[str, ...] = ()
+    # What the upstream said.
+    thread_id: str | None = None
+    run_id: str | None = None
+    assistant_id: str | None = None
+    model: str | None = None
+    status: str | None = None
+    usage: Usage | None = None
+    upstream_status: int | None = None
+    streamed: bool = False
+    events: int = 0
+    event_counts: dict[str, int] = field(default_factory=dict)
+    # Milestones.
+    decided_s: float | None = None
+    forwarded_s: float | None = None  # the gateway's own overhead before the upstream is asked
+    ttfb_s: float | None = None
+    first_delta_s: float | None = None
+    requires_action_s: float | None = None
+    terminal_s: float | None = None
+    duration_s: float | None = None
+    # How it ended.
+    broken: bool = False
+    client_gone: bool = False
+    error: str | None = None
+    error_type: str | None = None  # a short, bounded kind: an error code or the upstream's status
+    refused_by: str | None = None  # the limit that refused the call (requests_per_minute, ...)
+    body: Mapping[str, Any] | None = field(default=None, repr=False)  # the parsed request, for content capture
+
+    def note_caps(self, body: Mapping[str, Any]) -> None:
+        self.max_prompt_tokens, self.max_completion_tokens = token_caps(body)
+
+
+def token_caps(body: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """A run body's `max_prompt_tokens` and `max_completion_tokens`, where they are whole numbers."""
+    prompt, completion = body.get("max_prompt_tokens"), body.get("max_completion_tokens")
+    return (prompt if type(prompt) is int else None), (completion if type(completion) is int else None)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetReading:
+    """A tenant's token budgets as the shared ledger stands: limit and remaining per period (minute, day, month)."""
+
+    tenant: str
+    limits: dict[str, int]
+    remaining: dict[str, int]
+
+
+HOOKS = (
+    "run_decided", "run_responded", "run_event", "run_finished",  # one run call
+    "config_reloaded", "budget_read", "state_changed",  # the gateway's own life
+)  # fmt: skip
+
+
+class Recorder:
+    """Fans run events out to the observers that have the hook, isolating each from the others."""
+
+    def __init__(self, observers: Sequence[object] = ()) -> None:
+        self.observers = list(observers)
+        self._hooks: dict[str, list[Callable[..., None]]] = {
+            hook: [getattr(o, hook) for o in self.observers if callable(getattr(o, hook, None))] for hook in HOOKS
+        }
+
+    def run_decided(self, record: RunRecord) -> None:
+        self._notify("run_decided", record)
+
+    def run_responded(self, record: RunRecord) -> None:
+        self._notify("run_responded", record)
+
+    def run_event(self, record: RunRecord, event: Any) -> None:
+        self._notify("run_event", record, event)
+
+    def run_finished(self, record: RunRecord) -> None:
+        self._notify("run_finished", record)
+
+    def config_reloaded(self, ok: bool) -> None:
+        """A reload was tried: `ok` it is serving, else the old config goes on."""
+        self._notify("config_reloaded", ok)
+
+    def budget_read(self, reading: BudgetReading) -> None:
+        self._notify("budget_read", reading)
+
+    def state_changed(self, transition: str) -> None:
+        """The shared state went `down` (an outage began) or came back `up`."""
+        self._notify("state_changed", transition)
+
+    def _notify(self, hook: str, *args: object) -> None:
+        for call in self._hooks[hook]:
+            try:
+                call(*args)
+            except Exception:
+                log.exception("observer_failed", observer=type(getattr(call, "__self__", call)).__name__, hook=hook)
+
+
+@dataclass(frozen=True, slots=True)
+class SettledRun:
+    """A finished run as an upstream run object shows it: what the ledger needs."""
+
+    run_id: str
+    model: str
+    usage: Usage
+
+
+def settled_runs(data: object) -> Iterator[SettledRun]:
+    """Every finished run, with its usage, in a run object or a page of them (`object: list`)."""
+    runs: Iterable[Any] = data.get("data", ()) if isinstance(data, Mapping) and data.get("object") == "list" else [data]
+    for run in runs:
+        if not isinstance(run, Mapping) or run.get("object") != "thread.run" or run.get("status") not in TERMINAL_STATUSES:
+            continue
+        usage = Usage.from_json(run.get("usage"))
+        if usage is not None and isinstance(run.get("id"), str):
+            yield SettledRun(run["id"], str(run.get("model") or "unknown"), usage)

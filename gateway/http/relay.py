@@ -1,0 +1,229 @@
+"""The relay stage: upstream response → client, byte for byte; SSE is teed to the run tracker.
+
+Bytes go to the client first and are parsed after, so observation never delays the relay; each
+`write` awaits the client's drain, so a slow client slows the upstream read (backpressure) instead
+of piling chunks up in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Protocol
+
+import aiohttp
+import orjson
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway.errors import UpstreamUnavailable
+from gateway.http.sse import SSEEvent, SSEParser
+from gateway.http.upstream import strip_hop_by_hop
+
+_UPSTREAM_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+JsonObserver = Callable[[bytes], Awaitable[None]]
+
+
+class RunTee(Protocol):
+    """Who hears a run call's response on the side (the pipeline's tracker); never raises into the relay."""
+
+    def on_response(self, status: int, streamed: bool) -> None: ...
+
+    def on_first_byte(self) -> None: ...
+
+    async def on_events(self, events: Iterable[SSEEvent]) -> None: ...
+
+    async def on_json(self, body: bytes) -> None: ...
+
+    def on_broken(self, reason: str) -> None: ...
+
+    def on_client_gone(self) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+def response_headers(upstream: aiohttp.ClientResponse, request_id: str) -> CIMultiDict[str]:
+    headers = strip_hop_by_hop(upstream.headers)
+    headers.popall("Content-Length", None)  # set again from what is actually sent
+    upstream_id = headers.popall("X-Request-ID", None)
+    if upstream_id:
+        headers["X-Upstream-Request-ID"] = upstream_id[0]
+    headers["X-Request-ID"] = request_id
+    return headers
+
+
+def is_event_stream(upstream: aiohttp.ClientResponse) -> bool:
+    return upstream.content_type == "text/event-stream"
+
+
+async def relay(
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    request_id: str,
+    observe_json: JsonObserver | None = None,
+    max_json_bytes: int = 0,
+) -> web.StreamResponse:
+    """Pass-through: the response goes on as it arrives; a JSON body may be read whole to observe."""
+    headers = response_headers(upstream, request_id)
+    try:
+        if observe_json is not None and upstream.content_type == "application/json":
+            return await _observed_body(upstream, headers, observe_json, max_json_bytes)
+        return await _pass_body(request, upstream, headers)
+    finally:
+        upstream.release()
+
+
+async def relay_run(
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    request_id: str,
+    tracker: RunTee,
+    max_json_bytes: int,
+    extra_headers: Mapping[str, str] | None = None,
+) -> web.StreamResponse:
+    """A run call's response: streams are teed, run objects read, both told to the tracker."""
+    headers = response_headers(upstream, request_id)
+    headers.update(extra_headers or {})
+    streamed = is_event_stream(upstream)
+    tracker.on_response(upstream.status, streamed)
+    try:
+        if streamed:
+            return await _tee_events(request, upstream, headers, tracker)
+        if upstream.content_type == "application/json":
+            return await _observed_body(upstream, headers, tracker.on_json, max_json_bytes)
+        return await _pass_body(request, upstream, headers)
+    finally:
+        upstream.release()  # back to the pool if fully read, closed (upstream told) if not
+        tracker.finish()
+
+
+async def _tee_events(
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    headers: CIMultiDict[str],
+    tracker: RunTee,
+) -> web.StreamResponse:
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    await response.prepare(request)
+    parser = SSEParser()
+    try:
+        await _pump_events(response, upstream, parser, tracker)
+    except asyncio.CancelledError:
+        # The client went away and aiohttp cancelled the handler (handler_cancellation).
+        tracker.on_client_gone()
+        raise
+    return response
+
+
+async def _pump_events(
+    response: web.StreamResponse, upstream: aiohttp.ClientResponse, parser: SSEParser, tracker: RunTee
+) -> None:
+    first = True
+    while True:
+        try:
+            chunk = await upstream.content.readany()
+        except _UPSTREAM_FAILURES as exc:
+            await _end_broken_stream(response, parser, tracker, exc)
+            return
+        if not chunk:
+            break
+        if first:
+            tracker.on_first_byte()
+            first = False
+        try:
+            await response.write(chunk)
+        except ConnectionResetError:
+            tracker.on_client_gone()
+            return  # relay_run() closes the upstream stream
+        await tracker.on_events(parser.feed(chunk))
+    await _write_eof(response)
+
+
+async def _end_broken_stream(
+    response: web.StreamResponse, parser: SSEParser, tracker: RunTee, exc: BaseException
+) -> None:
+    """End the client's stream cleanly, with an `error` event the SDK raises as `openai.APIError`."""
+    reason = "upstream stream timed out" if isinstance(exc, asyncio.TimeoutError) else "upstream stream broke"
+    tracker.on_broken(reason)
+    payload = orjson.dumps(
+        {"error": {"message": f"The {reason} before the run finished.", "type": "upstream_error",
+                   "param": None, "code": "upstream_stream_broken"}}
+    )  # fmt: skip
+    # A half-sent event is closed first, so the error event cannot merge into it.
+    prefix = b"\n\n" if parser.pending else b""
+    try:
+        await response.write(prefix + b"event: error\ndata: " + payload + b"\n\n")
+    except ConnectionResetError:
+        return
+    await _write_eof(response)
+
+
+async def _write_eof(response: web.StreamResponse) -> None:
+    try:
+        await response.write_eof()
+    except ConnectionResetError:
+        pass
+
+
+async def _observed_body(
+    upstream: aiohttp.ClientResponse, headers: CIMultiDict[str], observe: JsonObserver, max_bytes: int
+) -> web.Response:
+    """Small JSON bodies (run and thread objects) are read whole so they can be observed."""
+    body = await _read_bounded(upstream, max_bytes)
+    decoded = _decoded(body, upstream.headers.get("Content-Encoding", "identity"), max_bytes)
+    if decoded is not None:
+        await observe(decoded)
+    return web.Response(status=upstream.status, reason=upstream.reason, body=body, headers=headers)
+
+
+async def _read_bounded(upstream: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    try:
+        while chunk := await upstream.content.readany():
+            size += len(chunk)
+            if size > max_bytes:
+                raise UpstreamUnavailable(
+                    f"The upstream response exceeds the gateway's limit of {max_bytes} bytes.",
+                    code="upstream_response_too_large",
+                )
+            parts.append(chunk)
+    except _UPSTREAM_FAILURES:
+        raise UpstreamUnavailable("The upstream connection broke while sending its response.") from None
+    return b"".join(parts)
+
+
+def _decoded(body: bytes, encoding: str, max_bytes: int) -> bytes | None:
+    """The body as the tracker needs it; the client still gets the encoded bytes."""
+    if encoding == "identity":
+        return body
+    if encoding not in ("gzip", "deflate"):
+        return None
+    try:
+        return zlib.decompressobj(wbits=47).decompress(body, max_bytes)  # 47: gzip or zlib header
+    except zlib.error:
+        return None
+
+
+async def _pass_body(
+    request: web.Request, upstream: aiohttp.ClientResponse, headers: CIMultiDict[str]
+) -> web.StreamResponse:
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    if upstream.content_length is not None:
+        response.content_length = upstream.content_length
+    await response.prepare(request)
+    try:
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+    except ConnectionResetError:
+        return response
+    except _UPSTREAM_FAILURES:
+        # Headers are gone already: cutting the connection is the only honest signal left.
+        response.force_close()
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    await _write_eof(response)
+    return response

@@ -1,0 +1,78 @@
+"""The pooled upstream HTTP client: header hygiene, timeouts, transport errors → 502/504.
+
+One `ClientSession` for the app's lifetime (see `make_session`). Bodies are never decompressed or
+re-encoded on the way through: what the upstream sends is what the client gets. Hooks on the
+session's requests (client spans) come in as aiohttp `TraceConfig`s, so callers have one code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from gateway.config import UpstreamConfig
+from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+
+# RFC 9110 §7.6.1 hop-by-hop fields, plus Host, which belongs to the next hop's URL.
+HOP_BY_HOP = frozenset(
+    h.lower()
+    for h in (
+        "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+        "TE", "Trailer", "Transfer-Encoding", "Upgrade", "Host",
+    )
+)  # fmt: skip
+
+Body = bytes | AsyncIterator[bytes] | None
+
+
+def strip_hop_by_hop(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
+    """A copy without hop-by-hop fields, including any the `Connection` header names.
+
+    (Copy, then delete: multidict does both in C, a filtered rebuild costs four times as much.)"""
+    out = CIMultiDict(headers)
+    named = (token.strip() for value in headers.getall("Connection", ()) for token in value.split(","))
+    for name in (*HOP_BY_HOP, *named):
+        out.popall(name, None)  # every value of it
+    return out
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: URL,
+    headers: CIMultiDict[str],
+    body: Body,
+    timeout: aiohttp.ClientTimeout,
+) -> aiohttp.ClientResponse:
+    """The response is open: the caller reads it and must `release()` or `close()` it."""
+    try:
+        return await session.request(method, url, headers=headers, data=body, allow_redirects=False, timeout=timeout)
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise upstream_failure(exc, timeout) from None
+
+
+def upstream_failure(exc: BaseException, timeout: aiohttp.ClientTimeout | None = None) -> GatewayError:
+    """What a transport failure means to the client: 504 for a timeout, 502 for the rest."""
+    if isinstance(exc, TimeoutError):
+        after = f" within {timeout.sock_read:g}s" if timeout is not None and timeout.sock_read else ""
+        return UpstreamTimeout(f"The upstream did not answer{after}.")
+    return UpstreamUnavailable(f"The upstream could not be reached: {_describe(exc)}")
+
+
+def _describe(exc: BaseException) -> str:
+    return type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
+
+
+def make_session(config: UpstreamConfig, trace_configs: Sequence[aiohttp.TraceConfig] = ()) -> aiohttp.ClientSession:
+    """The pool lives as long as the app; its size is fixed at startup (timeouts follow reloads)."""
+    connector = aiohttp.TCPConnector(limit=config.pool_size, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        # No default Accept-Encoding/User-Agent: the upstream must see the client's, and only those.
+        skip_auto_headers=("Accept-Encoding", "User-Agent"),
+        trace_configs=list(trace_configs) or None,
+    )

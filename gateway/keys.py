@@ -1,0 +1,42 @@
+"""Typed keys for what hangs off the application and off each request (no globals)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from gateway.domain import Recorder
+from gateway.runtime import Runtime, RuntimeHolder
+from gateway.runtime.auth import Caller
+from gateway.state import StateStore
+
+
+class Readiness:
+    """Flipped by the lifecycle: ready once the upstream pool exists, not ready while draining."""
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.draining = False
+
+
+RUNTIME = web.AppKey("runtime", RuntimeHolder)
+CONFIG_PATH = web.AppKey("config_path", Path)  # absent: nothing to reload from
+UPSTREAM_OVERRIDE = web.AppKey("upstream_override", str)  # --mock-upstream: survives reloads
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+STATE = web.AppKey("state", StateStore)  # ownership, limits, reservations, the usage ledger
+RECORDER = web.AppKey("recorder", Recorder)  # the observers: run events, reloads, budgets, outages
+# Audit backpressure: one permit per run call whose two audit records are not written yet. Admission
+# takes one; the audit writer gives it back once the outcome record is written. Absent: audit off.
+AUDIT_ROOM = web.AppKey("audit_room", asyncio.Semaphore)
+READINESS = web.AppKey("readiness", Readiness)
+# A worker of `serve --workers N`: asks the parent to reload the other workers too.
+RELOAD_PEERS: web.AppKey[Callable[[], None]] = web.AppKey("reload_peers")
+
+REQUEST_ID = web.RequestKey("request_id", str)
+CALLER = web.RequestKey("caller", Caller)
+REQUEST_RUNTIME = web.RequestKey("runtime", Runtime)
+TRACE_ID = web.RequestKey("trace_id", str)  # set by tracing, when it is on

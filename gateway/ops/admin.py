@@ -1,0 +1,64 @@
+"""The admin API (`Authorization: Bearer <admin key>`; off without `admin.keys`): reload, usage."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from gateway.errors import InvalidRequest, NotFound
+from gateway.keys import RELOAD_PEERS, REQUEST_RUNTIME, RUNTIME, STATE
+from gateway.ops.reload import reload_config
+from gateway.runtime.auth import admin_check
+
+USAGE_DAYS = 30
+
+
+def _require_admin(request: web.Request) -> None:
+    runtime = request[REQUEST_RUNTIME]
+    if not runtime.admin_keys:
+        raise NotFound(f"Unknown request URL: {request.method} {request.path}. The admin API is off (no admin.keys).")
+    admin_check(runtime.admin_keys, request.headers.get("Authorization"))
+
+
+async def admin_reload(request: web.Request) -> web.Response:
+    _require_admin(request)
+    result = await reload_config(request.app)
+    if not result.ok:
+        raise InvalidRequest(
+            "The new config was refused; the old one keeps serving: " + "; ".join(result.problems),
+            code="invalid_config",
+        )
+    if RELOAD_PEERS in request.app:  # one worker of several answered: the others reload from the same file
+        request.app[RELOAD_PEERS]()
+    return web.json_response({"status": "reloaded", "summary": request.app[RUNTIME].current.config.summary()})
+
+
+async def admin_usage(request: web.Request) -> web.Response:
+    """Tokens and runs per tenant, model and UTC day, from the ledger the budgets use."""
+    _require_admin(request)
+    tenant = request.query.get("tenant") or None
+    since = request.query.get("since") or (datetime.now(UTC) - timedelta(days=USAGE_DAYS)).date().isoformat()
+    try:
+        datetime.strptime(since, "%Y-%m-%d")
+    except ValueError:
+        raise InvalidRequest("since must be a date like 2026-11-01.", param="since", code="invalid_value") from None
+    rows = await request.app[STATE].usage(tenant, since)  # StateUnavailable is the client's 503
+    return web.json_response(
+        {
+            "object": "list",
+            "since": since,
+            "data": [
+                {
+                    "tenant": row.tenant,
+                    "model": row.model,
+                    "day": row.day,
+                    "runs": row.runs,
+                    "prompt_tokens": row.prompt_tokens,
+                    "completion_tokens": row.completion_tokens,
+                    "total_tokens": row.total_tokens,
+                }
+                for row in rows
+            ],
+        }
+    )

@@ -1,0 +1,35 @@
+"""The forward stage: the call goes to the upstream adapter; its answer is relayed as it comes.
+
+Same method, path and query below the API root, hygienic headers, the upstream credential; the
+adapter (`gateway/upstreams`) decides what that means for its protocol. Client spans, when tracing
+is on, hang off the pooled session's `TraceConfig`: this stage has one code path either way.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from gateway.http.relay import relay_run as tee
+from gateway.http.upstream import Body
+from gateway.keys import CALLER, REQUEST_ID, REQUEST_RUNTIME, SESSION
+from gateway.pipeline.call import RunCall
+
+API_ROOT = "/v1"
+
+
+async def forward(request: web.Request, body: Body) -> aiohttp.ClientResponse:
+    upstream = request[REQUEST_RUNTIME].upstream
+    headers = upstream.headers(request.headers, request[REQUEST_ID], request[CALLER].upstream_authorization)
+    raw_path = request.rel_url.raw_path.removeprefix(API_ROOT)
+    return await upstream.forward(request.app[SESSION], request.method, raw_path, request.rel_url.raw_query_string, headers, body)
+
+
+async def forward_run(call: RunCall) -> aiohttp.ClientResponse:
+    return await forward(call.request, call.body)
+
+
+async def relay_run(call: RunCall, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+    """Streams are teed to the tracker, run objects read by it; the client gets the bytes first."""
+    max_json = call.runtime.config.upstream.max_response_bytes
+    return await tee(call.request, upstream, call.record.request_id, call.tracker, max_json, call.headers)

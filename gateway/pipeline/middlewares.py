@@ -1,0 +1,100 @@
+"""Cross-cutting concerns: request ids, the error envelope, and authentication of /v1 calls.
+"""
+
+from __future__ import annotations
+
+import re
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge, error_body
+from gateway.ids import token
+from gateway.keys import CALLER, REQUEST_ID, REQUEST_RUNTIME, RUNTIME
+
+log = structlog.get_logger("gateway")
+
+
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+@web.middleware
+async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Keep a sane caller-chosen X-Request-ID, else mint one; every response carries it."""
+    given = request.headers.get("X-Request-ID", "")
+    rid = given if _CLIENT_REQUEST_ID.fullmatch(given) else f"req_gw_{token(96)}"
+    request[REQUEST_ID] = rid
+    bound = structlog.contextvars.bind_contextvars(request_id=rid)  # (bound_contextvars also copies the context)
+    try:
+        response = await handler(request)
+    finally:
+        structlog.contextvars.reset_contextvars(**bound)
+    if not response.prepared:
+        response.headers["X-Request-ID"] = rid
+    return response
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Everything the gateway refuses leaves in OpenAI's error envelope, never as a traceback."""
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        return exc.to_response()
+    except web.HTTPNotFound:
+        return NotFound(
+            f"Unknown request URL: {request.method} {request.path}. Please check the URL for typos."
+        ).to_response()
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return MethodNotAllowed(
+            f"Method {request.method} is not allowed for {request.path} (allowed: {allowed}).",
+            headers={"Allow": allowed},
+        ).to_response()
+    except web.HTTPRequestEntityTooLarge:
+        return PayloadTooLarge("The request body is too large.").to_response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.Response(
+            status=exc.status,
+            body=error_body(exc.reason, "invalid_request_error" if exc.status < 500 else "server_error"),
+            content_type="application/json",
+        )
+    except Exception:
+        log.exception("unhandled_error", path=request.path, method=request.method)
+        return web.Response(
+            status=500,
+            body=error_body("The gateway hit an internal error.", "server_error", code="internal_error"),
+            content_type="application/json",
+        )
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The authenticate stage for every API call; the gateway's own endpoints are open. Header values
+    that are not UTF-8 are refused first, on every route.
+
+    The request takes the runtime current now and keeps it, whatever a reload swaps in meanwhile.
+    """
+    check_headers(request)
+    runtime = request[REQUEST_RUNTIME] = request.app[RUNTIME].current
+    if request.path.startswith("/v1/"):
+        request[CALLER] = runtime.authenticator.authenticate(request.headers.get("Authorization"))
+    return await handler(request)
+
+
+def check_headers(request: web.Request) -> None:
+    """Refuse header values that are not UTF-8: they could be neither compared nor sent upstream.
+
+    aiohttp's parser already refuses CR, LF and NUL in values (no header injection upstream); bytes
+    that do not decode reach the app as lone surrogates.
+    """
+    for name, value in request.headers.items():
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                # (names are tokens: the parser lets only ASCII through)
+                raise InvalidRequest(f"The value of the {name} header is not valid UTF-8.", code="invalid_header") from None

@@ -1,0 +1,74 @@
+"""The settle stage: turn what a run really used into the ledger, exactly once per run id.
+
+A run's reservation is bound to its run id as soon as the stream or response names it (so the
+reconciler can finish the job if the client walks away or this replica dies); its usage is
+settled from whichever shows it first — the terminal stream event, a polled run object, a run list —
+and a call that never created a run gives its reservation back.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import structlog
+
+from gateway.domain import TERMINAL_STATUSES, RunRecord, settled_runs
+from gateway.ids import token
+from gateway.state import PendingRun, StateStore, StateUnavailable
+
+log = structlog.get_logger("gateway.settle")
+
+
+class Settlement:
+    """One run call's link to the shared state: ownership claims, the reservation, the settlement."""
+
+    def __init__(self, state: StateStore, tenant: str, *, creates_run: bool) -> None:
+        self._state = state
+        self._tenant = tenant
+        self._creates_run = creates_run  # submit_tool_outputs continues a run its create call bound
+        # Bound to the run even when no tokens were reserved under it: binding is what puts the run
+        # on the reconciler's list, so its usage is counted however the client ran it.
+        self.reservation = token()
+        self._bound = False
+        self._claimed: tuple[str | None, str | None] = (None, None)
+
+    async def on_ids(self, thread_id: str | None, run_id: str | None) -> None:
+        try:
+            if (thread_id, run_id) != self._claimed:  # `close` asks again: one trip to the state is enough
+                await self._state.claim(self._tenant, thread_id, run_id)
+                self._claimed = (thread_id, run_id)
+            if self._creates_run and run_id is not None and thread_id is not None and not self._bound:
+                now = time.time()
+                await self._state.bind(self.reservation, PendingRun(run_id, thread_id, self._tenant, now, now))
+                self._bound = True
+        except StateUnavailable:
+            log.warning("state_unavailable", step="claim", run_id=run_id)
+
+    async def close(self, record: RunRecord) -> None:
+        """After the relay: settle a finished run, or give back a reservation no run took.
+
+        A client that vanished right after the run was named may have cancelled the bind: it is
+        made here, so the reconciler still finds the run.
+        """
+        await self.on_ids(record.thread_id, record.run_id)
+        try:
+            if record.run_id is not None and record.status in TERMINAL_STATUSES and record.usage is not None:
+                await self._state.settle(record.run_id, self._tenant, record.model or "unknown", record.usage, time.time())
+            elif self._creates_run and not self._bound:
+                await self._state.cancel(self.reservation)
+        except StateUnavailable:
+            log.warning("state_unavailable", step="settle", run_id=record.run_id)
+
+
+async def settle_polled(state: StateStore, tenant: str, body: bytes) -> None:
+    """A polled run, or a page of them: settle every terminal run that carries its usage."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return
+    for run in settled_runs(data):
+        try:
+            await state.settle(run.run_id, tenant, run.model, run.usage, time.time())
+        except StateUnavailable:
+            log.warning("state_unavailable", step="settle_polled", run_id=run.run_id)

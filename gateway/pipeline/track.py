@@ -1,0 +1,165 @@
+"""The track stage: what the upstream says about a run (stream events or a run object) → RunRecord.
+
+Lenient by design: real responses carry fields the spec lacks and streams may carry event types
+nobody has seen yet; anything unreadable is skipped, never raised into the relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from gateway.domain import TERMINAL_STATUSES, Recorder, RunRecord, Usage
+from gateway.errors import GatewayError
+from gateway.http.sse import SSEEvent
+from gateway.schema.requests import RunRequest, SubmitToolOutputsRequest
+
+
+def note_request(record: RunRecord, request: RunRequest, body: Mapping[str, Any]) -> None:
+    """What the client asked, as sent (spec defaults the client did not send are not reported)."""
+    record.body = body
+    record.assistant_id = body.get("assistant_id") if isinstance(body.get("assistant_id"), str) else None
+    record.requested_model = body.get("model") if isinstance(body.get("model"), str) else None
+    if isinstance(request, SubmitToolOutputsRequest):
+        return
+    record.tools = tuple(tool.type for tool in request.tools or ())
+    sent = request.model_fields_set
+    record.temperature = request.temperature if "temperature" in sent else None
+    record.top_p = request.top_p if "top_p" in sent else None
+    record.note_caps(body)
+
+
+IdsListener = Callable[[str | None, str | None], Awaitable[None]]
+
+
+class RunTracker:
+    """Reads run facts off the relayed response and tells the recorder; never raises into the relay.
+
+    `on_ids` hears the thread and run ids as soon as they appear (ownership is claimed from them).
+    """
+
+    def __init__(
+        self,
+        record: RunRecord,
+        recorder: Recorder,
+        on_ids: IdsListener | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
+        self.record = record
+        self._recorder = recorder
+        self._on_ids = on_ids
+        self._announced: tuple[str | None, str | None] = (None, None)
+        self._clock = clock
+
+    def on_forward(self) -> None:
+        self.record.forwarded_s = self._clock() - self.record.started
+
+    def on_response(self, status: int, streamed: bool) -> None:
+        self.record.upstream_status = status
+        self.record.streamed = streamed
+        if status >= 400:
+            self.record.error_type = str(status)
+        self._recorder.run_responded(self.record)
+
+    def on_first_byte(self) -> None:
+        self.record.ttfb_s = self._clock() - self.record.started
+
+    def on_event(self, event: SSEEvent) -> None:
+        record = self.record
+        record.events += 1
+        record.event_counts[event.event] = record.event_counts.get(event.event, 0) + 1
+        name = event.event
+        if name == "thread.message.delta":
+            if record.first_delta_s is None:
+                record.first_delta_s = self._clock() - record.started
+        elif name == "thread.created":
+            thread = _json(event.data)
+            if isinstance(thread.get("id"), str):
+                record.thread_id = thread["id"]
+        elif name.startswith("thread.run.") and not name.startswith("thread.run.step."):
+            self._read_run(_json(event.data))
+        elif name == "error":
+            error = _json(event.data).get("error")
+            record.error = str(error.get("message")) if isinstance(error, Mapping) else "error event"
+            record.error_type = record.error_type or "error_event"
+        self._recorder.run_event(record, event)
+
+    async def on_events(self, events: Iterable[SSEEvent]) -> None:
+        for event in events:
+            self.on_event(event)
+        await self._announce_ids()
+
+    async def on_json(self, body: bytes) -> None:
+        self._read_run(_json(body))
+        await self._announce_ids()
+
+    async def _announce_ids(self) -> None:
+        ids = (self.record.thread_id, self.record.run_id)
+        if ids != self._announced and self._on_ids is not None:
+            self._announced = ids
+            await self._on_ids(*ids)
+
+    def on_broken(self, reason: str) -> None:
+        self.record.broken = True
+        self.record.error = self.record.error or reason
+        self.record.error_type = "stream_broken"
+
+    def decided(self) -> None:
+        self.record.decided_s = self._clock() - self.record.started
+        self._recorder.run_decided(self.record)
+
+    def on_error(self, exc: BaseException) -> None:
+        """Why the call ended before the upstream answered: a refusal, or the client gone."""
+        if isinstance(exc, GatewayError):
+            self.record.error, self.record.error_type = exc.message, exc.code or exc.type
+        elif isinstance(exc, asyncio.CancelledError):
+            self.record.client_gone = True
+        else:
+            self.record.error, self.record.error_type = repr(exc), "internal_error"
+
+    def failed(self, exc: BaseException) -> None:
+        """The call ended by `exc` (a refusal, the client gone): its outcome is recorded all the same."""
+        if not self.finished:
+            self.on_error(exc)
+            self.finish()
+
+    def on_client_gone(self) -> None:
+        self.record.client_gone = True
+
+    @property
+    def finished(self) -> bool:
+        return self.record.duration_s is not None
+
+    def finish(self) -> None:
+        self.record.duration_s = self._clock() - self.record.started
+        self._recorder.run_finished(self.record)
+
+    def _read_run(self, run: Mapping[str, Any]) -> None:
+        if run.get("object") != "thread.run":
+            return
+        record = self.record
+        for name in ("thread_id", "assistant_id", "model", "status"):
+            value = run.get(name)
+            if isinstance(value, str):
+                setattr(record, name, value)
+        if record.status == "requires_action" and record.requires_action_s is None:
+            record.requires_action_s = self._clock() - record.started
+        elif record.status in TERMINAL_STATUSES and record.terminal_s is None:
+            record.terminal_s = self._clock() - record.started
+        if isinstance(run.get("id"), str):
+            record.run_id = run["id"]
+        usage = Usage.from_json(run.get("usage"))
+        if usage is not None:
+            record.usage = usage
+
+
+def _json(data: str | bytes) -> Mapping[str, Any]:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, Mapping) else {}

@@ -1,0 +1,55 @@
+"""Everything derived from one config, swapped whole on reload.
+
+A request takes the current `Runtime` once, when it arrives (see `pipeline/middlewares.authenticate`), and
+keeps it to the end: in-flight requests finish under the config and policy they started with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cachetools import TTLCache
+
+from gateway.config import Config
+from gateway.config.policy import PolicyConfig
+from gateway.runtime.auth import PASSTHROUGH, Authenticator, KeyRing
+from gateway.runtime.labels import Labels
+from gateway.upstreams import UpstreamAdapter, adapter_for
+
+_ASSISTANTS_CACHED = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    config: Config
+    authenticator: Authenticator
+    upstream: UpstreamAdapter  # the upstream protocol's adapter: what the forward stage calls
+    admin_keys: KeyRing
+    labels: Labels  # metric label values this config allows
+    # (tenant, assistant id) → model; lives with the config, so a reload starts it afresh.
+    assistant_models: TTLCache[tuple[str, str], str] = field(compare=False)
+
+    @classmethod
+    def from_config(cls, config: Config) -> Runtime:
+        return cls(
+            config=config,
+            authenticator=Authenticator(config),
+            upstream=adapter_for(config.upstream),
+            admin_keys=KeyRing((key, "admin") for key in config.admin.keys),
+            labels=Labels([*(config.tenants or {}), PASSTHROUGH], config.telemetry.metric_models),
+            assistant_models=TTLCache(_ASSISTANTS_CACHED, ttl=config.upstream.assistant_cache_ttl_s or 1e-9),
+        )
+
+    def policy_for(self, tenant: str) -> PolicyConfig | None:
+        return self.config.policy_for(tenant)
+
+    def unknown_threads_allowed(self, tenant: str) -> bool:
+        tenants = self.config.tenants
+        return tenants is None or tenant not in tenants or tenants[tenant].unknown_threads == "allow"
+
+
+class RuntimeHolder:
+    """The one mutable cell: assignment is atomic on the event loop."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.current = runtime
