@@ -39,6 +39,7 @@ import functools
 import heapq
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -166,7 +167,8 @@ class _Pending:
 class MemoryState:
     """`StateStore` for one process."""
 
-    def __init__(self, max_owned_objects: int) -> None:
+    def __init__(self, max_owned_objects: int, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic  # lease expiry; tests step it instead of sleeping
         self._max = max_owned_objects
         self._threads: LRUCache[str, str] = LRUCache(max_owned_objects)
         self._runs: LRUCache[str, str] = LRUCache(max_owned_objects)
@@ -203,7 +205,7 @@ class MemoryState:
 
     # Concurrency leases.
     async def acquire(self, key: str, lease: str, limit: int, ttl_s: float) -> Verdict:
-        now = time.monotonic()
+        now = self._monotonic()
         held = self._live_leases(key, now)
         if lease not in held and len(held) >= limit:
             wait = min(held.values()) - now if held else ttl_s

@@ -44,7 +44,9 @@ class ResilientState:
         on_outage: Callable[[str], None] | None = None,
         *,
         retry_interval_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,  # tests step it instead of sleeping
     ) -> None:
+        self._clock = clock
         self._primary = primary
         self._fallback = fallback
         self._mode = mode
@@ -90,14 +92,14 @@ class ResilientState:
     def _try_primary(self) -> bool:
         if self._down_since is None:
             return True
-        now = time.monotonic()
+        now = self._clock()
         if now < self._next_try:
             return False
         self._next_try = now + self._retry_interval_s  # this caller probes; the others do not wait on it
         return True
 
     def _went_down(self, exc: BaseException) -> None:
-        now = time.monotonic()
+        now = self._clock()
         self._next_try = now + self._retry_interval_s
         if self._down_since is not None:
             return
@@ -113,7 +115,7 @@ class ResilientState:
     def _came_up(self) -> None:
         if self._down_since is None:
             return
-        down_for = time.monotonic() - self._down_since
+        down_for = self._clock() - self._down_since
         self._down_since = None
         log.info("state_backend_up", down_for_s=round(down_for, 3))
         self._report("up")

@@ -22,6 +22,7 @@ off the event loop and flushed when the app stops. With tracing off nothing of t
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextvars import ContextVar
@@ -120,6 +121,8 @@ def _exporters_from(env: Mapping[str, str]) -> tuple[str, ...]:
     if protocol not in _PROTOCOLS:
         raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL: {protocol!r} is not supported (http/protobuf or grpc)")
     chosen = [f"otlp:{protocol}" if name == "otlp" else name for name in names or ["otlp"]]
+    if "otlp:grpc" in chosen and importlib.util.find_spec("opentelemetry.exporter.otlp.proto.grpc") is None:
+        raise ValueError("OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the grpc extra: pip install 'assistants-gateway[grpc]'")
     return tuple(dict.fromkeys(name for name in chosen if name != "none"))
 
 
