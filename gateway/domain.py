@@ -24,9 +24,28 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import structlog
 
 log = structlog.get_logger("gateway.record")
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One server-sent event of a run's stream (the relay's parser makes them; observers hear them)."""
+
+    event: str
+    data: str
+    id: str | None = None
+
+
+def json_object(data: str | bytes) -> Mapping[str, Any]:
+    """An upstream body read leniently: the JSON object it holds, or {} (real responses vary)."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, Mapping) else {}
+
 
 TERMINAL_STATUSES = frozenset({"completed", "incomplete", "failed", "cancelled", "expired"})
 
@@ -153,7 +172,7 @@ class Recorder:
     def run_responded(self, record: RunRecord) -> None:
         self._notify("run_responded", record)
 
-    def run_event(self, record: RunRecord, event: Any) -> None:
+    def run_event(self, record: RunRecord, event: SSEEvent) -> None:
         self._notify("run_event", record, event)
 
     def run_finished(self, record: RunRecord) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import orjson
-from aiohttp import web
+from aiohttp import ClientTimeout, web
 
 
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> bytes:
@@ -146,3 +146,15 @@ class RateLimited(GatewayError):
 
 class StateDown(ServiceUnavailable):
     code = "state_unavailable"
+
+
+def upstream_failure(exc: BaseException, timeout: ClientTimeout | None = None) -> GatewayError:
+    """What a transport failure means to the client: 504 for a timeout, 502 for the rest."""
+    if isinstance(exc, TimeoutError):
+        after = f" within {timeout.sock_read:g}s" if timeout is not None and timeout.sock_read else ""
+        return UpstreamTimeout(f"The upstream did not answer{after}.")
+    return UpstreamUnavailable(f"The upstream could not be reached: {_describe(exc)}")
+
+
+def _describe(exc: BaseException) -> str:
+    return type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"

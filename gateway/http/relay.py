@@ -17,8 +17,9 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
+from gateway.domain import SSEEvent
 from gateway.errors import UpstreamUnavailable
-from gateway.http.sse import SSEEvent, SSEParser
+from gateway.http.sse import SSEParser
 from gateway.http.upstream import strip_hop_by_hop
 
 _UPSTREAM_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)

@@ -9,16 +9,10 @@ Follows the WHATWG "event stream interpretation" rules.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from gateway.domain import SSEEvent
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
-
-
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
-    event: str
-    data: str
-    id: str | None = None
 
 
 class SSEParser:

@@ -14,7 +14,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway.config import UpstreamConfig
-from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import upstream_failure
 
 # RFC 9110 §7.6.1 hop-by-hop fields, plus Host, which belongs to the next hop's URL.
 HOP_BY_HOP = frozenset(
@@ -52,18 +52,6 @@ async def send(
         return await session.request(method, url, headers=headers, data=body, allow_redirects=False, timeout=timeout)
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise upstream_failure(exc, timeout) from None
-
-
-def upstream_failure(exc: BaseException, timeout: aiohttp.ClientTimeout | None = None) -> GatewayError:
-    """What a transport failure means to the client: 504 for a timeout, 502 for the rest."""
-    if isinstance(exc, TimeoutError):
-        after = f" within {timeout.sock_read:g}s" if timeout is not None and timeout.sock_read else ""
-        return UpstreamTimeout(f"The upstream did not answer{after}.")
-    return UpstreamUnavailable(f"The upstream could not be reached: {_describe(exc)}")
-
-
-def _describe(exc: BaseException) -> str:
-    return type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
 
 
 def make_session(config: UpstreamConfig, trace_configs: Sequence[aiohttp.TraceConfig] = ()) -> aiohttp.ClientSession:

@@ -15,11 +15,10 @@ from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import aiohttp
-import orjson
 import structlog
 from aiohttp import web
 
-from gateway.domain import BudgetReading, settled_runs
+from gateway.domain import BudgetReading, json_object, settled_runs
 from gateway.errors import GatewayError
 from gateway.keys import RECORDER, RUNTIME, SESSION, STATE
 from gateway.runtime import Runtime
@@ -56,7 +55,8 @@ async def _poll(session: aiohttp.ClientSession, runtime: Runtime, state: StateSt
     except GatewayError:
         await state.touch(run.run_id, now)
         return False
-    for settled in settled_runs(_json(body) if status == 200 else None):
+    settled = next(settled_runs(json_object(body)), None) if status == 200 else None
+    if settled is not None:
         return await state.settle(run.run_id, run.tenant, settled.model, settled.usage, now)
     await state.touch(run.run_id, now)
     return False
@@ -105,10 +105,3 @@ async def _loop(app: web.Application, stop: asyncio.Event) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), app[RUNTIME].current.config.limits.reconcile_interval_s)
 
-
-def _json(body: bytes) -> dict[str, object]:
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-import orjson
-
+from gateway.domain import json_object
 from gateway.errors import UpstreamAnswer
 from gateway.pipeline.call import RunCall
 
@@ -29,10 +28,7 @@ async def assistant_model(call: RunCall, assistant_id: str) -> str | None:
     )
     if status != 200:
         raise UpstreamAnswer(status, body, content_type)
-    try:
-        model = orjson.loads(body).get("model")
-    except (orjson.JSONDecodeError, AttributeError):
-        model = None
+    model = json_object(body).get("model")
     if isinstance(model, str):
         runtime.assistant_models[key] = model
         return model

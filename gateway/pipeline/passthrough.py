@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from functools import partial
 
-import orjson
 import structlog
 from aiohttp import web
 
+from gateway.domain import json_object
 from gateway.errors import GatewayError, NotFound, PayloadTooLarge
 from gateway.http.body import BodyStream
 from gateway.http.relay import JsonObserver, relay
@@ -64,11 +64,8 @@ def _observer_for(request: web.Request, api_path: str) -> JsonObserver | None:
 
 
 async def _claim_thread(state: StateStore, tenant: str, body: bytes) -> None:
-    try:
-        thread = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return
-    if isinstance(thread, dict) and thread.get("object") == "thread" and isinstance(thread.get("id"), str):
+    thread = json_object(body)
+    if thread.get("object") == "thread" and isinstance(thread.get("id"), str):
         try:
             await state.claim(tenant, thread["id"])
         except StateUnavailable:

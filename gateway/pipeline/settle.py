@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import time
 
-import orjson
 import structlog
 
-from gateway.domain import TERMINAL_STATUSES, RunRecord, settled_runs
+from gateway.domain import TERMINAL_STATUSES, RunRecord, json_object, settled_runs
 from gateway.ids import token
 from gateway.state import PendingRun, StateStore, StateUnavailable
 
@@ -63,11 +62,7 @@ class Settlement:
 
 async def settle_polled(state: StateStore, tenant: str, body: bytes) -> None:
     """A polled run, or a page of them: settle every terminal run that carries its usage."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return
-    for run in settled_runs(data):
+    for run in settled_runs(json_object(body)):
         try:
             await state.settle(run.run_id, tenant, run.model, run.usage, time.time())
         except StateUnavailable:

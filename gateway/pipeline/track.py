@@ -11,11 +11,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-import orjson
-
-from gateway.domain import TERMINAL_STATUSES, Recorder, RunRecord, Usage
+from gateway.domain import TERMINAL_STATUSES, Recorder, RunRecord, SSEEvent, Usage, json_object
 from gateway.errors import GatewayError
-from gateway.http.sse import SSEEvent
 from gateway.schema.requests import RunRequest, SubmitToolOutputsRequest
 
 
@@ -77,13 +74,13 @@ class RunTracker:
             if record.first_delta_s is None:
                 record.first_delta_s = self._clock() - record.started
         elif name == "thread.created":
-            thread = _json(event.data)
+            thread = json_object(event.data)
             if isinstance(thread.get("id"), str):
                 record.thread_id = thread["id"]
         elif name.startswith("thread.run.") and not name.startswith("thread.run.step."):
-            self._read_run(_json(event.data))
+            self._read_run(json_object(event.data))
         elif name == "error":
-            error = _json(event.data).get("error")
+            error = json_object(event.data).get("error")
             record.error = str(error.get("message")) if isinstance(error, Mapping) else "error event"
             record.error_type = record.error_type or "error_event"
         self._recorder.run_event(record, event)
@@ -94,7 +91,7 @@ class RunTracker:
         await self._announce_ids()
 
     async def on_json(self, body: bytes) -> None:
-        self._read_run(_json(body))
+        self._read_run(json_object(body))
         await self._announce_ids()
 
     async def _announce_ids(self) -> None:
@@ -156,10 +153,3 @@ class RunTracker:
         if usage is not None:
             record.usage = usage
 
-
-def _json(data: str | bytes) -> Mapping[str, Any]:
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, Mapping) else {}

@@ -1,0 +1,1 @@
+"""The policy: a pure decision over (request, policy, facts), every violation named."""

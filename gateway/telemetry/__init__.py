@@ -1,1 +1,4 @@
-"""Observers of the gateway: metrics (and, as they land, traces and the audit log)."""
+"""The observers: Prometheus metrics, OpenTelemetry traces, the audit log, the debug run log.
+
+They subscribe to the `Recorder`'s events (`gateway/domain.py`); they never decide or block, and the
+core never imports them (import-linter keeps it so)."""

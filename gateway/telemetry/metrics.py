@@ -26,7 +26,7 @@ from gateway.keys import CALLER, REQUEST_RUNTIME, RUNTIME
 from gateway.runtime.labels import OTHER, Labels
 
 if TYPE_CHECKING:
-    from gateway.http.sse import SSEEvent
+    from gateway.domain import SSEEvent
     from gateway.runtime import RuntimeHolder
 
 OPERATION = "invoke_agent"  # an Assistants run is an agent invocation in the GenAI conventions

@@ -20,13 +20,12 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from gateway.domain import TERMINAL_STATUSES
+from gateway.domain import TERMINAL_STATUSES, json_object
 from gateway.telemetry.metrics import OPERATION, PROVIDER
 from gateway.telemetry.tracing import Attributes, Tracing
 
 if TYPE_CHECKING:
-    from gateway.domain import RunRecord
-    from gateway.http.sse import SSEEvent
+    from gateway.domain import RunRecord, SSEEvent
     from gateway.runtime import RuntimeHolder
 
 FINISHED_STATUSES = TERMINAL_STATUSES | {"requires_action"}  # a run's finish reasons; `queued` is not one
@@ -190,10 +189,6 @@ def _parts(content: Any) -> list[dict[str, Any]]:
 
 
 def _message_text(data: str | bytes) -> str:
-    try:
-        message = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return ""
-    content = message.get("content") if isinstance(message, Mapping) else None
+    content = json_object(data).get("content")
     parts = [part.get("text") for part in content if isinstance(part, Mapping)] if isinstance(content, list) else []
     return "".join(text["value"] for text in parts if isinstance(text, Mapping) and isinstance(text.get("value"), str))

@@ -48,7 +48,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import AttributeValue
 
 from gateway.config import TracingConfig
-from gateway.http.upstream import upstream_failure
+from gateway.errors import upstream_failure
 from gateway.keys import CALLER, REQUEST_ID, TRACE_ID
 from gateway.runtime.labels import OTHER
 from gateway.telemetry.metrics import path_template, route_label

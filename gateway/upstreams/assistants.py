@@ -11,7 +11,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway.config import UpstreamConfig
-from gateway.http.upstream import Body, send, strip_hop_by_hop, upstream_failure
+from gateway.errors import upstream_failure
+from gateway.http.upstream import Body, send, strip_hop_by_hop
 
 _FORWARDED = ("OpenAI-Beta", "OpenAI-Organization", "OpenAI-Project")  # the client's, on a side GET made for it
 
