@@ -15,7 +15,7 @@ import pytest
 from gateway.cli import serve
 from gateway.pipeline import validate
 from tests.fuzz.support import MAX_BODY, TEAM_KEY, assert_envelope, exchange, team_headers
-from tests.test_relay import own_tasks, settle
+from tests.http.test_relay import own_tasks, settle
 
 RUN = "/v1/threads/runs"
 JSON = {"Content-Type": "application/json"}

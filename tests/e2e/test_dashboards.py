@@ -27,10 +27,10 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from gateway.telemetry.metrics import Metrics
-from tests.dashboards_workload import ENV, workload, write_config
+from tests.e2e.dashboards_workload import ENV, workload, write_config
 from tests.redis_server import RedisServer
 
-DASHBOARDS = Path(__file__).resolve().parents[1] / "dashboards"
+DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
 DASHBOARD = DASHBOARDS / "assistants-gateway.json"
 ALERTS = DASHBOARDS / "alerts.yaml"
 ALERT_TESTS = DASHBOARDS / "alerts_test.yaml"

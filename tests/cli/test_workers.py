@@ -23,7 +23,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from tests.test_main import REPO, free_port, gateway_cli
+from tests.cli.test_main import REPO, free_port, gateway_cli
 
 ENV = {"UP": "sk-upstream", "TEAM": "sk-team", "CAPPED": "sk-capped", "ADMIN": "sk-admin"}
 THREAD = {"messages": [{"role": "user", "content": "hi"}]}

@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestServer
 from gateway.keys import STATE
 from gateway.simulator import build_simulator_app
 from tests.conftest import Gateway
-from tests.test_relay import body, own_tasks, settle
+from tests.http.test_relay import body, own_tasks, settle
 
 RUN = "/v1/threads/runs"
 TEAM = "sk-team"

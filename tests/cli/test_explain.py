@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ENV = {"OPENAI_API_KEY": "sk-x", "TEAM_SEARCH_KEY": "k1", "TEAM_SUPPORT_KEY": "k2", "GATEWAY_ADMIN_KEY": "k3"}
 SEARCH_OK = {
     "assistant_id": "asst_search_prod",

@@ -6,7 +6,7 @@ import pytest
 
 from gateway.config import ConfigError, load_config, parse_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def problems(raw: object, env: dict[str, str] | None = None) -> list[str]:
