@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config.assistants import AssistantConfig
 from gateway.config.audit import AuditConfig
 from gateway.config.limits import LimitsConfig
 from gateway.config.policy import PolicyConfig
@@ -104,6 +105,10 @@ class UpstreamConfig(_Section):
     unknown_fields: Literal["reject", "pass"] = "reject"
     allowed_paths: tuple[str, ...] = ("/threads", "/assistants", "/files", "/vector_stores")
     assistant_cache_ttl_s: float = Field(60.0, ge=0, description="how long an assistant's model is trusted")
+    protocol: Literal["assistants", "responses"] = Field(
+        "assistants", description="assistants: forward as is; responses: serve the Assistants API on Responses"
+    )
+    model_map: dict[str, str] = Field(default_factory=dict, description="model asked → model sent (responses)")
 
     @field_validator("allowed_paths")
     @classmethod
@@ -171,6 +176,18 @@ class Config(_Section):
     admin: AdminConfig = AdminConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     audit: AuditConfig = AuditConfig()
+    assistants: dict[str, AssistantConfig] = Field(default_factory=dict, description="platform-defined assistants")
+
+    @model_validator(mode="after")
+    def _assistants_fit_the_protocol(self) -> Config:
+        if self.assistants and self.upstream.protocol != "responses":
+            raise ValueError("assistants: platform-defined assistants need upstream.protocol: responses")
+        known = set(self.tenants or ())
+        for name, assistant in self.assistants.items():
+            unknown = sorted(set(assistant.tenants or ()) - known)
+            if unknown:
+                raise ValueError(f"assistants.{name}.tenants: no tenant named {', '.join(unknown)}")
+        return self
 
     @model_validator(mode="after")
     def _credentials_fit_the_mode(self) -> Config:

@@ -20,7 +20,7 @@ from multidict import CIMultiDict
 from gateway.domain import SSEEvent
 from gateway.errors import UpstreamUnavailable
 from gateway.http.sse import SSEParser
-from gateway.http.upstream import strip_hop_by_hop
+from gateway.http.upstream import Reply, strip_hop_by_hop
 
 _UPSTREAM_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
@@ -45,7 +45,7 @@ class RunTee(Protocol):
     def finish(self) -> None: ...
 
 
-def response_headers(upstream: aiohttp.ClientResponse, request_id: str) -> CIMultiDict[str]:
+def response_headers(upstream: Reply, request_id: str) -> CIMultiDict[str]:
     headers = strip_hop_by_hop(upstream.headers)
     headers.popall("Content-Length", None)  # set again from what is actually sent
     upstream_id = headers.popall("X-Request-ID", None)
@@ -55,13 +55,13 @@ def response_headers(upstream: aiohttp.ClientResponse, request_id: str) -> CIMul
     return headers
 
 
-def is_event_stream(upstream: aiohttp.ClientResponse) -> bool:
+def is_event_stream(upstream: Reply) -> bool:
     return upstream.content_type == "text/event-stream"
 
 
 async def relay(
     request: web.Request,
-    upstream: aiohttp.ClientResponse,
+    upstream: Reply,
     request_id: str,
     observe_json: JsonObserver | None = None,
     max_json_bytes: int = 0,
@@ -78,7 +78,7 @@ async def relay(
 
 async def relay_run(
     request: web.Request,
-    upstream: aiohttp.ClientResponse,
+    upstream: Reply,
     request_id: str,
     tracker: RunTee,
     max_json_bytes: int,
@@ -102,7 +102,7 @@ async def relay_run(
 
 async def _tee_events(
     request: web.Request,
-    upstream: aiohttp.ClientResponse,
+    upstream: Reply,
     headers: CIMultiDict[str],
     tracker: RunTee,
 ) -> web.StreamResponse:
@@ -119,7 +119,7 @@ async def _tee_events(
 
 
 async def _pump_events(
-    response: web.StreamResponse, upstream: aiohttp.ClientResponse, parser: SSEParser, tracker: RunTee
+    response: web.StreamResponse, upstream: Reply, parser: SSEParser, tracker: RunTee
 ) -> None:
     first = True
     while True:
@@ -169,7 +169,7 @@ async def _write_eof(response: web.StreamResponse) -> None:
 
 
 async def _observed_body(
-    upstream: aiohttp.ClientResponse, headers: CIMultiDict[str], observe: JsonObserver, max_bytes: int
+    upstream: Reply, headers: CIMultiDict[str], observe: JsonObserver, max_bytes: int
 ) -> web.Response:
     """Small JSON bodies (run and thread objects) are read whole so they can be observed."""
     body = await _read_bounded(upstream, max_bytes)
@@ -179,7 +179,7 @@ async def _observed_body(
     return web.Response(status=upstream.status, reason=upstream.reason, body=body, headers=headers)
 
 
-async def _read_bounded(upstream: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+async def _read_bounded(upstream: Reply, max_bytes: int) -> bytes:
     parts: list[bytes] = []
     size = 0
     try:
@@ -209,7 +209,7 @@ def _decoded(body: bytes, encoding: str, max_bytes: int) -> bytes | None:
 
 
 async def _pass_body(
-    request: web.Request, upstream: aiohttp.ClientResponse, headers: CIMultiDict[str]
+    request: web.Request, upstream: Reply, headers: CIMultiDict[str]
 ) -> web.StreamResponse:
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
     if upstream.content_length is not None:

@@ -8,6 +8,7 @@ session's requests (client spans) come in as aiohttp `TraceConfig`s, so callers 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -26,6 +27,37 @@ HOP_BY_HOP = frozenset(
 )  # fmt: skip
 
 Body = bytes | AsyncIterator[bytes] | None
+
+
+class ReplyContent(Protocol):
+    async def readany(self) -> bytes: ...
+
+    def iter_any(self) -> AsyncIterator[bytes]: ...
+
+
+class Reply(Protocol):
+    """An upstream's answer as the relay reads it: an `aiohttp.ClientResponse`, or one an adapter made
+    (the Responses facade answers in Assistants events it translated)."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def reason(self) -> str | None: ...
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]: ...
+
+    @property
+    def content_type(self) -> str: ...
+
+    @property
+    def content_length(self) -> int | None: ...
+
+    @property
+    def content(self) -> ReplyContent: ...
+
+    def release(self) -> Any: ...
 
 
 def strip_hop_by_hop(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:

@@ -7,29 +7,29 @@ is on, hang off the pooled session's `TraceConfig`: this stage has one code path
 
 from __future__ import annotations
 
-import aiohttp
 from aiohttp import web
 
 from gateway.http.relay import relay_run as tee
-from gateway.http.upstream import Body
+from gateway.http.upstream import Body, Reply
 from gateway.keys import CALLER, REQUEST_ID, REQUEST_RUNTIME, SESSION
 from gateway.pipeline.call import RunCall
+from gateway.upstreams import Call
 
 API_ROOT = "/v1"
 
 
-async def forward(request: web.Request, body: Body) -> aiohttp.ClientResponse:
-    upstream = request[REQUEST_RUNTIME].upstream
-    headers = upstream.headers(request.headers, request[REQUEST_ID], request[CALLER].upstream_authorization)
-    raw_path = request.rel_url.raw_path.removeprefix(API_ROOT)
-    return await upstream.forward(request.app[SESSION], request.method, raw_path, request.rel_url.raw_query_string, headers, body)
+async def forward(request: web.Request, body: Body) -> Reply:
+    upstream, caller = request[REQUEST_RUNTIME].upstream, request[CALLER]
+    headers = upstream.headers(request.headers, request[REQUEST_ID], caller.upstream_authorization)
+    raw_path, query = request.rel_url.raw_path.removeprefix(API_ROOT), request.rel_url.raw_query_string
+    return await upstream.forward(Call(request.app[SESSION], request.method, raw_path, query, headers, body, caller.tenant))
 
 
-async def forward_run(call: RunCall) -> aiohttp.ClientResponse:
+async def forward_run(call: RunCall) -> Reply:
     return await forward(call.request, call.body)
 
 
-async def relay_run(call: RunCall, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+async def relay_run(call: RunCall, upstream: Reply) -> web.StreamResponse:
     """Streams are teed to the tracker, run objects read by it; the client gets the bytes first."""
     max_json = call.runtime.config.upstream.max_response_bytes
     return await tee(call.request, upstream, call.record.request_id, call.tracker, max_json, call.headers)

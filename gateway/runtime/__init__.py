@@ -34,7 +34,7 @@ class Runtime:
         return cls(
             config=config,
             authenticator=Authenticator(config),
-            upstream=adapter_for(config.upstream),
+            upstream=adapter_for(config),
             admin_keys=KeyRing((key, "admin") for key in config.admin.keys),
             labels=Labels([*(config.tenants or {}), PASSTHROUGH], config.telemetry.metric_models),
             assistant_models=TTLCache(_ASSISTANTS_CACHED, ttl=config.upstream.assistant_cache_ttl_s or 1e-9),

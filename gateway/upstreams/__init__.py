@@ -1,20 +1,34 @@
 """The interface the forward stage calls: one implementation per upstream protocol.
 
-`assistants` (today's pass-through) forwards the Assistants API to an Assistants-compatible
-upstream; the Responses facade (the Assistants API served on Responses + Conversations) is the
-second implementation. Like envoyproxy/ai-gateway's `translator/`, an adapter owns everything
-protocol-specific, so the pipeline in front of it stays the same.
+`assistants` (the pass-through) forwards the Assistants API to an Assistants-compatible upstream;
+`responses` (the facade) serves the Assistants API on the Responses + Conversations API. Like
+envoyproxy/ai-gateway's `translator/`, an adapter owns everything protocol-specific, so the
+pipeline in front of it — validation, policy, limits, ownership, telemetry — stays the same.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.config import UpstreamConfig
-from gateway.http.upstream import Body
+from gateway.config import Config
+from gateway.http.upstream import Body, Reply
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A client's call on its way upstream: `raw_path` is below the API root, still percent-encoded."""
+
+    session: aiohttp.ClientSession
+    method: str
+    raw_path: str
+    query: str
+    headers: CIMultiDict[str]  # hygienic already: see `UpstreamAdapter.headers`
+    body: Body
+    tenant: str
 
 
 class UpstreamAdapter(Protocol):
@@ -22,10 +36,8 @@ class UpstreamAdapter(Protocol):
         """What goes upstream with a forwarded call: the client's end-to-end headers, our credential and id."""
         ...
 
-    async def forward(
-        self, session: aiohttp.ClientSession, method: str, raw_path: str, query: str, headers: CIMultiDict[str], body: Body
-    ) -> aiohttp.ClientResponse:
-        """A client's call (`raw_path` below the API root, still percent-encoded); the response is open."""
+    async def forward(self, call: Call) -> Reply:
+        """The upstream's answer to `call`, open: the relay reads it, then releases it."""
         ...
 
     async def fetch(
@@ -43,7 +55,11 @@ class UpstreamAdapter(Protocol):
         ...
 
 
-def adapter_for(config: UpstreamConfig) -> UpstreamAdapter:
+def adapter_for(config: Config) -> UpstreamAdapter:
+    if config.upstream.protocol == "responses":
+        from gateway.upstreams.responses.adapter import ResponsesFacade
+
+        return ResponsesFacade(config)
     from gateway.upstreams.assistants import AssistantsUpstream
 
-    return AssistantsUpstream(config)
+    return AssistantsUpstream(config.upstream)

@@ -6,13 +6,18 @@ headers, the upstream credential; the body is never re-encoded.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+if TYPE_CHECKING:
+    from gateway.upstreams import Call
+
 from gateway.config import UpstreamConfig
 from gateway.errors import upstream_failure
-from gateway.http.upstream import Body, send, strip_hop_by_hop
+from gateway.http.upstream import send, strip_hop_by_hop
 
 _FORWARDED = ("OpenAI-Beta", "OpenAI-Organization", "OpenAI-Project")  # the client's, on a side GET made for it
 
@@ -39,12 +44,10 @@ class AssistantsUpstream:
         headers["X-Request-ID"] = request_id
         return headers
 
-    async def forward(
-        self, session: aiohttp.ClientSession, method: str, raw_path: str, query: str, headers: CIMultiDict[str], body: Body
-    ) -> aiohttp.ClientResponse:
-        if isinstance(body, bytes):
-            headers.popall("Content-Length", None)  # aiohttp sets it from the bytes actually sent
-        return await send(session, method, self.url(raw_path, query), headers, body, self._timeout)
+    async def forward(self, call: Call) -> aiohttp.ClientResponse:
+        if isinstance(call.body, bytes):
+            call.headers.popall("Content-Length", None)  # aiohttp sets it from the bytes actually sent
+        return await send(call.session, call.method, self.url(call.raw_path, call.query), call.headers, call.body, self._timeout)
 
     async def fetch(
         self,
