@@ -15,30 +15,14 @@ from aiohttp.test_utils import TestServer
 from gateway.app import build_app
 from gateway.config import Config, load_config, parse_config
 from gateway.domain import RunRecord
-from gateway.simulator import SIMULATOR_STATE, SimulatorSettings, build_simulator_app
 from gateway.http.sse import SSEEvent
+from gateway.simulator import SIMULATOR_STATE, SimulatorSettings, build_simulator_app
+from tests.support import TEAM_KEY as TEAM_KEY  # re-exported: tests that import these from conftest
+from tests.support import limited_tenant as limited_tenant
 
 pytest_plugins = ["tests.redis_server"]  # the `redis_server` fixture: a real redis-server on a free port
 
-SHARED_STREAMS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "openai-streams"
 API_KEY = "sk-test-caller"
-
-
-TEAM_KEY = "sk-team"
-
-
-def limited_tenant(limits: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """`make_gateway` arguments for one tenant `team` (key sk-team) with `limits`; its policy caps both
-    token fields at 1000, so each run reserves 2000 tokens."""
-    caps = {"tokens": {"max_prompt_tokens": {"max": 1000}, "max_completion_tokens": {"max": 1000}}}
-    return {
-        "env": {"UP": "sk-upstream", "TEAM": TEAM_KEY},
-        "upstream": {"api_key": "${UP}"},
-        "tenants": {"team": {"keys": ["${TEAM}"], "policy": "team"}},
-        "policies": {"team": caps},
-        "limits": {"tenants": {"team": limits}},
-        **extra,
-    }
 
 
 class RunCollector:

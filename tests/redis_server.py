@@ -19,13 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import free_port
+
 _READY_TIMEOUT_S = 5.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _pong(port: int) -> bool:
@@ -41,7 +37,7 @@ class RedisServer:
     def __init__(self, executable: str, directory: Path) -> None:
         self.executable = executable
         self.directory = directory
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log = directory / "redis.log"
 
@@ -100,6 +96,13 @@ def _executable() -> str:
     return found
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses `redis_server` starts a real redis-server: it is an `integration` test."""
+    for item in items:
+        if "redis_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     directory = tmp_path / "redis"
@@ -112,7 +115,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         except RuntimeError:
             if attempt == 2:
                 raise
-            server.port = _free_port()
+            server.port = free_port()
     try:
         yield server
     finally:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.integration]  # each test runs `python -m gateway explain` as a process
+
 REPO = Path(__file__).resolve().parents[2]
 ENV = {"OPENAI_API_KEY": "sk-x", "TEAM_SEARCH_KEY": "k1", "TEAM_SUPPORT_KEY": "k2", "GATEWAY_ADMIN_KEY": "k3"}
 SEARCH_OK = {

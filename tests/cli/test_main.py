@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,10 @@ from pathlib import Path
 
 import openai
 import pytest
+
+from tests.support import free_port
+
+pytestmark = [pytest.mark.integration]  # each test runs `python -m gateway` as a process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,12 +47,6 @@ def test_check_config_names_every_problem(tmp_path):
     assert [line.split(":")[0].strip() for line in lines[1:]] == [
         "listen.port", "upstream.api_key", "upstream.timeout", "extra",
     ]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:

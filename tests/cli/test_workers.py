@@ -20,10 +20,12 @@ from typing import Any, TypeVar
 import openai
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from tests.cli.test_main import REPO, free_port, gateway_cli
+from tests.cli.test_main import REPO, gateway_cli
+from tests.support import free_port, series
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # worker processes, a redis-server; seconds each
 
 ENV = {"UP": "sk-upstream", "TEAM": "sk-team", "CAPPED": "sk-capped", "ADMIN": "sk-admin"}
 THREAD = {"messages": [{"role": "user", "content": "hi"}]}
@@ -86,12 +88,7 @@ class Served:
         """One scrape on a fresh connection (either worker answers): the series matching `labels`."""
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as response:
             text = response.read().decode()
-        return [
-            sample
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-        ]
+        return series(text, name, **labels)
 
     def metric(self, name: str, **labels: str) -> float:
         return sum(sample.value for sample in self.samples(name, **labels))

@@ -15,7 +15,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -29,6 +28,9 @@ from prometheus_client.metrics import MetricWrapperBase
 from gateway.telemetry.metrics import Metrics
 from tests.e2e.dashboards_workload import ENV, workload, write_config
 from tests.redis_server import RedisServer
+from tests.support import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # promtool, a real Prometheus, a redis-server
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
 DASHBOARD = DASHBOARDS / "assistants-gateway.json"
@@ -182,12 +184,6 @@ def test_promtool_checks_and_unit_tests_the_rules():
     for args in (["check", "rules", str(ALERTS)], ["test", "rules", str(ALERT_TESTS)]):
         done = subprocess.run([PROMTOOL or "promtool", *args], capture_output=True, text=True, timeout=30)
         assert done.returncode == 0, done.stdout + done.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Prometheus:

@@ -23,6 +23,7 @@ from gateway.keys import STATE
 from gateway.simulator import build_simulator_app
 from tests.conftest import Gateway
 from tests.http.test_relay import body, own_tasks, settle
+from tests.support import team_tenant
 
 RUN = "/v1/threads/runs"
 TEAM = "sk-team"
@@ -64,14 +65,9 @@ async def upstream(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> Test
 
 
 async def team(make_gateway: Any, upstream: TestServer, limits: dict[str, Any], **upstream_config: Any) -> Gateway:
-    return await make_gateway(
-        upstream_url=str(upstream.make_url("/v1")),
-        env={"UP": "sk-upstream", "TEAM": TEAM},
-        upstream={"api_key": "${UP}", "read_timeout_s": 0.5, **upstream_config},
-        tenants={"team": {"keys": ["${TEAM}"], "policy": "team"}},
-        policies={"team": CAPS},
-        limits={"tenants": {"team": limits}},
-    )
+    raw = team_tenant(CAPS, limits=limits)
+    raw["upstream"] = {**raw["upstream"], "read_timeout_s": 0.5, **upstream_config}
+    return await make_gateway(upstream_url=str(upstream.make_url("/v1")), **raw)
 
 
 async def assistant(gateway: Gateway) -> str:

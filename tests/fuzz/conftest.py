@@ -12,8 +12,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.app import build_app
-from gateway.config import parse_config
 from gateway.cli.serve import SERVER_OPTIONS
+from gateway.config import parse_config
 from tests.conftest import Gateway, RunCollector
 from tests.fuzz.support import CASES, ENV, DiscardSpans, full_pipeline, team_headers
 

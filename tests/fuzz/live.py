@@ -10,8 +10,8 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.app import build_app
-from gateway.config import parse_config
 from gateway.cli.serve import SERVER_OPTIONS
+from gateway.config import parse_config
 from gateway.simulator import SimulatorSettings, build_simulator_app
 from tests.fuzz.support import ENV, DiscardSpans, full_pipeline
 

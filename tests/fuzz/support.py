@@ -19,7 +19,6 @@ import orjson
 from hypothesis import HealthCheck, settings
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-
 _HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large,
            HealthCheck.filter_too_much, HealthCheck.large_base_example]  # fmt: skip
 settings.register_profile("ci", derandomize=True, deadline=None, database=None, suppress_health_check=_HEALTH,

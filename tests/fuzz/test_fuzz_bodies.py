@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +19,9 @@ from gateway.pipeline.validate import MAX_JSON_DEPTH
 from tests.conftest import Gateway
 from tests.fuzz import strategies as fz
 from tests.fuzz.support import MAX_BODY, assert_envelope, check_answer, count_case, examples, exchange, team_headers
+
+pytestmark = [pytest.mark.slow]  # the fuzz suite: thousands of generated cases
+
 
 def dumps(value: Any) -> bytes:
     """Any JSON, big integers included (orjson stops at 64 bits)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import posixpath
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
@@ -16,6 +17,8 @@ from yarl import URL
 
 from tests.fuzz import strategies as fz
 from tests.fuzz.support import TEAM_KEY, check_answer, count_case, examples, exchange, team_headers
+
+pytestmark = [pytest.mark.slow]  # the fuzz suite: thousands of generated cases
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD")
 ALLOWED = ("/v1/threads", "/v1/assistants", "/v1/files", "/v1/vector_stores")

@@ -17,6 +17,8 @@ from gateway.pipeline import validate
 from tests.fuzz.support import MAX_BODY, TEAM_KEY, assert_envelope, exchange, team_headers
 from tests.http.test_relay import own_tasks, settle
 
+pytestmark = [pytest.mark.slow]  # the fuzz suite: thousands of generated cases
+
 RUN = "/v1/threads/runs"
 JSON = {"Content-Type": "application/json"}
 

@@ -22,8 +22,10 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.fuzz.support import ADMIN_KEY, TEAM_KEY, count_case, examples
 from tests.fuzz.live import LiveGateway
+from tests.fuzz.support import ADMIN_KEY, TEAM_KEY, count_case, examples
+
+pytestmark = [pytest.mark.slow]  # the fuzz suite: thousands of generated cases
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           negative_data_rejection]  # fmt: skip

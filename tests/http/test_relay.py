@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import aiohttp
@@ -12,6 +11,7 @@ import pytest
 
 from gateway.keys import SESSION
 from tests.conftest import API_KEY, Gateway
+from tests.support import free_port
 
 RUN = "/v1/threads/runs"
 
@@ -27,12 +27,6 @@ async def new_assistant(gateway: Gateway, **kwargs: Any) -> str:
 
 def body(assistant_id: str, stream: bool = True) -> dict[str, Any]:
     return {"assistant_id": assistant_id, "thread": {"messages": [{"role": "user", "content": "hi"}]}, "stream": stream}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def pool_in_use(gateway: Gateway) -> int:

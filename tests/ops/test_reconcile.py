@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from gateway.ops import reconcile
 from gateway.config import parse_config
 from gateway.keys import RUNTIME
+from gateway.ops import reconcile
 from gateway.runtime import Runtime, RuntimeHolder
 
 

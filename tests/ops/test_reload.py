@@ -12,6 +12,7 @@ import openai
 import pytest
 import yaml
 
+from tests import support
 from tests.conftest import Gateway
 
 ENV = {"UPSTREAM_KEY": "sk-upstream", "TEAM_KEY": "sk-team", "ADMIN_KEY": "sk-admin"}
@@ -19,16 +20,10 @@ ADMIN = {"Authorization": "Bearer sk-admin"}
 
 
 def write_config(path: Path, simulator_url: str, model_rules: dict[str, list[str]]) -> None:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "upstream": {"base_url": simulator_url, "api_key": "${UPSTREAM_KEY}"},
-                "tenants": {"team": {"keys": ["${TEAM_KEY}"], "policy": "team"}},
-                "policies": {"team": {"models": model_rules}},
-                "admin": {"keys": ["${ADMIN_KEY}"]},
-            }
-        )
-    )
+    raw = support.team_tenant({"models": model_rules}, admin={"keys": ["${ADMIN_KEY}"]})
+    del raw["env"]  # a config file reads the process environment (the `env` fixture)
+    raw["upstream"]["base_url"] = simulator_url
+    path.write_text(yaml.safe_dump(raw))
 
 
 @pytest.fixture
@@ -45,12 +40,7 @@ async def served(env, tmp_path, simulator, make_gateway) -> tuple[Gateway, Path]
 
 
 async def reloads(gateway: Gateway, result: str) -> float:
-    async with aiohttp.ClientSession() as session:
-        text = await (await session.get(gateway.server.make_url("/metrics"))).text()
-    for line in text.splitlines():
-        if line.startswith(f'gateway_config_reloads_total{{result="{result}"}}'):
-            return float(line.split()[-1])
-    return 0.0
+    return support.value(await support.scrape(gateway), "gateway_config_reloads_total", result=result)
 
 
 async def admin_reload(gateway: Gateway) -> tuple[int, dict]:

@@ -10,7 +10,9 @@ import openai
 import pytest
 
 from gateway.config import ConfigError, parse_config
-from tests.conftest import Gateway, limited_tenant
+from tests.conftest import Gateway
+from tests.support import limited_tenant
+
 
 async def team(make_gateway, limits: dict[str, Any]) -> tuple[Gateway, openai.AsyncOpenAI, str]:
     gateway = await make_gateway(**limited_tenant(limits))

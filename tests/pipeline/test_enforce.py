@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 import openai
 import orjson
 import pytest
 
 from tests.conftest import Gateway
+from tests.support import scrape, team_tenant, value
 
-ENV = {"UPSTREAM_KEY": "sk-upstream", "TEAM_KEY": "sk-team"}
 HI = {"messages": [{"role": "user", "content": "hi"}]}
 FN = {"type": "function", "function": {"name": "get_weather"}}
 
@@ -83,15 +82,6 @@ RULES = [
 ]  # fmt: skip
 
 
-def tenant_with(policy: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "env": ENV,
-        "upstream": {"api_key": "${UPSTREAM_KEY}"},
-        "tenants": {"team": {"keys": ["${TEAM_KEY}"], "policy": "team"}},
-        "policies": {"team": policy},
-    }
-
-
 def fill(value: Any, ids: dict[str, str]) -> Any:
     if isinstance(value, str):
         return value.format(**ids) if value.startswith("{") else value
@@ -111,7 +101,7 @@ async def assistants(simulator) -> dict[str, str]:
 
 
 async def team(make_gateway, policy: dict[str, Any]) -> tuple[Gateway, openai.AsyncOpenAI]:
-    gateway = await make_gateway(**tenant_with(policy))
+    gateway = await make_gateway(**team_tenant(policy))
     return gateway, gateway.async_client(api_key="sk-team")
 
 
@@ -192,6 +182,5 @@ async def test_shadow_mode_forwards_and_records_the_would_be_denial(make_gateway
     assert orjson.loads(simulator_state.requests[-1].body)["model"] == "gpt-3.5-turbo"
     record = gateway.runs.finished[-1]
     assert (record.decision, record.violations, record.shadowed) == ("allow", (), ("models.allow",))
-    async with aiohttp.ClientSession() as session:
-        metrics = await (await session.get(gateway.server.make_url("/metrics"))).text()
-    assert 'gateway_policy_decisions_total{decision="shadow_deny",rule="models.allow",tenant="team"} 1.0' in metrics
+    metrics = await scrape(gateway)
+    assert value(metrics, "gateway_policy_decisions_total", decision="shadow_deny", rule="models.allow", tenant="team") == 1.0

@@ -4,10 +4,9 @@ import itertools
 
 import orjson
 
-from gateway.domain import Recorder
-from gateway.domain import RunRecord, Usage
-from gateway.pipeline.track import RunTracker
+from gateway.domain import Recorder, RunRecord, Usage
 from gateway.http.sse import SSEEvent
+from gateway.pipeline.track import RunTracker
 
 
 class Clock:

@@ -7,10 +7,10 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from gateway.schema.requests import RunRoute, validate_run_request
-from gateway.policy.decision import RULE_IDS, Decision, Facts, Violation, decide, denial_message, needs_assistant_model
 from gateway.config.policy import PolicyConfig
+from gateway.policy.decision import RULE_IDS, Decision, Facts, Violation, decide, denial_message, needs_assistant_model
 from gateway.policy.rules import image_host
+from gateway.schema.requests import RunRoute, validate_run_request
 
 CTR, RUN, SUBMIT = RunRoute.CREATE_THREAD_AND_RUN, RunRoute.CREATE_RUN, RunRoute.SUBMIT_TOOL_OUTPUTS
 

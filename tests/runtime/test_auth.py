@@ -5,9 +5,9 @@ import hashlib
 import openai
 import pytest
 
-from gateway.runtime.auth import PASSTHROUGH, Authenticator, fingerprint
 from gateway.config import parse_config
 from gateway.errors import Unauthorized
+from gateway.runtime.auth import PASSTHROUGH, Authenticator, fingerprint
 
 ENV = {"UPSTREAM": "sk-upstream", "A_KEY": "key-a"}
 

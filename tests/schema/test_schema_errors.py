@@ -8,9 +8,8 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from gateway.errors import InvalidRequest
-from gateway.schema.requests import CreateRunRequest, CreateThreadAndRunRequest, SubmitToolOutputsRequest
 from gateway.schema.errors import invalid_request_from
-
+from gateway.schema.requests import CreateRunRequest, CreateThreadAndRunRequest, SubmitToolOutputsRequest
 
 Case = tuple[type[BaseModel], object]
 

@@ -11,6 +11,7 @@ from tests.recordings import RecordedStream, stream_params
 
 from .conftest import HEADERS, parse_events, read_chunks
 
+
 @pytest.mark.parametrize("stream", stream_params())
 async def test_replay_is_byte_identical_and_chunked_as_recorded(http: TestClient, stream: RecordedStream) -> None:
     replay = {**HEADERS, "X-Simulator-Replay": stream.recording}

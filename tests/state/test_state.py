@@ -12,8 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.domain import Usage
-from gateway.domain import TokenLimits
+from gateway.domain import TokenLimits, Usage
 from gateway.state import (
     CONCURRENT_RUNS,
     OPEN_STREAMS,
@@ -35,7 +34,7 @@ Replicas = Callable[[int], Awaitable[list[StateStore]]]
 T0 = datetime(2026, 3, 10, 12, 0, 30, tzinfo=UTC).timestamp()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
 async def replicas(request: pytest.FixtureRequest) -> AsyncIterator[Replicas]:
     opened: list[StateStore] = []
     if request.param == "memory":

@@ -15,10 +15,19 @@ import pytest
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from gateway.domain import RunRecord, Usage
 from gateway.config.audit import AuditConfig
+from gateway.domain import RunRecord, Usage
 from gateway.telemetry.audit import AuditLog
-from gateway.telemetry.audit.chain import GENESIS, ChainHead, FileSink, StdoutSink, record_hash, rotated_files, verify, verify_chain
+from gateway.telemetry.audit.chain import (
+    GENESIS,
+    ChainHead,
+    FileSink,
+    StdoutSink,
+    record_hash,
+    rotated_files,
+    verify,
+    verify_chain,
+)
 
 DECISION_FIELDS = {
     "v", "kind", "time", "seq", "prev", "hash", "dropped", "request_id", "trace_id", "tenant", "key_fingerprint",

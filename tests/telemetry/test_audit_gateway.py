@@ -64,6 +64,7 @@ async def mixed_workload(gateway) -> int:
     return 7
 
 
+@pytest.mark.integration  # `gateway audit verify` as a process
 async def test_every_run_call_has_a_decision_and_an_outcome(make_gateway, tmp_path):
     path = tmp_path / "audit.jsonl"
     gateway = await make_gateway(**audited(path))
@@ -99,6 +100,7 @@ async def test_hashed_content(make_gateway, tmp_path):
     assert "Where is my order" not in path.read_text()
 
 
+@pytest.mark.integration  # `gateway audit verify` as a process
 @pytest.mark.parametrize("tamper", ["edit", "delete", "reorder"])
 async def test_audit_verify_catches_tampering(make_gateway, tmp_path, tamper):
     path = tmp_path / "audit.jsonl"

@@ -9,9 +9,9 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Gateway
+from tests.support import scrape, value
 
 ENV = {"UP": "sk-upstream", "ALICE": "sk-alice", "BOB": "sk-bob"}
 TEAMS = {
@@ -21,20 +21,6 @@ TEAMS = {
     "policies": {"strict": {"models": {"allow": ["gpt-4o"]}}},
 }
 MESSAGE = {"messages": [{"role": "user", "content": "hi"}]}
-
-
-async def scrape(gateway: Gateway) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    async with aiohttp.ClientSession() as session:
-        text = await (await session.get(gateway.server.make_url("/metrics"))).text()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ trace context in and out, nothing at all when off, and a real OTLP/HTTP export."
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +25,7 @@ from gateway.keys import RECORDER
 from gateway.telemetry.run_spans import RunTracing
 from gateway.telemetry.tracing import Tracing
 from tests.conftest import API_KEY, Gateway, RunCollector
+from tests.support import free_port, team_tenant
 
 ENV = {"UPSTREAM_KEY": "sk-upstream", "TEAM_KEY": "sk-team"}
 HI = {"messages": [{"role": "user", "content": "What is the weather?"}]}
@@ -63,13 +63,7 @@ def traced(
 
 
 def team(policy: dict[str, Any], **telemetry: Any) -> dict[str, Any]:
-    return {
-        "env": ENV,
-        "upstream": {"api_key": "${UPSTREAM_KEY}"},
-        "tenants": {"team": {"keys": ["${TEAM_KEY}"], "policy": "team"}},
-        "policies": {"team": policy},
-        **({"telemetry": telemetry} if telemetry else {}),
-    }
+    return team_tenant(policy, **({"telemetry": telemetry} if telemetry else {}))
 
 
 def server_span(spans: InMemorySpanExporter, name: str) -> ReadableSpan:
@@ -229,9 +223,7 @@ async def test_an_upstream_500_marks_both_spans(traced, spans):
 
 
 async def test_an_unreachable_upstream_is_a_502_with_its_kind(traced, spans):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     gateway = await traced(upstream_url=f"http://127.0.0.1:{port}/v1")
     with pytest.raises(openai.APIStatusError) as caught:
         await gateway.async_client().beta.threads.create_and_run(assistant_id="asst_1")

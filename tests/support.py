@@ -1,0 +1,78 @@
+"""Helpers every test package shares: a free port, the one-tenant config, and `/metrics` read through
+the Prometheus text parser (never by hand)."""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+if TYPE_CHECKING:
+    from tests.conftest import Gateway
+
+TEAM_KEY = "sk-team"
+UPSTREAM_KEY = "sk-upstream"
+# Both token fields capped at 1000, so each run reserves 2000 tokens.
+TOKEN_CAPS: dict[str, Any] = {"tokens": {"max_prompt_tokens": {"max": 1000}, "max_completion_tokens": {"max": 1000}}}
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (yet: it can be taken before the caller binds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def team_tenant(policy: dict[str, Any] | None = None, *, limits: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """`make_gateway` arguments for one tenant `team` (key sk-team, upstream key sk-upstream) under the
+    policy `team` (`policy`, empty if none), with `limits` if given; `extra` sections are added."""
+    return {
+        "env": {"UPSTREAM_KEY": UPSTREAM_KEY, "TEAM_KEY": TEAM_KEY},
+        "upstream": {"api_key": "${UPSTREAM_KEY}"},
+        "tenants": {"team": {"keys": ["${TEAM_KEY}"], "policy": "team"}},
+        "policies": {"team": policy if policy is not None else {}},
+        **({"limits": {"tenants": {"team": limits}}} if limits is not None else {}),
+        **extra,
+    }
+
+
+def limited_tenant(limits: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """`make_gateway` arguments for one tenant `team` (key sk-team) with `limits`; its policy caps both
+    token fields at 1000, so each run reserves 2000 tokens."""
+    return team_tenant(TOKEN_CAPS, limits=limits, **extra)
+
+
+def series(text: str, name: str, **labels: str) -> list[Sample]:
+    """The samples of a `/metrics` text named `name` whose labels include `labels`."""
+    return [
+        sample
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    ]
+
+
+def parse_metrics(text: str) -> Samples:
+    """Every sample of a `/metrics` text, by (name, exact label set)."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def scrape(gateway: Gateway) -> Samples:
+    """One GET /metrics of a test gateway, parsed."""
+    async with aiohttp.ClientSession() as session:
+        text = await (await session.get(gateway.server.make_url("/metrics"))).text()
+    return parse_metrics(text)
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """The sample `name` with exactly `labels`; 0.0 when it is not exported (yet)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
