@@ -1,4 +1,5 @@
-"""Every recorded stream in ../shared/fixtures arrives at the SDK byte for byte through the gateway."""
+"""Every recorded stream the simulator ships (gateway/simulator/recordings) arrives at the SDK byte for byte
+through the gateway. tests/simulator/test_recordings_drift.py keeps them equal to ../shared/fixtures."""
 
 from __future__ import annotations
 
@@ -6,15 +7,15 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from tests.recordings import SHARED, RecordedStream, recorded_streams, stream_params
+from tests.recordings import PACKAGED, RecordedStream, recorded_streams, stream_params
 
 
-def test_all_shared_recordings_are_covered():
-    assert {s.recording for s in recorded_streams(SHARED)} == {p.stem for p in SHARED.glob("*.*") if p.suffix != ".txt"}
-    assert len(recorded_streams(SHARED)) == 5
+def test_all_packaged_recordings_are_covered():
+    assert {s.recording for s in recorded_streams(PACKAGED)} == {p.stem for p in PACKAGED.glob("*.*") if p.suffix != ".txt"}
+    assert len(recorded_streams(PACKAGED)) == 5
 
 
-@pytest.mark.parametrize("stream", stream_params(SHARED))
+@pytest.mark.parametrize("stream", stream_params(PACKAGED))
 async def test_recorded_stream_is_relayed_byte_for_byte(gateway, stream: RecordedStream):
     client = gateway.async_client()
     replay = {"X-Simulator-Replay": stream.recording}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -13,15 +12,32 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from gateway.errors import InvalidRequest
-from gateway.schema.parts import CreateMessageRequest, CreateThreadRequest, FileSearchTool, FunctionTool, ImageUrlPart, JsonSchemaFormat, StaticChunking, TextPart, ToolChoiceFunction
-from gateway.schema.requests import CreateRunRequest, CreateThreadAndRunRequest, RunRoute, SubmitToolOutputsRequest, validate_run_request
+from gateway.schema.parts import (
+    CreateMessageRequest,
+    CreateThreadRequest,
+    FileSearchTool,
+    FunctionTool,
+    ImageUrlPart,
+    JsonSchemaFormat,
+    StaticChunking,
+    TextPart,
+    ToolChoiceFunction,
+)
+from gateway.schema.requests import (
+    CreateRunRequest,
+    CreateThreadAndRunRequest,
+    RunRoute,
+    SubmitToolOutputsRequest,
+    validate_run_request,
+)
+from tests.recordings import PACKAGED
 
 try:  # the SDK's HTTP client library: httpx, or its fork httpx2 in newer SDK builds
     import httpx2 as httpx
 except ImportError:
     import httpx  # type: ignore[no-redef,import-not-found]
 
-FIXTURES = Path("/work/shared/fixtures/openai-streams")
+FIXTURES = PACKAGED  # the simulator's recordings; tests/simulator/test_recordings_drift.py compares them with ../shared
 THREAD_AND_RUN, RUN, SUBMIT = RunRoute.CREATE_THREAD_AND_RUN, RunRoute.CREATE_RUN, RunRoute.SUBMIT_TOOL_OUTPUTS
 MINIMAL: dict[RunRoute, dict[str, Any]] = {THREAD_AND_RUN: {"assistant_id": "asst_1"}, RUN: {"assistant_id": "asst_1"}, SUBMIT: {"tool_outputs": []}}
 
