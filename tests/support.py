@@ -76,3 +76,16 @@ async def scrape(gateway: Gateway) -> Samples:
 def value(samples: Samples, name: str, **labels: str) -> float:
     """The sample `name` with exactly `labels`; 0.0 when it is not exported (yet)."""
     return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+class SteppedClock:
+    """A monotonic clock that moves only when a test says so: timing rules are tested without sleeping."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

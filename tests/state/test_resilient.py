@@ -16,9 +16,13 @@ from gateway.state.memory import MemoryState, utc_day
 from gateway.state.redis import RedisState
 from gateway.state.resilient import ResilientState
 from tests.redis_server import RedisServer
+from tests.support import SteppedClock
 
 TIMEOUT_S = 0.2
-RETRY_S = 0.5  # long enough that a loaded machine cannot slip a probe into the "within" checks
+RETRY_S = 30.0  # on the stepped clock: no probe slips in before the test moves the clock
+
+
+CLOCK = SteppedClock()  # the retry interval's clock; Redis's own timeouts stay real
 
 
 def resilient(
@@ -26,7 +30,8 @@ def resilient(
 ) -> tuple[ResilientState, MemoryState]:
     fallback = MemoryState(1000)
     primary = RedisState(server.url, timeout_s=TIMEOUT_S)
-    return ResilientState(primary, fallback, mode, events.append, retry_interval_s=RETRY_S), fallback
+    store = ResilientState(primary, fallback, mode, events.append, retry_interval_s=RETRY_S, clock=CLOCK)
+    return store, fallback
 
 
 async def timed(call: Awaitable[Any]) -> tuple[Any, float]:
@@ -60,7 +65,7 @@ async def test_fail_open_counts_locally_and_recovers(redis_server: RedisServer) 
         assert await store.owner("thread_1") is None  # Redis's claims are out of reach
 
         redis_server.start()  # empty: nothing was saved
-        await asyncio.sleep(RETRY_S + 0.05)
+        CLOCK.advance(RETRY_S)
         await store.claim("team-c", "thread_3")
         assert events == ["down", "up"] and not store.down
         assert await check.owner("thread_3") == "team-c"  # went to Redis
@@ -88,7 +93,7 @@ async def test_fail_closed_refuses_while_down(redis_server: RedisServer) -> None
             await store.reserve("r1", "team-a", 10, TokenLimits(per_day=100), time.time())
         assert events == ["down"]
         redis_server.start()
-        await asyncio.sleep(RETRY_S + 0.05)
+        CLOCK.advance(RETRY_S)
         assert (await store.acquire("runs:a", "l2", 5, 60)).ok
         assert events == ["down", "up"]
     finally:
@@ -113,12 +118,12 @@ async def test_a_frozen_redis_costs_one_timeout_per_retry_interval(redis_server:
         assert events == ["down"]
         _, elapsed = await timed(asyncio.gather(*(store.hit_requests("rpm:a", 10) for _ in range(20))))
         assert elapsed < TIMEOUT_S / 2  # within the retry interval: straight to the fallback, no waiting on Redis
-        await asyncio.sleep(RETRY_S)
+        CLOCK.advance(RETRY_S)
         _, elapsed = await timed(store.owner("thread_1"))  # one probe, one timeout
         assert TIMEOUT_S * 0.9 < elapsed < TIMEOUT_S + 0.3
 
         redis_server.resume()
-        await asyncio.sleep(RETRY_S + 0.05)
+        CLOCK.advance(RETRY_S)
         assert await store.owner("thread_1") == "team-a"
         assert events == ["down", "up"]
     finally:
@@ -141,7 +146,7 @@ async def test_what_was_taken_locally_is_given_back_locally(redis_server: RedisS
         assert (await store.reserve("res2", "team-a", 400, limits, now)).ok
         await store.bind("res2", PendingRun("run_2", "thread_2", "team-a", now, now))  # bound locally
         redis_server.start()
-        await asyncio.sleep(RETRY_S + 0.05)
+        CLOCK.advance(RETRY_S)
 
         await store.release("runs:a", "l1")
         assert (await fallback.acquire("runs:a", "l9", 1, 600)).ok  # the local slot was freed
@@ -204,15 +209,15 @@ async def test_recovers_after_the_retry_interval() -> None:
         events.append(status)
         raise RuntimeError("a broken metric callback changes nothing")
 
-    # Generous interval: logging the callback's traceback alone can take a while on a loaded machine.
-    store = ResilientState(primary, MemoryState(100), "fail_open", on_outage, retry_interval_s=1.0)  # type: ignore[arg-type]
+    clock = SteppedClock()
+    store = ResilientState(primary, MemoryState(100), "fail_open", on_outage, retry_interval_s=1.0, clock=clock)  # type: ignore[arg-type]
     await store.claim("team-a", "thread_1")
     await store.claim("team-a", "thread_2")
     assert primary.calls == 1
     primary.error = None
     await store.claim("team-a", "thread_3")
     assert primary.calls == 1  # not yet
-    await asyncio.sleep(1.05)
+    clock.advance(1.0)
     await store.claim("team-a", "thread_4")
     assert primary.calls == 2 and events == ["down", "up"]
     assert await primary.inner.owner("thread_4") == "team-a"
