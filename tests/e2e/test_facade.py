@@ -1,0 +1,94 @@
+"""The Assistants API served on the Responses API (`upstream.protocol: responses`), end to end: the
+official SDK through the gateway, the simulator's Responses + Conversations API behind it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import openai
+import orjson
+import pytest
+from openai.lib.streaming import AssistantEventHandler
+
+FACADE = {
+    "upstream": {"protocol": "responses", "model_map": {"gpt-4o": "gpt-4.1"}},
+    "assistants": {
+        "asst_support": {"model": "gpt-4o", "name": "Support", "instructions": "Follow the user instructions exactly.",
+                         "temperature": 0.2},
+    },
+}  # fmt: skip
+THREAD = {"messages": [{"role": "user", "content": "Reply exactly: streamed"}], "metadata": {"ticket": "7"}}
+
+
+def sent(simulator_state: Any, method: str, path: str) -> list[dict[str, Any]]:
+    return [orjson.loads(r.body) for r in simulator_state.requests if (r.method, r.path) == (method, path)]
+
+
+class Collect(AssistantEventHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+        self.events: list[str] = []
+
+    def on_event(self, event: Any) -> None:
+        self.events.append(event.event)
+
+    def on_text_delta(self, delta: Any, snapshot: Any) -> None:
+        self.text.append(delta.value)
+
+
+async def test_a_streamed_create_and_run_is_served_on_the_responses_api(make_gateway, simulator_state) -> None:
+    gateway = await make_gateway(**FACADE)
+    client = gateway.sync_client()
+    handler = Collect()
+
+    def run() -> Any:
+        with client.beta.threads.create_and_run_stream(
+            assistant_id="asst_support", thread=THREAD, max_completion_tokens=300, event_handler=handler
+        ) as stream:
+            stream.until_done()
+            return stream.get_final_run()
+
+    final = await asyncio.to_thread(run)
+    assert "".join(handler.text) == "streamed"
+    assert handler.events[:3] == ["thread.created", "thread.run.created", "thread.run.queued"]
+    assert handler.events[-1] == "thread.run.completed"
+    assert (final.status, final.assistant_id, final.model) == ("completed", "asst_support", "gpt-4o")
+    assert final.thread_id.startswith("conv_")
+    assert (final.usage.prompt_tokens, final.usage.completion_tokens, final.usage.total_tokens) == (21, 3, 24)
+
+    [conversation] = sent(simulator_state, "POST", "/v1/conversations")
+    assert conversation == {"metadata": {"ticket": "7"}}
+    [response] = sent(simulator_state, "POST", "/v1/responses")
+    assert response == {
+        "model": "gpt-4.1", "conversation": final.thread_id, "input": [{"role": "user", "content": "Reply exactly: streamed"}],
+        "instructions": "Follow the user instructions exactly.", "temperature": 0.2, "max_output_tokens": 300,
+        "truncation": "auto", "stream": True,
+    }  # fmt: skip
+    assert not any(r.path.startswith("/v1/threads") for r in simulator_state.requests)
+    record = (await gateway.runs.wait())[-1]  # the pipeline saw an Assistants run: ids, status, usage
+    assert (record.thread_id, record.run_id, record.status) == (final.thread_id, final.id, "completed")
+    assert record.usage is not None and record.usage.total_tokens == 24
+
+
+async def test_the_async_sdk_gets_the_same_run_and_assistants_are_the_platforms(make_gateway) -> None:
+    gateway = await make_gateway(**FACADE)
+    client = gateway.async_client()
+    async with client.beta.threads.create_and_run_stream(assistant_id="asst_support", thread=THREAD) as stream:
+        text = "".join([delta async for delta in stream.text_deltas])
+        final = await stream.get_final_run()
+    assert text == "streamed" and final.status == "completed"
+    assistant = await client.beta.assistants.retrieve("asst_support")
+    assert (assistant.model, assistant.name) == ("gpt-4o", "Support")
+    assert [a.id for a in (await client.beta.assistants.list()).data] == ["asst_support"]
+
+
+async def test_what_is_not_served_yet_says_so(make_gateway) -> None:
+    client = (await make_gateway(**FACADE)).async_client()
+    with pytest.raises(openai.NotFoundError, match="No assistant found"):
+        await client.beta.threads.create_and_run(assistant_id="asst_other", thread=THREAD, stream=True)
+    with pytest.raises(openai.BadRequestError, match="stream: true"):
+        await client.beta.threads.create_and_run(assistant_id="asst_support", thread=THREAD)
+    with pytest.raises(openai.NotFoundError, match="not served yet"):
+        await client.beta.threads.messages.list("conv_1")
