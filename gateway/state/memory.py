@@ -171,6 +171,7 @@ class MemoryState:
         self._monotonic = monotonic  # lease expiry; tests step it instead of sleeping
         self._max = max_owned_objects
         self._threads: LRUCache[str, str] = LRUCache(max_owned_objects)
+        self._records: LRUCache[str, tuple[bytes, float]] = LRUCache(max_owned_objects)  # → (data, expiry)
         self._runs: LRUCache[str, str] = LRUCache(max_owned_objects)
         self._rpm_storage = MemoryStorage()
         self._rpm = SlidingWindowCounterRateLimiter(self._rpm_storage)
@@ -321,6 +322,14 @@ class MemoryState:
         ]
         rows.sort(key=lambda row: (row.day, row.tenant, row.model))
         return rows
+
+    # Adapter records.
+    async def put_record(self, kind: str, object_id: str, data: bytes, ttl_s: float) -> None:
+        self._records[f"{kind}:{object_id}"] = (data, self._monotonic() + ttl_s)
+
+    async def get_record(self, kind: str, object_id: str) -> bytes | None:
+        found = self._records.get(f"{kind}:{object_id}")
+        return found[0] if found is not None and found[1] > self._monotonic() else None
 
     async def close(self) -> None:
         timer = getattr(self._rpm_storage, "timer", None)

@@ -301,6 +301,15 @@ class RedisState:
             for (day, row_tenant, model), values in sorted(counts.items(), key=lambda item: item[0])
         ]
 
+    async def put_record(self, kind: str, object_id: str, data: bytes, ttl_s: float) -> None:
+        async with self._call():
+            await self._redis.set(self._key("rec", kind, object_id), data, px=max(int(ttl_s * 1000), 1))
+
+    async def get_record(self, kind: str, object_id: str) -> bytes | None:
+        async with self._call():
+            found = await self._redis.get(self._key("rec", kind, object_id))
+        return found if isinstance(found, bytes) else (found.encode() if isinstance(found, str) else None)
+
     async def close(self) -> None:
         await self._redis.aclose()
         await self._pool.aclose()

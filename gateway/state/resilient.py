@@ -210,6 +210,15 @@ class ResilientState:
         rows, _ = await self._call(lambda s: s.usage(tenant, since_day))
         return rows
 
+    async def put_record(self, kind: str, object_id: str, data: bytes, ttl_s: float) -> None:
+        await self._call(lambda s: s.put_record(kind, object_id, data, ttl_s))
+
+    async def get_record(self, kind: str, object_id: str) -> bytes | None:
+        found, primary = await self._call(lambda s: s.get_record(kind, object_id))
+        if found is None and primary:  # written locally during an outage
+            return await self._local(lambda s: s.get_record(kind, object_id))
+        return found
+
     async def close(self) -> None:
         for store in (self._primary, self._fallback):
             try:

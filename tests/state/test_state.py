@@ -369,3 +369,17 @@ async def test_odd_names_survive_the_ledger(replicas: Replicas) -> None:
     assert await store.usage(None, "2026-03-10") == [
         UsageRow('team "a"|:b', "ft:gpt-4o:org:x|y", "2026-03-10", 1, 1, 2, 3)
     ]
+
+
+# Adapter records (the Responses facade's runs).
+
+
+async def test_a_record_one_replica_puts_another_reads_until_it_expires(replicas: Replicas) -> None:
+    a, b = await replicas(2)
+    await a.put_record("run", "run_1", b'{"status":"requires_action"}', 60)
+    assert await b.get_record("run", "run_1") == b'{"status":"requires_action"}'
+    assert await b.get_record("run", "run_2") is None and await b.get_record("thread", "run_1") is None
+    await b.put_record("run", "run_1", b'{"status":"completed"}', 0.05)  # the newest write wins
+    assert await a.get_record("run", "run_1") == b'{"status":"completed"}'
+    await asyncio.sleep(0.1)
+    assert await a.get_record("run", "run_1") is None
