@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway.http.relay import relay_run as tee
 from gateway.http.upstream import Body, Reply
-from gateway.keys import CALLER, REQUEST_ID, REQUEST_RUNTIME, SESSION
+from gateway.keys import CALLER, REQUEST_ID, REQUEST_RUNTIME, SESSION, STATE
 from gateway.pipeline.call import RunCall
 from gateway.upstreams import Call
 
@@ -22,7 +22,8 @@ async def forward(request: web.Request, body: Body) -> Reply:
     upstream, caller = request[REQUEST_RUNTIME].upstream, request[CALLER]
     headers = upstream.headers(request.headers, request[REQUEST_ID], caller.upstream_authorization)
     raw_path, query = request.rel_url.raw_path.removeprefix(API_ROOT), request.rel_url.raw_query_string
-    return await upstream.forward(Call(request.app[SESSION], request.method, raw_path, query, headers, body, caller.tenant))
+    call = Call(request.app[SESSION], request.method, raw_path, query, headers, body, caller.tenant, request.app[STATE])
+    return await upstream.forward(call)
 
 
 async def forward_run(call: RunCall) -> Reply:

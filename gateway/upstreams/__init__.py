@@ -16,6 +16,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.config import Config
 from gateway.http.upstream import Body, Reply
+from gateway.state import StateStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,7 @@ class Call:
     headers: CIMultiDict[str]  # hygienic already: see `UpstreamAdapter.headers`
     body: Body
     tenant: str
+    state: StateStore  # where an adapter keeps what it must remember (the facade's runs)
 
 
 class UpstreamAdapter(Protocol):

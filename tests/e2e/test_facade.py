@@ -92,3 +92,51 @@ async def test_what_is_not_served_yet_says_so(make_gateway) -> None:
         await client.beta.threads.create_and_run(assistant_id="asst_support", thread=THREAD)
     with pytest.raises(openai.NotFoundError, match="not served yet"):
         await client.beta.threads.messages.list("conv_1")
+
+
+TOOLS = {
+    "asst_tools": {
+        "model": "gpt-4o",
+        "tools": [{"type": "function", "function": {"name": "get_capital", "parameters": {
+            "type": "object", "properties": {"country": {"type": "string"}}}}}],
+    },
+}  # fmt: skip
+
+
+async def test_a_function_tool_round_trip_is_one_run_with_its_usage_summed(make_gateway, simulator_state) -> None:
+    gateway = await make_gateway(upstream=FACADE["upstream"], assistants=TOOLS)
+    client = gateway.async_client()
+    question = {"messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    async with client.beta.threads.create_and_run_stream(assistant_id="asst_tools", thread=question) as stream:
+        await stream.until_done()
+        paused = await stream.get_final_run()
+    assert paused.status == "requires_action" and paused.usage is None
+    [call] = paused.required_action.submit_tool_outputs.tool_calls
+    assert (call.function.name, call.function.arguments) == ("get_capital", '{"country":"France"}')
+    assert (await client.beta.threads.runs.retrieve(paused.id, thread_id=paused.thread_id)).status == "requires_action"
+
+    async with client.beta.threads.runs.submit_tool_outputs_stream(
+        run_id=paused.id, thread_id=paused.thread_id, tool_outputs=[{"tool_call_id": call.id, "output": "Paris"}]
+    ) as stream:
+        text = "".join([delta async for delta in stream.text_deltas])
+        final = await stream.get_final_run()
+    assert "Paris" in text
+    assert (final.id, final.thread_id, final.status) == (paused.id, paused.thread_id, "completed")
+    assert (final.usage.prompt_tokens, final.usage.completion_tokens, final.usage.total_tokens) == (533, 25, 558)
+    retrieved = await client.beta.threads.runs.retrieve(paused.id, thread_id=paused.thread_id)
+    assert retrieved.status == "completed" and retrieved.usage.total_tokens == 558
+
+    first, second = sent(simulator_state, "POST", "/v1/responses")
+    assert first["tools"] == [{"type": "function", "name": "get_capital",
+                               "parameters": {"type": "object", "properties": {"country": {"type": "string"}}}}]  # fmt: skip
+    assert second["conversation"] == paused.thread_id
+    assert second["input"] == [{"type": "function_call_output", "call_id": call.id, "output": "Paris"}]
+    records = await gateway.runs.wait(2)
+    assert [r.status for r in records] == ["requires_action", "completed"]
+    assert records[-1].usage is not None and records[-1].usage.total_tokens == 558  # settled once, the sum
+
+    with pytest.raises(openai.BadRequestError, match="do not accept tool outputs"):
+        await client.beta.threads.runs.submit_tool_outputs(
+            run_id=paused.id, thread_id=paused.thread_id, tool_outputs=[{"tool_call_id": call.id, "output": "x"}],
+            stream=True,
+        )  # fmt: skip

@@ -6,18 +6,23 @@ per run) and answers the relay with an Assistants-shaped reply, translated by th
 upstream event arrives. Threads are conversations (the thread id is the conversation id);
 assistants are the platform's own (`assistants:` in the config).
 
-Served so far: `POST /v1/threads/runs` streamed, `GET /v1/assistants` and `GET /v1/assistants/{id}`.
-Every other route answers a clear 404 in OpenAI's envelope, never a guess.
+Served so far: `POST /v1/threads/runs` and `.../runs/{id}/submit_tool_outputs`, streamed (a tool round
+is a new response in the same conversation; the run keeps its id and sums the usage),
+`GET /v1/threads/{id}/runs/{id}`, `GET /v1/assistants` and `GET /v1/assistants/{id}`. A run is kept
+in the state store (`run:<id>`, for `RUN_TTL_S`). Every other route answers a clear 404 in OpenAI's
+envelope, never a guess.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
 import orjson
+import structlog
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -27,12 +32,16 @@ from gateway.errors import error_body, upstream_failure
 from gateway.http.sse import SSEParser
 from gateway.http.upstream import Reply, send, strip_hop_by_hop
 from gateway.ids import token
+from gateway.state import StateStore, StateUnavailable
 from gateway.upstreams import Call
 from gateway.upstreams.responses import objects
 from gateway.upstreams.responses.events import RunEvents
+from gateway.upstreams.responses.objects import RunSpec
 from gateway.upstreams.responses.replies import JsonReply, StreamReply
 from gateway.upstreams.responses.requests import input_messages, response_request, run_spec, thread_messages
 
+log = structlog.get_logger("gateway.facade")
+RUN_TTL_S = 7 * 24 * 3600.0  # a run can be read (and continued) this long after its last event
 _NOT_SERVED = (
     "{method} {path} is not served yet when the gateway serves the Assistants API on the Responses API "
     "(upstream.protocol: responses)."
@@ -64,6 +73,11 @@ class ResponsesFacade:
         parts = call.raw_path.strip("/").split("/")
         if call.method == "POST" and parts == ["threads", "runs"]:
             return await self._create_thread_and_run(call)
+        if len(parts) >= 4 and parts[0] == "threads" and parts[2] == "runs":
+            if call.method == "GET" and len(parts) == 4:
+                return await self._retrieve_run(call, parts[1], parts[3])
+            if call.method == "POST" and parts[4:] == ["submit_tool_outputs"]:
+                return await self._submit_tool_outputs(call, parts[1], parts[3])
         if call.method == "GET" and parts[0] == "assistants" and len(parts) <= 2:
             return self._assistant(call.tenant, parts[1]) if len(parts) == 2 else self._assistant_list(call.tenant)
         return JsonReply.error(404, _NOT_SERVED.format(method=call.method, path=f"/v1{call.raw_path}"), "not_found")
@@ -122,7 +136,36 @@ class ResponsesFacade:
         if response.status != 200:
             return response
         thread = objects.thread(thread_id, created_at, thread_body.get("metadata"))
-        return StreamReply(_translated(response, RunEvents(spec, new_thread=thread)))
+        return StreamReply(_translated(response, RunEvents(spec, new_thread=thread), _keeper(call.state)))
+
+    async def _retrieve_run(self, call: Call, thread_id: str, run_id: str) -> Reply:
+        kept = await _kept_run(call.state, thread_id, run_id)
+        if kept is None:
+            return JsonReply.error(404, f"No run found with id '{run_id}'.", None)
+        return JsonReply(200, kept["run"])
+
+    async def _submit_tool_outputs(self, call: Call, thread_id: str, run_id: str) -> Reply:
+        kept = await _kept_run(call.state, thread_id, run_id)
+        if kept is None:
+            return JsonReply.error(404, f"No run found with id '{run_id}'.", None)
+        status = kept["run"]["status"]
+        if status != "requires_action":
+            return JsonReply.error(400, f"Runs in status \"{status}\" do not accept tool outputs.", None)
+        body = json_object(call.body if isinstance(call.body, bytes) else b"")
+        if body.get("stream") is not True:
+            return JsonReply.error(
+                400, "Tool outputs are served streamed only so far in responses mode: send stream: true.",
+                "unsupported_value", param="stream",
+            )  # fmt: skip
+        spec = RunSpec(**kept["spec"])
+        outputs = [{"type": "function_call_output", "call_id": o.get("tool_call_id"), "output": o.get("output", "")}
+                   for o in body.get("tool_outputs") or () if isinstance(o, Mapping)]  # fmt: skip
+        request = response_request(spec, thread_id, self._model_map.get(spec.model, spec.model), outputs, True)
+        response = await self._open(call, "/responses", request)
+        if response.status != 200:
+            return response
+        events = RunEvents(spec, prior_usage=kept.get("usage"), continuing=True)
+        return StreamReply(_translated(response, events, _keeper(call.state)))
 
     # --- upstream calls --------------------------------------------------------------------------
 
@@ -142,15 +185,43 @@ class ResponsesFacade:
         return await send(call.session, "POST", url, headers, orjson.dumps(payload), self._timeout)
 
 
-async def _translated(response: aiohttp.ClientResponse, events: RunEvents) -> AsyncGenerator[bytes]:
-    """The run's Assistants events, each written as soon as the upstream event that makes it arrives."""
+Keeper = Callable[[RunEvents], Awaitable[None]]
+
+
+def _keeper(state: StateStore) -> Keeper:
+    async def keep(events: RunEvents) -> None:
+        """The run as it stands, so it can be read and continued (by any replica, with Redis state)."""
+        record = {"spec": dataclasses.asdict(events.spec), "run": events.last_run, "usage": events.usage}
+        try:
+            await state.put_record("run", events.spec.run_id, orjson.dumps(record), RUN_TTL_S)
+        except StateUnavailable:  # the stream goes on; only reading or continuing the run later fails
+            log.warning("state_unavailable", step="keep_run", run_id=events.spec.run_id)
+
+    return keep
+
+
+async def _kept_run(state: StateStore, thread_id: str, run_id: str) -> dict[str, Any] | None:
+    raw = await state.get_record("run", run_id)
+    kept = json_object(raw) if raw is not None else {}
+    spec = kept.get("spec")
+    if not isinstance(spec, Mapping) or spec.get("thread_id") != thread_id or not isinstance(kept.get("run"), Mapping):
+        return None
+    return dict(kept)
+
+
+async def _translated(response: aiohttp.ClientResponse, events: RunEvents, keep: Keeper) -> AsyncGenerator[bytes]:
+    """The run's Assistants events, each written as soon as the upstream event that makes it arrives;
+    the run is kept when it starts and when this response ends it (or pauses it for tool outputs)."""
     parser = SSEParser()
     try:
         yield events.start()
+        await keep(events)
         async for chunk in response.content.iter_any():
             out = b"".join(events.feed(event) for event in parser.feed(chunk))
             if out:
                 yield out
-        yield events.end()
+        tail = events.end()
+        await keep(events)
+        yield tail
     finally:
         response.release()

@@ -55,16 +55,17 @@ class RunEvents:
     usage: JsonObject | None = None  # the run's usage so far, once a response reports its own
     status: str | None = None  # the run's status once this response ended it (or paused it)
     tool_calls: list[JsonObject] = field(default_factory=list)  # function calls awaiting outputs
+    last_run: JsonObject | None = None  # the run object as the latest run event showed it
     _items: dict[str, _Item] = field(default_factory=dict)
     _started: int | None = None
 
     def start(self) -> bytes:
         """What the client sees before the upstream says anything."""
         if self.continuing:
-            return frame("thread.run.queued", objects.run(self.spec, "queued"))
+            return frame("thread.run.queued", self._run("queued"))
         out = [frame("thread.created", self.new_thread)] if self.new_thread is not None else []
-        out.append(frame("thread.run.created", objects.run(self.spec, "queued")))
-        out.append(frame("thread.run.queued", objects.run(self.spec, "queued")))
+        out.append(frame("thread.run.created", self._run("queued")))
+        out.append(frame("thread.run.queued", self._run("queued")))
         return b"".join(out)
 
     def feed(self, event: SSEEvent) -> bytes:
@@ -187,7 +188,8 @@ class RunEvents:
         return objects.step(self.spec, objects.step_id_of(item.item_id), item.created_at, status, details, **fields)
 
     def _run(self, status: str, **fields: Any) -> JsonObject:
-        return objects.run(self.spec, status, started_at=self._started, **fields)
+        self.last_run = objects.run(self.spec, status, started_at=self._started, **fields)
+        return self.last_run
 
     def _now(self) -> int:
         return int(self.clock())
