@@ -89,6 +89,16 @@ async def retrieve_conversation(request: web.Request) -> web.Response:
     return json_response(_store(request).created[request.match_info["conversation_id"]])
 
 
+@routes.post("/v1/conversations/{conversation_id}")
+async def update_conversation(request: web.Request) -> web.Response:
+    conversation_id = request.match_info["conversation_id"]
+    _conversation(request, conversation_id)
+    body = await read_json(request)
+    conversation = _store(request).created[conversation_id]
+    conversation["metadata"] = body.get("metadata") or {}
+    return json_response(conversation)
+
+
 @routes.delete("/v1/conversations/{conversation_id}")
 async def delete_conversation(request: web.Request) -> web.Response:
     conversation_id = request.match_info["conversation_id"]
@@ -101,6 +111,16 @@ async def delete_conversation(request: web.Request) -> web.Response:
 async def list_items(request: web.Request) -> web.Response:
     items = _conversation(request, request.match_info["conversation_id"])
     return json_response(list_page(items, request.query))
+
+
+@routes.post("/v1/conversations/{conversation_id}/items")
+async def create_items(request: web.Request) -> web.Response:
+    items = _conversation(request, request.match_info["conversation_id"])
+    body = await read_json(request)
+    added = [_item(item) for item in body.get("items") or ()]
+    items.extend(added)
+    return json_response({"object": "list", "data": added, "first_id": added[0]["id"] if added else None,
+                          "last_id": added[-1]["id"] if added else None, "has_more": False})  # fmt: skip
 
 
 @routes.post("/v1/responses")

@@ -59,7 +59,7 @@ async def test_a_streamed_create_and_run_is_served_on_the_responses_api(make_gat
     assert (final.usage.prompt_tokens, final.usage.completion_tokens, final.usage.total_tokens) == (21, 3, 24)
 
     [conversation] = sent(simulator_state, "POST", "/v1/conversations")
-    assert conversation == {"metadata": {"ticket": "7"}}
+    assert conversation == {"metadata": {"ticket": "7"}, "items": []}  # the messages go as the response's input
     [response] = sent(simulator_state, "POST", "/v1/responses")
     assert response == {
         "model": "gpt-4.1", "conversation": final.thread_id, "input": [{"role": "user", "content": "Reply exactly: streamed"}],
@@ -91,7 +91,7 @@ async def test_what_is_not_served_yet_says_so(make_gateway) -> None:
     with pytest.raises(openai.BadRequestError, match="stream: true"):
         await client.beta.threads.create_and_run(assistant_id="asst_support", thread=THREAD)
     with pytest.raises(openai.NotFoundError, match="not served yet"):
-        await client.beta.threads.messages.list("conv_1")
+        await client.beta.threads.runs.list("conv_1")
 
 
 TOOLS = {
@@ -140,3 +140,40 @@ async def test_a_function_tool_round_trip_is_one_run_with_its_usage_summed(make_
             run_id=paused.id, thread_id=paused.thread_id, tool_outputs=[{"tool_call_id": call.id, "output": "x"}],
             stream=True,
         )  # fmt: skip
+
+
+async def test_a_thread_lives_as_a_conversation_through_the_sdks_usual_calls(make_gateway, simulator_state) -> None:
+    gateway = await make_gateway(**FACADE)
+    client = gateway.async_client()
+    store = await client.vector_stores.create(name="faq")  # files and vector stores pass through as they are
+    thread = await client.beta.threads.create(
+        messages=[{"role": "user", "content": "Hello"}], metadata={"ticket": "9"},
+        tool_resources={"file_search": {"vector_store_ids": [store.id]}},
+    )  # fmt: skip
+    assert thread.id.startswith("conv_") and thread.metadata == {"ticket": "9"}
+    assert thread.tool_resources.file_search.vector_store_ids == [store.id]
+    note = await client.beta.threads.messages.create(thread.id, role="user", content="Reply exactly: streamed")
+    assert (note.thread_id, note.role, note.content[0].text.value) == (thread.id, "user", "Reply exactly: streamed")
+
+    search = [{"type": "file_search"}]
+    async with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id="asst_support", tools=search) as stream:
+        text = "".join([delta async for delta in stream.text_deltas])
+        run = await stream.get_final_run()
+    assert text == "streamed" and run.thread_id == thread.id and run.status == "completed"
+
+    messages = await client.beta.threads.messages.list(thread.id, order="asc")
+    assert [(m.role, m.content[0].text.value, m.run_id) for m in messages.data] == [
+        ("user", "Hello", None), ("user", "Reply exactly: streamed", None), ("assistant", "streamed", run.id)]
+    first = await client.beta.threads.messages.list(thread.id, order="asc", limit=1)
+    assert first.has_more and [m.content[0].text.value for m in first.data] == ["Hello"]
+    rest = await client.beta.threads.messages.list(thread.id, order="asc", after=first.data[0].id)
+    assert [m.content[0].text.value for m in rest.data] == ["Reply exactly: streamed", "streamed"]
+
+    updated = await client.beta.threads.update(thread.id, metadata={"ticket": "10"})
+    assert updated.metadata == {"ticket": "10"} and (await client.beta.threads.retrieve(thread.id)).metadata == {"ticket": "10"}
+    assert (await client.beta.threads.delete(thread.id)).deleted
+    with pytest.raises(openai.NotFoundError):
+        await client.beta.threads.retrieve(thread.id)
+    [response] = sent(simulator_state, "POST", "/v1/responses")
+    assert response["conversation"] == thread.id and response["input"] == []  # the messages are in the conversation
+    assert response["tools"] == [{"type": "file_search", "vector_store_ids": [store.id]}]  # the thread's store joined

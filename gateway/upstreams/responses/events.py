@@ -56,6 +56,7 @@ class RunEvents:
     status: str | None = None  # the run's status once this response ended it (or paused it)
     tool_calls: list[JsonObject] = field(default_factory=list)  # function calls awaiting outputs
     last_run: JsonObject | None = None  # the run object as the latest run event showed it
+    message_ids: list[str] = field(default_factory=list)  # the messages this response wrote
     _items: dict[str, _Item] = field(default_factory=dict)
     _started: int | None = None
 
@@ -96,6 +97,7 @@ class RunEvents:
         now, item_id = self._now(), item["id"]
         if item.get("type") == "message":
             self._items[item_id] = _Item("message", item_id, now)
+            self.message_ids.append(item_id)
             details = {"type": "message_creation", "message_creation": {"message_id": item_id}}
             yield from self._step_opened(item_id, now, details)
             yield frame("thread.message.created", objects.message(self.spec, item_id, now, "in_progress", None))

@@ -51,7 +51,7 @@ def run(spec: RunSpec, status: str, **fields: Any) -> JsonObject:
         "assistant_id": spec.assistant_id, "thread_id": spec.thread_id, "status": status,
         "started_at": None, "expires_at": None, "cancelled_at": None, "failed_at": None, "completed_at": None,
         "required_action": None, "last_error": None, "model": spec.model, "instructions": spec.instructions,
-        "tools": [dict(tool) for tool in spec.tools], "tool_resources": dict(spec.tool_resources),
+        "tools": [dict(tool) for tool in spec.tools],
         "metadata": dict(spec.metadata), "temperature": spec.temperature, "top_p": spec.top_p,
         "max_completion_tokens": spec.max_completion_tokens, "max_prompt_tokens": spec.max_prompt_tokens,
         "truncation_strategy": dict(spec.truncation_strategy), "incomplete_details": None, "usage": None,
@@ -124,3 +124,26 @@ def _detail(usage: Mapping[str, Any], section: str, key: str) -> int | None:
     details = usage.get(section)
     value = details.get(key) if isinstance(details, Mapping) else None
     return value if type(value) is int else None
+
+
+def message_from_item(item: Mapping[str, Any], thread_id: str, created_at: int, run_id: str | None = None,
+                      assistant_id: str | None = None) -> JsonObject:  # fmt: skip
+    """A conversation's message item as the thread message the Assistants API showed."""
+    content: list[JsonObject] = []
+    for part in item.get("content") or ():
+        if not isinstance(part, Mapping):
+            continue
+        kind = part.get("type")
+        if kind in ("input_text", "output_text", "text"):
+            content.append({"type": "text", "text": {"value": part.get("text", ""), "annotations": []}})
+        elif kind == "input_image" and part.get("file_id"):
+            content.append({"type": "image_file", "image_file": {"file_id": part["file_id"], "detail": part.get("detail", "auto")}})
+        elif kind == "input_image":
+            content.append({"type": "image_url", "image_url": {"url": part.get("image_url"), "detail": part.get("detail", "auto")}})
+    role = item.get("role") if item.get("role") in ("user", "assistant") else "user"
+    return {
+        "id": item.get("id"), "object": "thread.message", "created_at": created_at,
+        "assistant_id": assistant_id if role == "assistant" else None, "thread_id": thread_id, "run_id": run_id,
+        "status": "completed", "incomplete_details": None, "incomplete_at": None, "completed_at": created_at,
+        "role": role, "content": content, "attachments": [], "metadata": {},
+    }  # fmt: skip

@@ -1,0 +1,131 @@
+"""The facade's runs: each run call is one response (a tool round, one more) in the thread's conversation.
+
+The run is kept in the state store (`run:<id>`: its spec, the run object as last shown, the usage so
+far) when it starts and when a response ends or pauses it, so it can be read and continued by any
+replica. The messages a run wrote are kept too (`message_run:<id>` → the run id), since
+conversation items do not know their run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+
+from gateway.domain import json_object
+from gateway.http.sse import SSEParser
+from gateway.http.upstream import Reply
+from gateway.ids import token
+from gateway.state import StateStore, StateUnavailable
+from gateway.upstreams import Call
+from gateway.upstreams.responses import objects
+from gateway.upstreams.responses.client import ResponsesClient
+from gateway.upstreams.responses.events import RunEvents
+from gateway.upstreams.responses.objects import RunSpec
+from gateway.upstreams.responses.replies import JsonReply, StreamReply
+from gateway.upstreams.responses.requests import input_messages, response_request, run_spec, thread_messages
+
+log = structlog.get_logger("gateway.facade")
+RUN_TTL_S = 7 * 24 * 3600.0  # a run can be read (and continued) this long after its last event
+
+
+async def start_run(
+    client: ResponsesClient, call: Call, spec: RunSpec, upstream_model: str, body: Mapping[str, Any],
+    thread: objects.JsonObject | None,
+) -> Reply:  # fmt: skip
+    """The run's first response, streamed; `thread` is announced first when the call created it."""
+    request = response_request(spec, spec.thread_id, upstream_model, input_messages(thread_messages(body)), True)
+    response = await client.open(call, "POST", "/responses", request)
+    if response.status != 200:
+        return response
+    return StreamReply(_translated(response, RunEvents(spec, new_thread=thread), call.state))
+
+
+def streamed_only(body: Mapping[str, Any]) -> JsonReply | None:
+    """Non-streamed runs need Responses background mode, not served yet: said plainly."""
+    if body.get("stream") is True:
+        return None
+    return JsonReply.error(
+        400, "Runs are served streamed only so far in responses mode: send stream: true.", "unsupported_value",
+        param="stream",
+    )  # fmt: skip
+
+
+def new_spec(thread_id: str, assistant_id: str, assistant: Mapping[str, Any], body: Mapping[str, Any]) -> RunSpec:
+    return run_spec(f"run_{token()}", thread_id, assistant_id, assistant, body, int(time.time()))
+
+
+async def retrieve_run(call: Call, thread_id: str, run_id: str) -> Reply:
+    kept = await kept_run(call.state, thread_id, run_id)
+    if kept is None:
+        return JsonReply.error(404, f"No run found with id '{run_id}'.", None)
+    return JsonReply(200, kept["run"])
+
+
+async def submit_tool_outputs(
+    client: ResponsesClient, call: Call, thread_id: str, run_id: str, model_map: Mapping[str, str]
+) -> Reply:
+    kept = await kept_run(call.state, thread_id, run_id)
+    if kept is None:
+        return JsonReply.error(404, f"No run found with id '{run_id}'.", None)
+    status = kept["run"]["status"]
+    if status != "requires_action":
+        return JsonReply.error(400, f'Runs in status "{status}" do not accept tool outputs.', None)
+    body = json_object(call.body if isinstance(call.body, bytes) else b"")
+    if body.get("stream") is not True:
+        return JsonReply.error(
+            400, "Tool outputs are served streamed only so far in responses mode: send stream: true.",
+            "unsupported_value", param="stream",
+        )  # fmt: skip
+    spec = RunSpec(**kept["spec"])
+    outputs = [{"type": "function_call_output", "call_id": o.get("tool_call_id"), "output": o.get("output", "")}
+               for o in body.get("tool_outputs") or () if isinstance(o, Mapping)]  # fmt: skip
+    request = response_request(spec, thread_id, model_map.get(spec.model, spec.model), outputs, True)
+    response = await client.open(call, "POST", "/responses", request)
+    if response.status != 200:
+        return response
+    events = RunEvents(spec, prior_usage=kept.get("usage"), continuing=True)
+    return StreamReply(_translated(response, events, call.state))
+
+
+async def kept_run(state: StateStore, thread_id: str, run_id: str) -> dict[str, Any] | None:
+    raw = await state.get_record("run", run_id)
+    kept = json_object(raw) if raw is not None else {}
+    spec = kept.get("spec")
+    if not isinstance(spec, Mapping) or spec.get("thread_id") != thread_id or not isinstance(kept.get("run"), Mapping):
+        return None
+    return dict(kept)
+
+
+async def _keep(state: StateStore, events: RunEvents) -> None:
+    """The run as it stands, and which run wrote which message; a failing state only costs reading it later."""
+    run_id = events.spec.run_id
+    record = {"spec": dataclasses.asdict(events.spec), "run": events.last_run, "usage": events.usage}
+    try:
+        await state.put_record("run", run_id, orjson.dumps(record), RUN_TTL_S)
+        for message_id in events.message_ids:
+            await state.put_record("message_run", message_id, run_id.encode(), RUN_TTL_S)
+    except StateUnavailable:
+        log.warning("state_unavailable", step="keep_run", run_id=run_id)
+
+
+async def _translated(response: aiohttp.ClientResponse, events: RunEvents, state: StateStore) -> AsyncGenerator[bytes]:
+    """The run's Assistants events, each written as soon as the upstream event that makes it arrives."""
+    parser = SSEParser()
+    try:
+        yield events.start()
+        await _keep(state, events)
+        async for chunk in response.content.iter_any():
+            out = b"".join(events.feed(event) for event in parser.feed(chunk))
+            if out:
+                yield out
+        tail = events.end()
+        await _keep(state, events)
+        yield tail
+    finally:
+        response.release()
