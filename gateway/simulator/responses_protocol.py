@@ -43,6 +43,7 @@ class Conversations:
     recordings: dict[str, list[str]]
     items: dict[str, list[JsonObject]] = field(default_factory=dict)
     created: dict[str, JsonObject] = field(default_factory=dict)
+    background: dict[str, list[JsonObject]] = field(default_factory=dict)  # response id → the stages still to show
 
 
 CONVERSATIONS = web.AppKey("responses_conversations", Conversations)
@@ -141,7 +142,38 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         items.extend((completed or {}).get("output") or ())
     if body.get("stream") is True:
         return await write_stream(request, frames)
+    if body.get("background") is True and completed is not None:
+        # Background mode: queued now; each retrieve moves it on (in_progress, then the recorded end).
+        _store(request).background[completed["id"]] = [_pending(completed, "in_progress"), completed]
+        return json_response(_pending(completed, "queued"))
     return json_response(completed)
+
+
+@routes.get("/v1/responses/{response_id}")
+async def retrieve_response(request: web.Request) -> web.Response:
+    stages = _background(request)
+    return json_response(stages.pop(0) if len(stages) > 1 else stages[0])
+
+
+@routes.post("/v1/responses/{response_id}/cancel")
+async def cancel_response(request: web.Request) -> web.Response:
+    stages = _background(request)
+    if stages[-1]["status"] in ("completed", "incomplete", "failed") and len(stages) == 1:
+        raise bad_request("Cannot cancel a completed response.", param=None)
+    stages[:] = [{**_pending(stages[-1], "cancelled")}]
+    return json_response(stages[0])
+
+
+def _background(request: web.Request) -> list[JsonObject]:
+    stages = _store(request).background.get(request.match_info["response_id"])
+    if stages is None:
+        raise SimulatorError(404, f"Response with id '{request.match_info['response_id']}' not found.")
+    return stages
+
+
+def _pending(response: JsonObject, status: str) -> JsonObject:
+    """The response before it ended: no output, no usage yet."""
+    return {**response, "status": status, "output": [], "usage": None, "completed_at": None}
 
 
 def _replay(request: web.Request, body: dict[str, Any], conversation_id: object) -> list[Frame]:

@@ -11,6 +11,8 @@ import orjson
 import pytest
 from openai.lib.streaming import AssistantEventHandler
 
+from gateway.keys import STATE
+
 FACADE = {
     "upstream": {"protocol": "responses", "model_map": {"gpt-4o": "gpt-4.1"}},
     "assistants": {
@@ -88,8 +90,6 @@ async def test_what_is_not_served_yet_says_so(make_gateway) -> None:
     client = (await make_gateway(**FACADE)).async_client()
     with pytest.raises(openai.NotFoundError, match="No assistant found"):
         await client.beta.threads.create_and_run(assistant_id="asst_other", thread=THREAD, stream=True)
-    with pytest.raises(openai.BadRequestError, match="stream: true"):
-        await client.beta.threads.create_and_run(assistant_id="asst_support", thread=THREAD)
     with pytest.raises(openai.NotFoundError, match="not served yet"):
         await client.beta.threads.runs.list("conv_1")
 
@@ -177,3 +177,24 @@ async def test_a_thread_lives_as_a_conversation_through_the_sdks_usual_calls(mak
     [response] = sent(simulator_state, "POST", "/v1/responses")
     assert response["conversation"] == thread.id and response["input"] == []  # the messages are in the conversation
     assert response["tools"] == [{"type": "file_search", "vector_store_ids": [store.id]}]  # the thread's store joined
+
+
+async def test_create_and_run_poll_follows_a_background_response(make_gateway, simulator_state) -> None:
+    gateway = await make_gateway(**FACADE)
+    client = gateway.sync_client()
+    run = await asyncio.to_thread(
+        client.beta.threads.create_and_run_poll, assistant_id="asst_support", thread=THREAD, poll_interval_ms=1
+    )
+    assert (run.status, run.assistant_id) == ("completed", "asst_support")
+    assert (run.usage.prompt_tokens, run.usage.completion_tokens, run.usage.total_tokens) == (21, 3, 24)
+    assert run.started_at is not None and run.completed_at is not None
+    [created] = sent(simulator_state, "POST", "/v1/responses")
+    assert (created["background"], created["stream"], created["conversation"]) == (True, False, run.thread_id)
+    polls = [r for r in simulator_state.requests if r.method == "GET" and r.path.startswith("/v1/responses/")]
+    assert len(polls) == 2  # queued → in_progress → completed, one step per retrieve
+    messages = await gateway.async_client().beta.threads.messages.list(run.thread_id, order="asc")
+    assert [(m.role, m.run_id) for m in messages.data] == [("user", None), ("assistant", run.id)]
+    [record] = await gateway.runs.wait()  # the run call (the polls are pass-through calls)
+    assert (record.status, record.streamed, record.run_id) == ("queued", False, run.id)
+    ledger = await gateway.app[STATE].usage(None, "2000-01-01")  # settled from the poll that saw it end
+    assert [(row.runs, row.total_tokens) for row in ledger] == [(1, 24)]

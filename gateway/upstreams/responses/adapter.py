@@ -28,6 +28,7 @@ from gateway.upstreams import Call
 from gateway.upstreams.assistants import AssistantsUpstream
 from gateway.upstreams.responses import runs, threads
 from gateway.upstreams.responses.client import ResponsesClient
+from gateway.upstreams.responses.objects import RunSpec
 from gateway.upstreams.responses.replies import JsonReply
 from gateway.upstreams.responses.requests import merge_tool_resources
 
@@ -137,14 +138,11 @@ class ResponsesFacade:
         assistant = self._visible(call.tenant, assistant_id)
         if assistant is None:
             return _no_assistant(assistant_id)
-        refusal = runs.streamed_only(body)
-        if refusal is not None:
-            return refusal
         reply, thread = await threads.create_thread(self.client, call, {**dict(body.get("thread") or {}), "messages": []})
         if thread is None:
             return reply
         spec = runs.new_spec(thread["id"], assistant_id, assistant.model_dump(), body)
-        return await runs.start_run(self.client, call, spec, self._model_map.get(spec.model, spec.model), body, thread)
+        return await self._start(call, spec, body, thread)
 
     async def _create_run(self, call: Call, parts: list[str]) -> Reply:
         body = _body(call)
@@ -152,16 +150,19 @@ class ResponsesFacade:
         assistant = self._visible(call.tenant, assistant_id)
         if assistant is None:
             return _no_assistant(assistant_id)
-        refusal = runs.streamed_only(body)
-        if refusal is not None:
-            return refusal
         resources = await threads.thread_tool_resources(call, parts[1])
         spec = runs.new_spec(parts[1], assistant_id, assistant.model_dump(), body)
         spec.tool_resources = merge_tool_resources(spec.tool_resources, resources)
-        return await runs.start_run(self.client, call, spec, self._model_map.get(spec.model, spec.model), body, None)
+        return await self._start(call, spec, body, None)
+
+    async def _start(self, call: Call, spec: RunSpec, body: dict[str, Any], thread: dict[str, Any] | None) -> Reply:
+        model = self._model_map.get(spec.model, spec.model)
+        if body.get("stream") is True:
+            return await runs.start_run(self.client, call, spec, model, body, thread)
+        return await runs.start_background_run(self.client, call, spec, model, body)
 
     async def _retrieve_run(self, call: Call, parts: list[str]) -> Reply:
-        return await runs.retrieve_run(call, parts[1], parts[3])
+        return await runs.retrieve_run(self.client, call, parts[1], parts[3])
 
     async def _submit_tool_outputs(self, call: Call, parts: list[str]) -> Reply:
         return await runs.submit_tool_outputs(self.client, call, parts[1], parts[3], self._model_map)

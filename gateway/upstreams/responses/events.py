@@ -57,8 +57,8 @@ class RunEvents:
     tool_calls: list[JsonObject] = field(default_factory=list)  # function calls awaiting outputs
     last_run: JsonObject | None = None  # the run object as the latest run event showed it
     message_ids: list[str] = field(default_factory=list)  # the messages this response wrote
+    started_at: int | None = None  # when the run went in progress
     _items: dict[str, _Item] = field(default_factory=dict)
-    _started: int | None = None
 
     def start(self) -> bytes:
         """What the client sees before the upstream says anything."""
@@ -83,11 +83,25 @@ class RunEvents:
             return frame("thread.run.failed", self._run("failed", failed_at=self._now(), last_error=error)) + DONE
         return DONE
 
+    def follow(self, response: Mapping[str, Any]) -> None:
+        """A response read whole (background mode, polled): the run as it now stands, as if streamed."""
+        status = response.get("status")
+        if status in ("queued", "in_progress"):
+            if status == "in_progress" and self.started_at is None:
+                self.started_at = self._now()
+            self._run(str(status))
+            return
+        if self.started_at is None:
+            self.started_at = self._now()
+        for item in response.get("output") or ():  # (the frames go nowhere: nobody is streaming)
+            _ = [*self._item_added({"item": item}), *self._item_done({"item": item})]
+        _ = list(self._finished({"response": response}))
+
     # --- per Responses event -------------------------------------------------------------------
 
     def _in_progress(self, data: Mapping[str, Any]) -> Iterable[bytes]:
-        if self._started is None:
-            self._started = self._now()
+        if self.started_at is None:
+            self.started_at = self._now()
         yield frame("thread.run.in_progress", self._run("in_progress"))
 
     def _item_added(self, data: Mapping[str, Any]) -> Iterable[bytes]:
@@ -190,7 +204,7 @@ class RunEvents:
         return objects.step(self.spec, objects.step_id_of(item.item_id), item.created_at, status, details, **fields)
 
     def _run(self, status: str, **fields: Any) -> JsonObject:
-        self.last_run = objects.run(self.spec, status, started_at=self._started, **fields)
+        self.last_run = objects.run(self.spec, status, started_at=self.started_at, **fields)
         return self.last_run
 
     def _now(self) -> int:

@@ -46,25 +46,40 @@ async def start_run(
     return StreamReply(_translated(response, RunEvents(spec, new_thread=thread), call.state))
 
 
-def streamed_only(body: Mapping[str, Any]) -> JsonReply | None:
-    """Non-streamed runs need Responses background mode, not served yet: said plainly."""
-    if body.get("stream") is True:
-        return None
-    return JsonReply.error(
-        400, "Runs are served streamed only so far in responses mode: send stream: true.", "unsupported_value",
-        param="stream",
-    )  # fmt: skip
+async def start_background_run(
+    client: ResponsesClient, call: Call, spec: RunSpec, upstream_model: str, body: Mapping[str, Any]
+) -> Reply:
+    """A run not streamed is a response in background mode: the run object comes back queued, and each
+    retrieve of the run reads the response on (queued → in_progress → its end), as the SDK's poll expects."""
+    request = {**response_request(spec, spec.thread_id, upstream_model, input_messages(thread_messages(body)), False),
+               "background": True}  # fmt: skip
+    status, response = await client.json(call, "POST", "/responses", request)
+    if status != 200 or not isinstance(response.get("id"), str):
+        return JsonReply(status if status >= 400 else 502, response)
+    events = RunEvents(spec)
+    events.follow(response)
+    await _keep(call.state, events, response["id"])
+    return JsonReply(200, events.last_run or {})
 
 
 def new_spec(thread_id: str, assistant_id: str, assistant: Mapping[str, Any], body: Mapping[str, Any]) -> RunSpec:
     return run_spec(f"run_{token()}", thread_id, assistant_id, assistant, body, int(time.time()))
 
 
-async def retrieve_run(call: Call, thread_id: str, run_id: str) -> Reply:
+async def retrieve_run(client: ResponsesClient, call: Call, thread_id: str, run_id: str) -> Reply:
     kept = await kept_run(call.state, thread_id, run_id)
     if kept is None:
         return JsonReply.error(404, f"No run found with id '{run_id}'.", None)
-    return JsonReply(200, kept["run"])
+    run, response_id = kept["run"], kept.get("response_id")
+    if run["status"] in ("queued", "in_progress") and isinstance(response_id, str):  # a background response
+        status, response = await client.json(call, "GET", f"/responses/{response_id}")
+        if status != 200:
+            return JsonReply(status, response)
+        events = RunEvents(RunSpec(**kept["spec"]), started_at=run.get("started_at"))
+        events.follow(response)
+        await _keep(call.state, events, response_id)
+        run = events.last_run
+    return JsonReply(200, run)
 
 
 async def submit_tool_outputs(
@@ -102,10 +117,11 @@ async def kept_run(state: StateStore, thread_id: str, run_id: str) -> dict[str, 
     return dict(kept)
 
 
-async def _keep(state: StateStore, events: RunEvents) -> None:
+async def _keep(state: StateStore, events: RunEvents, response_id: str | None = None) -> None:
     """The run as it stands, and which run wrote which message; a failing state only costs reading it later."""
     run_id = events.spec.run_id
-    record = {"spec": dataclasses.asdict(events.spec), "run": events.last_run, "usage": events.usage}
+    record = {"spec": dataclasses.asdict(events.spec), "run": events.last_run, "usage": events.usage,
+              "response_id": response_id}  # fmt: skip
     try:
         await state.put_record("run", run_id, orjson.dumps(record), RUN_TTL_S)
         for message_id in events.message_ids:
