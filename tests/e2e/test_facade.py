@@ -198,3 +198,29 @@ async def test_create_and_run_poll_follows_a_background_response(make_gateway, s
     assert (record.status, record.streamed, record.run_id) == ("queued", False, run.id)
     ledger = await gateway.app[STATE].usage(None, "2000-01-01")  # settled from the poll that saw it end
     assert [(row.runs, row.total_tokens) for row in ledger] == [(1, 24)]
+
+
+async def test_run_steps_come_from_the_output_items_and_a_background_run_can_be_cancelled(make_gateway) -> None:
+    gateway = await make_gateway(upstream=FACADE["upstream"], assistants={**FACADE["assistants"], **TOOLS})
+    client = gateway.async_client()
+    question = {"messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    async with client.beta.threads.create_and_run_stream(assistant_id="asst_tools", thread=question) as stream:
+        await stream.until_done()
+        paused = await stream.get_final_run()
+    [call] = paused.required_action.submit_tool_outputs.tool_calls
+    async with client.beta.threads.runs.submit_tool_outputs_stream(
+        run_id=paused.id, thread_id=paused.thread_id, tool_outputs=[{"tool_call_id": call.id, "output": "Paris"}]
+    ) as stream:
+        await stream.until_done()
+    steps = await client.beta.threads.runs.steps.list(paused.id, thread_id=paused.thread_id, order="asc")
+    assert [s.type for s in steps.data] == ["tool_calls", "message_creation"]
+    tool_step = steps.data[0].step_details
+    assert tool_step.tool_calls[0].function.arguments == '{"country":"France"}'
+    one = await client.beta.threads.runs.steps.retrieve(steps.data[1].id, thread_id=paused.thread_id, run_id=paused.id)
+    assert one.step_details.message_creation.message_id and one.status == "completed"
+
+    queued = await client.beta.threads.create_and_run(assistant_id="asst_support", thread=THREAD)
+    cancelled = await client.beta.threads.runs.cancel(queued.id, thread_id=queued.thread_id)
+    assert cancelled.status == "cancelled"
+    with pytest.raises(openai.BadRequestError, match="Cannot cancel"):
+        await client.beta.threads.runs.cancel(queued.id, thread_id=queued.thread_id)

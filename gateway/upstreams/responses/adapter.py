@@ -86,6 +86,10 @@ class ResponsesFacade:
                 return self._retrieve_run
             case "POST", ["threads", _, "runs", _, "submit_tool_outputs"]:
                 return self._submit_tool_outputs
+            case "GET", ["threads", _, "runs", _, "steps"] | ["threads", _, "runs", _, "steps", _]:
+                return self._steps
+            case "POST", ["threads", _, "runs", _, "cancel"]:
+                return self._cancel
             case "GET", ["assistants"]:
                 return self._assistant_list
             case "GET", ["assistants", _]:
@@ -166,6 +170,13 @@ class ResponsesFacade:
 
     async def _submit_tool_outputs(self, call: Call, parts: list[str]) -> Reply:
         return await runs.submit_tool_outputs(self.client, call, parts[1], parts[3], self._model_map)
+
+    async def _steps(self, call: Call, parts: list[str]) -> Reply:
+        step_id = parts[5] if len(parts) == 6 else None
+        return await runs.list_steps(call, parts[1], parts[3], dict(parse_qsl(call.query)), step_id)
+
+    async def _cancel(self, call: Call, parts: list[str]) -> Reply:
+        return await runs.cancel_run(self.client, call, parts[1], parts[3])
 
     def _visible(self, tenant: str, assistant_id: str) -> AssistantConfig | None:
         assistant = self._assistants.get(assistant_id)

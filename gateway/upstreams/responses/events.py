@@ -58,6 +58,7 @@ class RunEvents:
     last_run: JsonObject | None = None  # the run object as the latest run event showed it
     message_ids: list[str] = field(default_factory=list)  # the messages this response wrote
     started_at: int | None = None  # when the run went in progress
+    steps: dict[str, JsonObject] = field(default_factory=dict)  # the run steps so far, by id, in order
     _items: dict[str, _Item] = field(default_factory=dict)
 
     def start(self) -> bytes:
@@ -157,6 +158,7 @@ class RunEvents:
         elif item.call is not None:
             if isinstance(done.get("arguments"), str):
                 item.call["function"]["arguments"] = done["arguments"]
+            self._step(item, "in_progress", {"type": "tool_calls", "tool_calls": [item.call]})  # awaits its output
             self.tool_calls.append({"id": item.call["id"], "type": "function",
                                     "function": {"name": item.call["function"]["name"],
                                                  "arguments": item.call["function"]["arguments"]}})  # fmt: skip
@@ -196,12 +198,16 @@ class RunEvents:
     # --- helpers ---------------------------------------------------------------------------------
 
     def _step_opened(self, item_id: str, now: int, details: JsonObject) -> Iterable[bytes]:
-        step = objects.step(self.spec, objects.step_id_of(item_id), now, "in_progress", details)
+        step = self.steps[objects.step_id_of(item_id)] = objects.step(
+            self.spec, objects.step_id_of(item_id), now, "in_progress", details
+        )
         yield frame("thread.run.step.created", step)
         yield frame("thread.run.step.in_progress", step)
 
     def _step(self, item: _Item, status: str, details: JsonObject, **fields: Any) -> JsonObject:
-        return objects.step(self.spec, objects.step_id_of(item.item_id), item.created_at, status, details, **fields)
+        step_id = objects.step_id_of(item.item_id)
+        self.steps[step_id] = objects.step(self.spec, step_id, item.created_at, status, details, **fields)
+        return self.steps[step_id]
 
     def _run(self, status: str, **fields: Any) -> JsonObject:
         self.last_run = objects.run(self.spec, status, started_at=self.started_at, **fields)

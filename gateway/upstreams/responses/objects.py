@@ -147,3 +147,14 @@ def message_from_item(item: Mapping[str, Any], thread_id: str, created_at: int, 
         "status": "completed", "incomplete_details": None, "incomplete_at": None, "completed_at": created_at,
         "role": role, "content": content, "attachments": [], "metadata": {},
     }  # fmt: skip
+
+
+def page(items: Sequence[Mapping[str, Any]], order: str, after: str | None, limit: int) -> JsonObject:
+    """One page of `items` (oldest first) by the list contract: `order`, an `after` cursor, `limit`."""
+    ordered = list(items) if order == "asc" else list(reversed(items))
+    ids = [item.get("id") for item in ordered]
+    if after in ids:
+        ordered = ordered[ids.index(after) + 1 :]
+    data = [dict(item) for item in ordered[:limit]]
+    return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None, "has_more": len(ordered) > limit}  # fmt: skip

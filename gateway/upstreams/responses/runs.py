@@ -75,7 +75,7 @@ async def retrieve_run(client: ResponsesClient, call: Call, thread_id: str, run_
         status, response = await client.json(call, "GET", f"/responses/{response_id}")
         if status != 200:
             return JsonReply(status, response)
-        events = RunEvents(RunSpec(**kept["spec"]), started_at=run.get("started_at"))
+        events = RunEvents(RunSpec(**kept["spec"]), started_at=run.get("started_at"))  # (steps come with the end)
         events.follow(response)
         await _keep(call.state, events, response_id)
         run = events.last_run
@@ -104,8 +104,41 @@ async def submit_tool_outputs(
     response = await client.open(call, "POST", "/responses", request)
     if response.status != 200:
         return response
-    events = RunEvents(spec, prior_usage=kept.get("usage"), continuing=True)
+    events = RunEvents(spec, prior_usage=kept.get("usage"), continuing=True, started_at=kept["run"].get("started_at"),
+                       steps={step["id"]: step for step in kept.get("steps") or ()})  # fmt: skip
     return StreamReply(_translated(response, events, call.state))
+
+
+async def cancel_run(client: ResponsesClient, call: Call, thread_id: str, run_id: str) -> Reply:
+    """A background run's response is cancelled upstream; a streamed run ends with its client's stream."""
+    kept = await kept_run(call.state, thread_id, run_id)
+    if kept is None:
+        return JsonReply.error(404, f"No run found with id '{run_id}'.", None)
+    run, response_id = kept["run"], kept.get("response_id")
+    if run["status"] not in ("queued", "in_progress") or not isinstance(response_id, str):
+        return JsonReply.error(400, f"Cannot cancel run with status '{run['status']}'.", None)
+    status, response = await client.json(call, "POST", f"/responses/{response_id}/cancel")
+    if status != 200:
+        return JsonReply(status, response)
+    events = RunEvents(RunSpec(**kept["spec"]), started_at=run.get("started_at"))
+    events.follow(response)
+    await _keep(call.state, events, response_id)
+    return JsonReply(200, events.last_run or run)
+
+
+async def list_steps(call: Call, thread_id: str, run_id: str, query: Mapping[str, str], step_id: str | None) -> Reply:
+    """A run's steps, from the output items of its responses: a list page, or one step."""
+    kept = await kept_run(call.state, thread_id, run_id)
+    if kept is None:
+        return JsonReply.error(404, f"No run found with id '{run_id}'.", None)
+    steps = [step for step in kept.get("steps") or () if isinstance(step, Mapping)]
+    if step_id is not None:
+        found = next((step for step in steps if step.get("id") == step_id), None)
+        return JsonReply(200, found) if found else JsonReply.error(404, f"No step found with id '{step_id}'.", None)
+    limit, order = query.get("limit", "20"), query.get("order", "desc")
+    if not limit.isdigit() or not 1 <= int(limit) <= 100 or order not in ("asc", "desc"):
+        return JsonReply.error(400, "limit must be 1 to 100 and order asc or desc.", "invalid_value", param="limit")
+    return JsonReply(200, objects.page(steps, order, query.get("after"), int(limit)))
 
 
 async def kept_run(state: StateStore, thread_id: str, run_id: str) -> dict[str, Any] | None:
@@ -121,7 +154,7 @@ async def _keep(state: StateStore, events: RunEvents, response_id: str | None = 
     """The run as it stands, and which run wrote which message; a failing state only costs reading it later."""
     run_id = events.spec.run_id
     record = {"spec": dataclasses.asdict(events.spec), "run": events.last_run, "usage": events.usage,
-              "response_id": response_id}  # fmt: skip
+              "response_id": response_id, "steps": list(events.steps.values())}  # fmt: skip
     try:
         await state.put_record("run", run_id, orjson.dumps(record), RUN_TTL_S)
         for message_id in events.message_ids:
