@@ -10,7 +10,7 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from . import resources, responses_protocol, runs
+from . import conversations, resources, responses_api, runs
 from .faults import FAULT, FAULT_HEADER, RETRY_AFTER_HEADER, Fault, FaultKind, http_fault, parse_fault
 from .objects import request_id
 from .recordings import load_recordings
@@ -45,8 +45,8 @@ def build_simulator_app(settings: SimulatorSettings | None = None) -> web.Applic
     app.add_routes(runs.routes)
     app.add_routes(resources.routes)
     # The Responses + Conversations API, for the gateway's Assistants facade (`upstream.protocol: responses`).
-    app[responses_protocol.CONVERSATIONS] = responses_protocol.Conversations(responses_protocol.load_response_streams())
-    app.add_routes(responses_protocol.routes)
+    app.add_routes(conversations.routes)
+    app.add_routes(responses_api.routes)
     app.on_response_prepare.append(_stamp_headers)
     app.on_shutdown.append(_release_hung_requests)
     return app

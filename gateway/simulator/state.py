@@ -21,6 +21,7 @@ from . import objects
 from .objects import JsonObject
 from .recordings import RecordedStream, Recording
 from .responses import SimulatorError, bad_request, not_found
+from .responses_store import ResponsesStore
 from .scripts import RunPlan, replay_plan
 from .settings import SimulatorSettings
 from .sse import Frame
@@ -81,6 +82,8 @@ class SimulatorState:
         self.threads: dict[str, ThreadRecord] = {}
         self.files: dict[str, StoredFile] = {}
         self.vector_stores: dict[str, JsonObject] = {}
+        # The Responses + Conversations API's conversations and stored responses.
+        self.responses_store = ResponsesStore(retain=settings.retain_threads)
         # Set on app shutdown, so hung requests let go instead of holding the server up.
         self.stopping = asyncio.Event()
 

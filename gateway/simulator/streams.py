@@ -40,10 +40,12 @@ async def write_stream(
     *,
     status: int = 200,
     content_type: str = SSE_CONTENT_TYPE,
+    error: Frame = STREAM_ERROR,
 ) -> web.StreamResponse:
     """Write `frames` as an SSE response, applying each to the state as it goes out.
 
-    Paced by the event delay and interrupted by the mid-stream fault the request asks for, if any.
+    Paced by the event delay and interrupted by the mid-stream fault the request asks for, if any;
+    `error` is the event an `error-event` fault sends (each API words it its own way).
     """
     state = state_of(request)
     delay_s = event_delay_s(request, state.settings.event_delay_ms)
@@ -60,7 +62,7 @@ async def write_stream(
             if index and delay_s:
                 await asyncio.sleep(delay_s)
             if strike and index == strike_at:
-                await _strike(request, response, strike, state)
+                await _strike(request, response, strike, state, error)
                 return response
             state.apply(frame)
             applied += 1
@@ -81,9 +83,11 @@ async def write_stream(
     return response
 
 
-async def _strike(request: web.Request, response: web.StreamResponse, fault: Fault, state: SimulatorState) -> None:
+async def _strike(
+    request: web.Request, response: web.StreamResponse, fault: Fault, state: SimulatorState, error: Frame
+) -> None:
     if fault.kind is FaultKind.ERROR_EVENT:
-        for chunk in STREAM_ERROR.chunks():
+        for chunk in error.chunks():
             await response.write(chunk)
         await response.write_eof()
         return
