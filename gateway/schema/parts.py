@@ -250,6 +250,13 @@ class ThreadFileSearchResources(FileSearchResources):
             raise ValueError("cannot be combined with vector_store_ids; a thread has at most one vector store.")
         return stores
 
+    @model_validator(mode="after")
+    def _one_of_the_two(self) -> ThreadFileSearchResources:
+        # The spec's `oneOf`: a thread's file_search names its vector store or has one made, not neither.
+        if self.vector_store_ids is None and self.vector_stores is None:
+            raise ValueError("give vector_store_ids or vector_stores.")
+        return self
+
 
 class ToolResources(RequestModel):
     code_interpreter: Omittable[CodeInterpreterResources] = None

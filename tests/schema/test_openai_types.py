@@ -278,7 +278,6 @@ def test_spec_defaults_apply_when_fields_are_left_out() -> None:
         (RUN, {"tools": [{"type": "file_search", "file_search": {"max_num_results": 50}}]}),
         (THREAD_AND_RUN, {"thread": {}}),
         (THREAD_AND_RUN, {"tool_resources": {"code_interpreter": {"file_ids": ["f"] * 20}}}),
-        (THREAD_AND_RUN, {"thread": {"tool_resources": {"file_search": {}}}}),
         (THREAD_AND_RUN, {"thread": {"tool_resources": {"file_search": {"vector_stores": [{"chunking_strategy": {"type": "auto"}}]}}}}),
         (THREAD_AND_RUN, {"thread": {"tool_resources": {"file_search": {"vector_stores": [
             {"chunking_strategy": {"type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 50}}}]}}}}),
@@ -569,3 +568,11 @@ def test_pass_mode_does_not_invent_fields() -> None:
     request = validate_run_request(RUN, body(RUN, thread={"messages": []}, foo=1), unknown_fields="pass")
     assert not hasattr(request, "thread") and not hasattr(request, "foo")
     assert request.model_fields_set == {"assistant_id"}
+
+
+def test_a_new_threads_file_search_names_a_vector_store_source() -> None:
+    """The spec's oneOf: vector_store_ids or vector_stores (both together is refused above)."""
+    body = {"assistant_id": "asst_1", "thread": {"tool_resources": {"file_search": {}}}}
+    with pytest.raises(InvalidRequest) as refused:
+        validate_run_request(RunRoute.CREATE_THREAD_AND_RUN, body)
+    assert refused.value.param == "thread.tool_resources.file_search"

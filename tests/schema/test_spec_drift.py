@@ -83,12 +83,10 @@ KNOWN: dict[tuple[str, str, str], str] = {
     ("CreateMessageRequest", "attachments[].file_id", "required"):
         "the spec puts `required: [file_id, tools]` on the attachments array instead of its items",
     ("CreateMessageRequest", "attachments[].tools", "required"): "the same misplaced `required`",
-    # --- real drift, to be decided -----------------------------------------------------------------------
-    # DRIFT: the spec's thread file_search is `oneOf: [{required: [vector_store_ids]}, {required: [vector_stores]}]`,
-    # exactly one of the two. ThreadFileSearchResources rejects both together (a validator) but accepts neither:
-    # `"file_search": {}` validates in the gateway and is invalid by the spec.
+    # The spec's thread file_search is `oneOf: [{required: [vector_store_ids]}, {required: [vector_stores]}]`:
+    # the model says it with two validators (not both: vector_stores; not neither: the whole object).
     ("CreateThreadRequest", "tool_resources.file_search", "oneOf required"):
-        "DRIFT: exactly one of vector_store_ids / vector_stores in the spec; the model accepts neither",
+        "exactly one of vector_store_ids / vector_stores, enforced by validators the JSON schema cannot show",
 }  # fmt: skip
 
 
