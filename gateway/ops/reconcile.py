@@ -51,7 +51,7 @@ async def _poll(session: aiohttp.ClientSession, runtime: Runtime, state: StateSt
         return False
     path = f"/threads/{quote(run.thread_id, safe='')}/runs/{quote(run.run_id, safe='')}"
     try:
-        status, body, _ = await runtime.upstream.fetch(session, path, authorization)
+        status, body, _ = await runtime.upstream.fetch(session, path, authorization, state=state, tenant=run.tenant)
     except GatewayError:
         await state.touch(run.run_id, now)
         return False

@@ -25,6 +25,8 @@ async def assistant_model(call: RunCall, assistant_id: str) -> str | None:
         call.caller.upstream_authorization,
         request_id=call.record.request_id,
         client_headers=call.request.headers,
+        state=call.state,
+        tenant=call.tenant,
     )
     if status != 200:
         raise UpstreamAnswer(status, body, content_type)

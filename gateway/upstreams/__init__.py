@@ -50,10 +50,13 @@ class UpstreamAdapter(Protocol):
         *,
         request_id: str | None = None,
         client_headers: CIMultiDictProxy[str] | None = None,
+        state: StateStore | None = None,
+        tenant: str | None = None,
     ) -> tuple[int, bytes, str]:
         """A side GET of the gateway's own (an assistant's model, a run's usage): status, body, content type.
 
-        With `client_headers`, the client's OpenAI-Beta/-Organization/-Project go along."""
+        With `client_headers`, the client's OpenAI-Beta/-Organization/-Project go along; `state` and
+        `tenant` are for adapters that answer from what they keep (the facade)."""
         ...
 
 

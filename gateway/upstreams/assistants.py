@@ -13,6 +13,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 if TYPE_CHECKING:
+    from gateway.state import StateStore
     from gateway.upstreams import Call
 
 from gateway.config import UpstreamConfig
@@ -57,6 +58,8 @@ class AssistantsUpstream:
         *,
         request_id: str | None = None,
         client_headers: CIMultiDictProxy[str] | None = None,
+        state: StateStore | None = None,
+        tenant: str | None = None,
     ) -> tuple[int, bytes, str]:
         headers = CIMultiDict({"OpenAI-Beta": "assistants=v2"})
         if client_headers is not None:

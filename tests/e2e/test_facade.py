@@ -159,15 +159,16 @@ async def test_a_thread_lives_as_a_conversation_through_the_sdks_usual_calls(mak
     async with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id="asst_support", tools=search) as stream:
         text = "".join([delta async for delta in stream.text_deltas])
         run = await stream.get_final_run()
-    assert text == "streamed" and run.thread_id == thread.id and run.status == "completed"
+    assert text == "The capital of France is Paris."  # the simulator's recorded file_search answer
+    assert run.thread_id == thread.id and run.status == "completed"
 
     messages = await client.beta.threads.messages.list(thread.id, order="asc")
     assert [(m.role, m.content[0].text.value, m.run_id) for m in messages.data] == [
-        ("user", "Hello", None), ("user", "Reply exactly: streamed", None), ("assistant", "streamed", run.id)]
+        ("user", "Hello", None), ("user", "Reply exactly: streamed", None), ("assistant", text, run.id)]
     first = await client.beta.threads.messages.list(thread.id, order="asc", limit=1)
     assert first.has_more and [m.content[0].text.value for m in first.data] == ["Hello"]
     rest = await client.beta.threads.messages.list(thread.id, order="asc", after=first.data[0].id)
-    assert [m.content[0].text.value for m in rest.data] == ["Reply exactly: streamed", "streamed"]
+    assert [m.content[0].text.value for m in rest.data] == ["Reply exactly: streamed", text]
 
     updated = await client.beta.threads.update(thread.id, metadata={"ticket": "10"})
     assert updated.metadata == {"ticket": "10"} and (await client.beta.threads.retrieve(thread.id)).metadata == {"ticket": "10"}
@@ -224,3 +225,49 @@ async def test_run_steps_come_from_the_output_items_and_a_background_run_can_be_
     assert cancelled.status == "cancelled"
     with pytest.raises(openai.BadRequestError, match="Cannot cancel"):
         await client.beta.threads.runs.cancel(queued.id, thread_id=queued.thread_id)
+
+
+TWO_TEAMS = {
+    "env": {"UP": "sk-upstream", "A": "sk-team-a", "B": "sk-team-b"},
+    "upstream": {**FACADE["upstream"], "api_key": "${UP}"},
+    "tenants": {"team-a": {"keys": ["${A}"], "policy": "strict"}, "team-b": {"keys": ["${B}"]}},
+    "policies": {"strict": {"models": {"allow": ["gpt-4o"]}}},
+    "assistants": {"asst_support": {**FACADE["assistants"]["asst_support"], "tenants": ["team-a"]}},
+}
+
+
+async def test_assistants_made_through_the_api_belong_to_their_tenant(make_gateway, simulator_state) -> None:
+    gateway = await make_gateway(**TWO_TEAMS)
+    a, b = gateway.async_client(api_key="sk-team-a"), gateway.async_client(api_key="sk-team-b")
+    mine = await a.beta.assistants.create(model="gpt-4o", name="Mine", instructions="Be brief.", metadata={"k": "v"})
+    assert mine.id.startswith("asst_") and (mine.model, mine.name, mine.metadata) == ("gpt-4o", "Mine", {"k": "v"})
+    assert [x.id for x in (await a.beta.assistants.list(order="asc")).data] == ["asst_support", mine.id]
+    assert (await b.beta.assistants.list()).data == []  # neither the platform's (team-a only) nor team-a's
+    for call in (b.beta.assistants.retrieve(mine.id), b.beta.assistants.update(mine.id, name="hijacked"),
+                 b.beta.assistants.delete(mine.id)):  # fmt: skip
+        with pytest.raises(openai.NotFoundError):
+            await call
+    with pytest.raises(openai.NotFoundError):  # nor run it
+        await b.beta.threads.create_and_run(assistant_id=mine.id, thread=THREAD, stream=True)
+
+    updated = await a.beta.assistants.update(mine.id, instructions="Follow the user instructions exactly.")
+    assert (updated.instructions, updated.name) == ("Follow the user instructions exactly.", "Mine")
+    async with a.beta.threads.create_and_run_stream(assistant_id=mine.id, thread=THREAD) as stream:
+        assert "".join([d async for d in stream.text_deltas]) == "streamed"
+    [response] = sent(simulator_state, "POST", "/v1/responses")
+    assert response["instructions"] == "Follow the user instructions exactly." and response["model"] == "gpt-4.1"
+
+    with pytest.raises(openai.BadRequestError, match="reasoning_effort|Unrecognized"):
+        await a.beta.assistants.create(model="gpt-4o", reasoning_effort="low")
+    with pytest.raises(openai.BadRequestError, match="platform"):
+        await a.beta.assistants.update("asst_support", name="mine now")
+    assert (await a.beta.assistants.delete(mine.id)).deleted
+    assert [x.id for x in (await a.beta.assistants.list()).data] == ["asst_support"]
+
+
+async def test_the_policy_judges_the_assistants_own_model(make_gateway) -> None:
+    gateway = await make_gateway(**TWO_TEAMS)
+    a = gateway.async_client(api_key="sk-team-a")
+    o3 = await a.beta.assistants.create(model="o3")
+    with pytest.raises(openai.PermissionDeniedError, match="models"):  # the body names no model: the assistant's is judged
+        await a.beta.threads.create_and_run(assistant_id=o3.id, thread=THREAD, stream=True)

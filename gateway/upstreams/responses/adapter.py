@@ -10,23 +10,22 @@ through as they are. Every route not served yet answers a clear 404 in OpenAI's 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl
 
 import aiohttp
-import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.config import Config
-from gateway.config.assistants import AssistantConfig
 from gateway.domain import json_object
 from gateway.errors import error_body
 from gateway.http.upstream import Reply, strip_hop_by_hop
+from gateway.state import StateStore
 from gateway.upstreams import Call
 from gateway.upstreams.assistants import AssistantsUpstream
 from gateway.upstreams.responses import runs, threads
+from gateway.upstreams.responses.assistants import Assistants, not_found
 from gateway.upstreams.responses.client import ResponsesClient
 from gateway.upstreams.responses.objects import RunSpec
 from gateway.upstreams.responses.replies import JsonReply
@@ -45,8 +44,7 @@ class ResponsesFacade:
         self.client = ResponsesClient(config.upstream)
         self._passthrough = AssistantsUpstream(config.upstream)
         self._model_map = config.upstream.model_map
-        self._assistants = config.assistants
-        self._created_at = int(time.time())  # platform-defined assistants exist since the config was loaded
+        self.assistants = Assistants(config.assistants)
 
     def headers(self, incoming: CIMultiDictProxy[str], request_id: str, authorization: str | None) -> CIMultiDict[str]:
         headers = strip_hop_by_hop(incoming)
@@ -90,10 +88,10 @@ class ResponsesFacade:
                 return self._steps
             case "POST", ["threads", _, "runs", _, "cancel"]:
                 return self._cancel
-            case "GET", ["assistants"]:
-                return self._assistant_list
-            case "GET", ["assistants", _]:
-                return self._assistant
+            case "GET" | "POST", ["assistants"]:
+                return self._assistant_call
+            case "GET" | "POST" | "DELETE", ["assistants", _]:
+                return self._assistant_call
         return None
 
     async def fetch(
@@ -104,24 +102,24 @@ class ResponsesFacade:
         *,
         request_id: str | None = None,
         client_headers: CIMultiDictProxy[str] | None = None,
+        state: StateStore | None = None,
+        tenant: str | None = None,
     ) -> tuple[int, bytes, str]:
-        parts = api_path.strip("/").split("/")
-        if parts[0] == "assistants" and len(parts) == 2 and parts[1] in self._assistants:
-            return 200, orjson.dumps(self._assistants[parts[1]].as_json(parts[1], self._created_at)), "application/json"
-        return 404, error_body(f"No object found at {api_path}.", "invalid_request_error"), "application/json"
+        """A GET through the facade itself: an assistant's definition, a run as it now stands."""
+        if state is None or tenant is None:
+            return 404, error_body(f"No object found at {api_path}.", "invalid_request_error"), "application/json"
+        headers = CIMultiDict({"X-Request-ID": request_id} if request_id else {})
+        if authorization:
+            headers["Authorization"] = authorization
+        reply = await self.forward(Call(session, "GET", api_path, "", headers, None, tenant, state))
+        body = b"".join([chunk async for chunk in reply.content.iter_any()])
+        reply.release()
+        return reply.status, body, reply.content_type
 
     # --- routes ----------------------------------------------------------------------------------
 
-    async def _assistant(self, call: Call, parts: list[str]) -> Reply:
-        assistant = self._visible(call.tenant, parts[1])
-        if assistant is None:
-            return _no_assistant(parts[1])
-        return JsonReply(200, assistant.as_json(parts[1], self._created_at))
-
-    async def _assistant_list(self, call: Call, parts: list[str]) -> Reply:
-        data = [a.as_json(i, self._created_at) for i, a in sorted(self._assistants.items()) if a.open_to(call.tenant)]
-        return JsonReply(200, {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-                               "last_id": data[-1]["id"] if data else None, "has_more": False})  # fmt: skip
+    async def _assistant_call(self, call: Call, parts: list[str]) -> Reply:
+        return await self.assistants.serve(call, parts, dict(parse_qsl(call.query)))
 
     async def _create_thread(self, call: Call, parts: list[str]) -> Reply:
         reply, _ = await threads.create_thread(self.client, call, _body(call))
@@ -139,9 +137,10 @@ class ResponsesFacade:
     async def _create_thread_and_run(self, call: Call, parts: list[str]) -> Reply:
         body = _body(call)
         assistant_id = str(body.get("assistant_id"))
-        assistant = self._visible(call.tenant, assistant_id)
-        if assistant is None:
-            return _no_assistant(assistant_id)
+        found = await self.assistants.find(call.state, call.tenant, assistant_id)
+        if found is None:
+            return not_found(assistant_id)
+        assistant = found[0]
         reply, thread = await threads.create_thread(self.client, call, {**dict(body.get("thread") or {}), "messages": []})
         if thread is None:
             return reply
@@ -151,9 +150,10 @@ class ResponsesFacade:
     async def _create_run(self, call: Call, parts: list[str]) -> Reply:
         body = _body(call)
         assistant_id = str(body.get("assistant_id"))
-        assistant = self._visible(call.tenant, assistant_id)
-        if assistant is None:
-            return _no_assistant(assistant_id)
+        found = await self.assistants.find(call.state, call.tenant, assistant_id)
+        if found is None:
+            return not_found(assistant_id)
+        assistant = found[0]
         resources = await threads.thread_tool_resources(call, parts[1])
         spec = runs.new_spec(parts[1], assistant_id, assistant.model_dump(), body)
         spec.tool_resources = merge_tool_resources(spec.tool_resources, resources)
@@ -178,14 +178,6 @@ class ResponsesFacade:
     async def _cancel(self, call: Call, parts: list[str]) -> Reply:
         return await runs.cancel_run(self.client, call, parts[1], parts[3])
 
-    def _visible(self, tenant: str, assistant_id: str) -> AssistantConfig | None:
-        assistant = self._assistants.get(assistant_id)
-        return assistant if assistant is not None and assistant.open_to(tenant) else None
-
 
 def _body(call: Call) -> dict[str, Any]:
     return dict(json_object(call.body if isinstance(call.body, bytes) else b""))
-
-
-def _no_assistant(assistant_id: str) -> JsonReply:
-    return JsonReply.error(404, f"No assistant found with id '{assistant_id}'.", None)
