@@ -42,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("paths", nargs="+", metavar="path", help="each its own chain (one per worker with --workers)")
     verify.add_argument("--with-backups", action="store_true", help="also the rotated files, oldest first, as one chain")
 
+    assistants = commands.add_parser("assistants", help="assistants tools").add_subparsers(
+        dest="assistants_command", required=True
+    )
+    imported = assistants.add_parser("import", help="an export of old assistants → the config's `assistants:` (YAML)")
+    imported.add_argument("path", help="JSON: GET /v1/assistants saved to a file, a list of assistants, or one")
+    imported.add_argument("--tenant", action="append", default=[], help="who may use them (repeatable); default: all")
+
     mock = commands.add_parser("mock-upstream", help="run the built-in Assistants API simulator")
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=8081)
@@ -57,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _explain(args)
     if args.command == "audit":
         return max(_verify_audit(Path(path), args.with_backups) for path in args.paths)
+    if args.command == "assistants":
+        from gateway.cli.assistants import run
+
+        return run(args.path, args.tenant)
     if args.command == "mock-upstream":
         from gateway.cli.serve import serve_simulator
         from gateway.simulator import SimulatorSettings
