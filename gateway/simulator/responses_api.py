@@ -42,6 +42,7 @@ CODE_INTERPRETER = ("openai_responses_thinking_with_code_execution_tool_stream",
 IMAGE_INPUT = ("openai_responses_image_url_input", 0)
 
 _IDS = re.compile(r"\b(resp|msg|fc|call|rs|ci|fs|cntr|conv)_[0-9a-zA-Z]{16,}\b")
+_DATED = r"(-\d{4}-\d{2}-\d{2})?"  # a model snapshot's date suffix
 _UNFINISHED = frozenset({"queued", "in_progress"})
 # Request settings the response object repeats when the request gives them.
 _ECHOED = ("tool_choice", "parallel_tool_calls", "temperature", "top_p", "max_output_tokens", "truncation",
@@ -80,7 +81,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         frames = _ended_by(frames, fault.outcome)
     final = next(f.data["response"] for f in reversed(frames) if f.name in TERMINAL_EVENTS.values())
 
-    record = ResponseRecord(final, inputs)
+    record = ResponseRecord(final, inputs, frames=frames)
     if conversation is not None:
         conversation.items.extend(inputs)
     if background and not streamed:
@@ -112,8 +113,18 @@ async def count_input_tokens(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/responses/{response_id}")
-async def retrieve_response(request: web.Request) -> web.Response:
+async def retrieve_response(request: web.Request) -> web.StreamResponse:
     record = store_of(request).response(request.match_info["response_id"])
+    if request.query.get("stream") == "true":
+        # The events again, after the one the client saw last (`starting_after`: its sequence number).
+        after = request.query.get("starting_after", "-1")
+        start = int(after) + 1 if after.lstrip("-").isdigit() else 0
+        if record.stages:  # a background response watched to its end
+            record.obj = record.stages[-1]
+            record.stages.clear()
+            if record.conversation is not None:
+                _append_output(record.conversation, record.obj)
+        return await write_stream(request, record.frames[start:])
     if record.stages:
         record.obj = record.stages.popleft()
         if record.obj.get("status") not in _UNFINISHED and record.conversation is not None:
@@ -251,7 +262,7 @@ def _personalized(exchange: Exchange, body: JsonObject, conversation_id: str | N
     fresh: dict[str, str] = {}
     recorded_model = str(exchange.final().get("model", ""))
     # A dated model answers for its alias (gpt-4o → gpt-4o-2024-08-06); any other is the request's.
-    model = recorded_model if recorded_model.startswith(body["model"]) else body["model"]
+    model = recorded_model if re.fullmatch(re.escape(body["model"]) + _DATED, recorded_model) else body["model"]
     tools = [{"type": t["type"], **_TOOL_DEFAULTS.get(t["type"], {}), **t} for t in body.get("tools") or ()]
     functions = [tool["name"] for tool in tools if tool["type"] == "function"]
     echo: JsonObject = {

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from .objects import JsonObject
 from .responses import SimulatorError
+from .sse import Frame
 
 _T = TypeVar("_T")
 
@@ -30,6 +31,8 @@ class ResponseRecord:
     stages: deque[JsonObject] = field(default_factory=deque)
     # Where a background response's output goes once it has finished.
     conversation: ConversationRecord | None = None
+    # Its events, for `GET /v1/responses/{id}?stream=true` (a background stream picked up again).
+    frames: list[Frame] = field(default_factory=list)
 
 
 @dataclass

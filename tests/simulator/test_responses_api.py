@@ -112,6 +112,7 @@ async def test_a_plain_response_is_the_recorded_simple_answer(sdk: openai.AsyncO
     assert response.output_text == expected["output"][0]["content"][0]["text"]
     assert response.usage is not None and response.usage.model_dump(exclude_unset=True) == expected["usage"]
     assert response.model == expected["model"] and response.status == "completed"
+    assert (await sdk.responses.create(model="gpt-4", input="hi")).model == "gpt-4"  # not the recorded gpt-4o
     items = await sdk.responses.input_items.list(response.id)
     assert [(i.type, i.content[0].text) for i in items.data] == [("message", "What is the capital of France?")]  # type: ignore[union-attr]
     assert (await sdk.responses.retrieve(response.id)).id == response.id
@@ -362,3 +363,13 @@ def _cassette_body(stem: str, index: int) -> str:
 
 def _cassette_answer(stem: str, index: int) -> dict[str, Any]:
     return dict(_cassette_interactions(stem)[index]["response"])
+
+
+async def test_a_background_stream_is_picked_up_again_after_the_last_event_seen(http: TestClient) -> None:
+    body = {"model": "gpt-4.1", "input": "hi", "stream": True, "background": True}
+    first = parse_events(await (await http.post("/v1/responses", json=body, headers=AUTH)).read())
+    response_id = first[0][1]["response"]["id"]
+    again = await http.get(
+        f"/v1/responses/{response_id}", params={"stream": "true", "starting_after": "3"}, headers=AUTH
+    )
+    assert parse_events(await again.read()) == first[4:]
