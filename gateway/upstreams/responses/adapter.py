@@ -136,28 +136,28 @@ class ResponsesFacade:
 
     async def _create_thread_and_run(self, call: Call, parts: list[str]) -> Reply:
         body = _body(call)
-        assistant_id = str(body.get("assistant_id"))
-        found = await self.assistants.find(call.state, call.tenant, assistant_id)
-        if found is None:
-            return not_found(assistant_id)
-        assistant = found[0]
+        assistant = await self._assistant_of(call, body)
+        if isinstance(assistant, JsonReply):
+            return assistant
         reply, thread = await threads.create_thread(self.client, call, {**dict(body.get("thread") or {}), "messages": []})
         if thread is None:
             return reply
-        spec = runs.new_spec(thread["id"], assistant_id, assistant.model_dump(), body)
+        spec = runs.new_spec(thread["id"], str(body["assistant_id"]), assistant, body)
         return await self._start(call, spec, body, thread)
 
     async def _create_run(self, call: Call, parts: list[str]) -> Reply:
         body = _body(call)
-        assistant_id = str(body.get("assistant_id"))
-        found = await self.assistants.find(call.state, call.tenant, assistant_id)
-        if found is None:
-            return not_found(assistant_id)
-        assistant = found[0]
-        resources = await threads.thread_tool_resources(call, parts[1])
-        spec = runs.new_spec(parts[1], assistant_id, assistant.model_dump(), body)
-        spec.tool_resources = merge_tool_resources(spec.tool_resources, resources)
+        assistant = await self._assistant_of(call, body)
+        if isinstance(assistant, JsonReply):
+            return assistant
+        spec = runs.new_spec(parts[1], str(body["assistant_id"]), assistant, body)
+        spec.tool_resources = merge_tool_resources(spec.tool_resources, await threads.thread_tool_resources(call, parts[1]))
         return await self._start(call, spec, body, None)
+
+    async def _assistant_of(self, call: Call, body: dict[str, Any]) -> dict[str, Any] | JsonReply:
+        """The definition of the run's assistant, if the caller may use it."""
+        found = await self.assistants.find(call.state, call.tenant, str(body.get("assistant_id")))
+        return found[0].model_dump() if found is not None else not_found(str(body.get("assistant_id")))
 
     async def _start(self, call: Call, spec: RunSpec, body: dict[str, Any], thread: dict[str, Any] | None) -> Reply:
         model = self._model_map.get(spec.model, spec.model)
