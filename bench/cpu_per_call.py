@@ -6,7 +6,7 @@ the bench's simulator (with its known assistant), an OTLP sink and the gateway w
 policy, limits, memory state, audit to a file, every span exported), sends N non-streamed and N
 streamed run calls, and prints the gateway's user+system CPU per call.
 
-    python bench/cpu_per_call.py [--repo CHECKOUT] [--calls 2000] [--rounds 3]
+    python bench/cpu_per_call.py [--repo CHECKOUT] [--calls 2000] [--rounds 3] [--protocol responses]
 
 `--repo` runs another checkout's gateway (say, a `git worktree` of the commit before a change)
 with this harness, so two versions are compared on the same machine minutes apart.
@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import yaml
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
@@ -73,7 +74,7 @@ async def calls(url: str, body: bytes, count: int, concurrency: int = 4) -> None
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-def measure(repo: Path, count: int) -> dict[str, float]:
+def measure(repo: Path, count: int, protocol: str = "assistants") -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         sim_port, sink_port, port = free_port(), free_port(), free_port()
@@ -81,6 +82,11 @@ def measure(repo: Path, count: int) -> dict[str, float]:
                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{sink_port}/v1/traces"}  # fmt: skip
         config = configs.gateway_config(tmp, "gateway", port, sim_port, tmp / "audit", max_owned=100_000)
+        if protocol == "responses":  # the facade: the same calls served on the Responses API
+            raw = yaml.safe_load(config.read_text())
+            raw["upstream"]["protocol"] = "responses"
+            raw["assistants"] = {configs.ASSISTANT_ID: {"model": configs.MODEL, "tools": [{"type": "code_interpreter"}]}}
+            config.write_text(yaml.safe_dump(raw))
         bodies = configs.bodies(tmp)
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         procs = [
@@ -113,8 +119,10 @@ def main() -> int:
     parser.add_argument("--repo", type=Path, default=BENCH.parent, help="the checkout whose gateway runs")
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--protocol", choices=("assistants", "responses"), default="assistants",
+                        help="responses: the facade (upstream.protocol: responses) on the simulator's Responses API")
     args = parser.parse_args()
-    rounds = [measure(args.repo.resolve(), args.calls) for _ in range(args.rounds)]
+    rounds = [measure(args.repo.resolve(), args.calls, args.protocol) for _ in range(args.rounds)]
     for kind in ("run", "stream"):
         cpu = [r[kind] for r in rounds]
         print(f"{kind:>6}: gateway CPU per call {statistics.median(cpu):.3f} ms (rounds: "
