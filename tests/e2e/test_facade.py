@@ -91,7 +91,7 @@ async def test_what_is_not_served_yet_says_so(make_gateway) -> None:
     with pytest.raises(openai.NotFoundError, match="No assistant found"):
         await client.beta.threads.create_and_run(assistant_id="asst_other", thread=THREAD, stream=True)
     with pytest.raises(openai.NotFoundError, match="not served yet"):
-        await client.beta.threads.runs.list("conv_1")
+        await client.beta.threads.messages.retrieve("msg_1", thread_id="conv_1")
 
 
 TOOLS = {
@@ -170,12 +170,20 @@ async def test_a_thread_lives_as_a_conversation_through_the_sdks_usual_calls(mak
     rest = await client.beta.threads.messages.list(thread.id, order="asc", after=first.data[0].id)
     assert [m.content[0].text.value for m in rest.data] == ["Reply exactly: streamed", text]
 
+    async with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id="asst_support") as stream:
+        await stream.until_done()
+        second = await stream.get_final_run()
+    listed = await client.beta.threads.runs.list(thread.id)  # newest first
+    assert [r.id for r in listed.data] == [second.id, run.id] and not listed.has_more
+    page = await client.beta.threads.runs.list(thread.id, order="asc", limit=1)
+    assert [r.id for r in page.data] == [run.id] and page.has_more
+
     updated = await client.beta.threads.update(thread.id, metadata={"ticket": "10"})
     assert updated.metadata == {"ticket": "10"} and (await client.beta.threads.retrieve(thread.id)).metadata == {"ticket": "10"}
     assert (await client.beta.threads.delete(thread.id)).deleted
     with pytest.raises(openai.NotFoundError):
         await client.beta.threads.retrieve(thread.id)
-    [response] = sent(simulator_state, "POST", "/v1/responses")
+    response = sent(simulator_state, "POST", "/v1/responses")[0]
     assert response["conversation"] == thread.id and response["input"] == []  # the messages are in the conversation
     assert response["tools"] == [{"type": "file_search", "vector_store_ids": [store.id]}]  # the thread's store joined
 

@@ -80,6 +80,8 @@ class ResponsesFacade:
                 return self._list_messages
             case "POST", ["threads", _, "runs"]:
                 return self._create_run
+            case "GET", ["threads", _, "runs"]:
+                return self._list_runs
             case "GET", ["threads", _, "runs", _]:
                 return self._retrieve_run
             case "POST", ["threads", _, "runs", _, "submit_tool_outputs"]:
@@ -164,6 +166,9 @@ class ResponsesFacade:
         if body.get("stream") is True:
             return await runs.start_run(self.client, call, spec, model, body, thread)
         return await runs.start_background_run(self.client, call, spec, model, body)
+
+    async def _list_runs(self, call: Call, parts: list[str]) -> Reply:
+        return await runs.list_runs(call, parts[1], dict(parse_qsl(call.query)))
 
     async def _retrieve_run(self, call: Call, parts: list[str]) -> Reply:
         return await runs.retrieve_run(self.client, call, parts[1], parts[3])

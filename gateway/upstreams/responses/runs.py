@@ -141,6 +141,25 @@ async def list_steps(call: Call, thread_id: str, run_id: str, query: Mapping[str
     return JsonReply(200, objects.page(steps, order, query.get("after"), int(limit)))
 
 
+async def list_runs(call: Call, thread_id: str, query: Mapping[str, str]) -> Reply:
+    """The thread's runs, oldest first underneath, as the list contract pages them."""
+    limit, order = query.get("limit", "20"), query.get("order", "desc")
+    if not limit.isdigit() or not 1 <= int(limit) <= 100 or order not in ("asc", "desc"):
+        return JsonReply.error(400, "limit must be 1 to 100 and order asc or desc.", "invalid_value", param="limit")
+    found = []
+    for run_id in await _thread_runs(call.state, thread_id):
+        kept = await kept_run(call.state, thread_id, run_id)
+        if kept is not None:
+            found.append(kept["run"])
+    return JsonReply(200, objects.page(found, order, query.get("after"), int(limit)))
+
+
+async def _thread_runs(state: StateStore, thread_id: str) -> list[str]:
+    raw = await state.get_record("thread_runs", thread_id)
+    ids = orjson.loads(raw) if raw else []
+    return [i for i in ids if isinstance(i, str)]
+
+
 async def kept_run(state: StateStore, thread_id: str, run_id: str) -> dict[str, Any] | None:
     raw = await state.get_record("run", run_id)
     kept = json_object(raw) if raw is not None else {}
@@ -156,6 +175,12 @@ async def _keep(state: StateStore, events: RunEvents, response_id: str | None = 
     record = {"spec": dataclasses.asdict(events.spec), "run": events.last_run, "usage": events.usage,
               "response_id": response_id, "steps": list(events.steps.values())}  # fmt: skip
     try:
+        if not events.continuing and events.status is None:  # the run has just begun: the thread lists it
+            # (a read-modify-write: two runs begun on one thread at the same instant by two replicas can
+            # drop one from the list; each run itself is kept)
+            known = await _thread_runs(state, events.spec.thread_id)
+            if run_id not in known:
+                await state.put_record("thread_runs", events.spec.thread_id, orjson.dumps([*known, run_id]), RUN_TTL_S)
         await state.put_record("run", run_id, orjson.dumps(record), RUN_TTL_S)
         for message_id in events.message_ids:
             await state.put_record("message_run", message_id, run_id.encode(), RUN_TTL_S)
