@@ -12,8 +12,6 @@ import pytest
 import yaml
 
 PACKAGED = Path(__file__).resolve().parents[1] / "gateway" / "simulator" / "recordings"
-# Where they were copied from: ../shared beside the repository (absent in a lone clone).
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "openai-streams"
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ try:  # the SDK's HTTP client library: httpx, or its fork httpx2 in newer SDK bu
 except ImportError:
     import httpx  # type: ignore[no-redef,import-not-found]
 
-FIXTURES = PACKAGED  # the simulator's recordings; tests/simulator/test_recordings_drift.py compares them with ../shared
+FIXTURES = PACKAGED  # the simulator's recordings; tests/simulator/test_recordings_drift.py keeps them true to the transcripts
 THREAD_AND_RUN, RUN, SUBMIT = RunRoute.CREATE_THREAD_AND_RUN, RunRoute.CREATE_RUN, RunRoute.SUBMIT_TOOL_OUTPUTS
 MINIMAL: dict[RunRoute, dict[str, Any]] = {THREAD_AND_RUN: {"assistant_id": "asst_1"}, RUN: {"assistant_id": "asst_1"}, SUBMIT: {"tool_outputs": []}}
 

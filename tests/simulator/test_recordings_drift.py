@@ -1,19 +1,46 @@
-"""The recordings the simulator ships are the transcripts in ../shared/fixtures/openai-streams, byte for
-byte. Every other test replays the packaged copies, so a fresh clone needs nothing beside it; this one
-notices when the two drift apart, and is skipped only where ../shared is absent."""
+"""The recordings the simulator ships are the real transcripts, byte for byte, as they were copied from
+../shared/fixtures (openai-streams: Assistants streams; openai-responses: Responses cassettes).
+
+`tests/fixtures/recordings.sha256` holds the digest of each transcript as recorded. Every clone checks the
+packaged copies against it, so an edited recording cannot pass for a real one; where ../shared is beside
+the checkout, its transcripts are checked against it too, so the two cannot drift apart unnoticed."""
 
 from __future__ import annotations
 
-import pytest
+import hashlib
+from pathlib import Path
 
-from tests.recordings import PACKAGED, SHARED
+from tests.recordings import PACKAGED
 
-NO_SHARED = f"no ../shared beside the repository ({SHARED} is absent): nothing to compare the packaged recordings with"
+MANIFEST = Path(__file__).resolve().parents[1] / "fixtures" / "recordings.sha256"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+FOLDERS = {"": "openai-streams", "responses": "openai-responses"}  # packaged subfolder → shared folder
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason=NO_SHARED)
-def test_packaged_recordings_equal_the_shared_fixtures():
-    packaged = {path.name: path.read_bytes() for path in PACKAGED.iterdir() if path.is_file()}
-    shared = {path.name: path.read_bytes() for path in SHARED.iterdir() if path.is_file()}
-    assert sorted(packaged) == sorted(shared)
-    assert [name for name in sorted(packaged) if packaged[name] != shared[name]] == []
+def digests(folder: Path) -> dict[str, str]:
+    """Each transcript's sha256 (the attribution files, SOURCES.txt, are the project's own words)."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file() and p.suffix != ".txt"}
+
+
+def recorded() -> dict[str, dict[str, str]]:
+    manifest: dict[str, dict[str, str]] = {}
+    for line in MANIFEST.read_text().splitlines():
+        digest, path = line.split("  ", 1)
+        folder, _, name = path.rpartition("/")
+        manifest.setdefault(folder, {})[name] = digest
+    return manifest
+
+
+def test_the_packaged_recordings_are_the_real_transcripts() -> None:
+    manifest = recorded()
+    assert sorted(manifest) == sorted(FOLDERS)
+    for folder in FOLDERS:
+        assert digests(PACKAGED / folder) == manifest[folder], f"recordings/{folder} differ from the transcripts"
+
+
+def test_the_transcripts_beside_the_checkout_are_the_same() -> None:
+    """Where ../shared is there (CI, a developer's machine), it holds exactly the transcripts shipped."""
+    present = [folder for folder, shared in FOLDERS.items() if (SHARED / shared).is_dir()]
+    for folder in present:
+        assert digests(SHARED / FOLDERS[folder]) == recorded()[folder]
+    assert present in ([], list(FOLDERS))  # both folders or neither: half a ../shared is a broken copy
