@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .objects import JsonObject, new_id, now
+from .objects import JsonObject, deleted, new_id, now
 from .responses import bad_request, json_response, list_page, read_json, require
 from .responses_store import ConversationRecord, ResponsesStore
 from .state import state_of
@@ -110,7 +110,7 @@ async def delete_conversation(request: web.Request) -> web.Response:
     store = store_of(request)
     store.conversation(conversation_id)
     del store.conversations[conversation_id]
-    return json_response({"id": conversation_id, "object": "conversation.deleted", "deleted": True})
+    return json_response(deleted(conversation_id, "conversation"))
 
 
 @routes.post("/v1/conversations/{conversation_id}/items")

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from .conversations import item_text, store_of, to_items
 from .faults import FAULT, Fault, Outcome
-from .objects import JsonObject, new_id, now
+from .objects import JsonObject, deleted, new_id, now
 from .responses import SimulatorError, bad_request, json_response, list_page, read_json
 from .responses_recordings import TERMINAL_EVENTS, Exchange, load_exchanges
 from .responses_store import ConversationRecord, ResponseRecord
@@ -152,7 +152,7 @@ async def delete_response(request: web.Request) -> web.Response:
     response_id = request.match_info["response_id"]
     store.response(response_id)
     del store.responses[response_id]
-    return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
+    return json_response(deleted(response_id, "response"))
 
 
 @routes.get("/v1/responses/{response_id}/input_items")

@@ -19,8 +19,8 @@ from gateway.http.upstream import Reply
 from gateway.ids import token
 from gateway.state import StateStore
 from gateway.upstreams import Call
-from gateway.upstreams.responses import objects
-from gateway.upstreams.responses.replies import JsonReply
+from gateway.upstreams.responses import id_lists
+from gateway.upstreams.responses.replies import JsonReply, deleted, paged
 
 KEPT_S = 10 * 365 * 24 * 3600.0  # an assistant lives until it is deleted
 _FIELDS = frozenset(AssistantConfig.model_fields) - {"tenants"}
@@ -54,15 +54,15 @@ class Assistants:
             return JsonReply.error(400, f"Assistant '{parts[1]}' is defined by the platform's config: change it there.", None)
         if call.method == "DELETE":
             await call.state.put_record("assistant", parts[1], b"{}", 1)
-            await self._index(call, remove=parts[1])
-            return JsonReply(200, {"id": parts[1], "object": "assistant.deleted", "deleted": True})
+            await id_lists.update_ids(call.state, "assistants", call.tenant, KEPT_S, remove=parts[1])
+            return deleted(parts[1], "assistant")
         return await self._store(call, parts[1], found[1], {**found[0].model_dump(exclude={"tenants"}), **_body(call)})
 
     async def _create(self, call: Call) -> Reply:
         assistant_id = f"asst_{token()}"
         reply = await self._store(call, assistant_id, int(time.time()), _body(call))
         if reply.status == 200:
-            await self._index(call, add=assistant_id)
+            await id_lists.update_ids(call.state, "assistants", call.tenant, KEPT_S, add=assistant_id)
         return reply
 
     async def _store(self, call: Call, assistant_id: str, created_at: int, fields: dict[str, Any]) -> Reply:
@@ -81,26 +81,12 @@ class Assistants:
 
     async def _list(self, call: Call, query: Mapping[str, str]) -> Reply:
         mine = []
-        for assistant_id in await self._own_ids(call):
+        for assistant_id in await id_lists.ids(call.state, "assistants", call.tenant):
             found = await self.find(call.state, call.tenant, assistant_id)
             if found is not None:
                 mine.append(found[0].as_json(assistant_id, found[1]))
         platform = [a.as_json(i, self._configured_at) for i, a in sorted(self._configured.items()) if a.open_to(call.tenant)]
-        limit, order = query.get("limit", "20"), query.get("order", "desc")
-        if not limit.isdigit() or not 1 <= int(limit) <= 100 or order not in ("asc", "desc"):
-            return JsonReply.error(400, "limit must be 1 to 100 and order asc or desc.", "invalid_value", param="limit")
-        return JsonReply(200, objects.page([*platform, *mine], order, query.get("after"), int(limit)))
-
-    async def _own_ids(self, call: Call) -> list[str]:
-        raw = await call.state.get_record("assistants", call.tenant)
-        ids = orjson.loads(raw) if raw else []
-        return [i for i in ids if isinstance(i, str)]
-
-    async def _index(self, call: Call, *, add: str | None = None, remove: str | None = None) -> None:
-        """The tenant's own assistants, oldest first (a read-modify-write: two replicas creating for one
-        tenant at the same instant can lose an entry from the list, not the assistant)."""
-        ids = [i for i in await self._own_ids(call) if i != remove] + ([add] if add else [])
-        await call.state.put_record("assistants", call.tenant, orjson.dumps(ids), KEPT_S)
+        return paged([*platform, *mine], query)
 
 
 def not_found(assistant_id: str) -> JsonReply:

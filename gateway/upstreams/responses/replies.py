@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.errors import error_body
+from gateway.upstreams.responses.objects import page
 
 
 class _Chunks:
@@ -72,3 +73,15 @@ class JsonReply(_Reply):
 class StreamReply(_Reply):
     def __init__(self, events: AsyncGenerator[bytes]) -> None:
         super().__init__(200, "text/event-stream", events, None)
+
+
+def paged(items: Sequence[Mapping[str, Any]], query: Mapping[str, str]) -> JsonReply:
+    """A page of `items` (oldest first) by the list contract, or the 400 for a bad `limit`/`order`."""
+    limit, order = query.get("limit", "20"), query.get("order", "desc")
+    if not limit.isdigit() or not 1 <= int(limit) <= 100 or order not in ("asc", "desc"):
+        return JsonReply.error(400, "limit must be 1 to 100 and order asc or desc.", "invalid_value", param="limit")
+    return JsonReply(200, page(items, order, query.get("after"), int(limit)))
+
+
+def deleted(object_id: str, kind: str) -> JsonReply:
+    return JsonReply(200, {"id": object_id, "object": f"{kind}.deleted", "deleted": True})

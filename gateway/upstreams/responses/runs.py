@@ -23,11 +23,11 @@ from gateway.http.upstream import Reply
 from gateway.ids import token
 from gateway.state import StateStore, StateUnavailable
 from gateway.upstreams import Call
-from gateway.upstreams.responses import objects
+from gateway.upstreams.responses import id_lists, objects
 from gateway.upstreams.responses.client import ResponsesClient
 from gateway.upstreams.responses.events import RunEvents
 from gateway.upstreams.responses.objects import RunSpec
-from gateway.upstreams.responses.replies import JsonReply, StreamReply
+from gateway.upstreams.responses.replies import JsonReply, StreamReply, paged
 from gateway.upstreams.responses.requests import input_messages, response_request, run_spec, thread_messages
 
 log = structlog.get_logger("gateway.facade")
@@ -135,29 +135,17 @@ async def list_steps(call: Call, thread_id: str, run_id: str, query: Mapping[str
     if step_id is not None:
         found = next((step for step in steps if step.get("id") == step_id), None)
         return JsonReply(200, found) if found else JsonReply.error(404, f"No step found with id '{step_id}'.", None)
-    limit, order = query.get("limit", "20"), query.get("order", "desc")
-    if not limit.isdigit() or not 1 <= int(limit) <= 100 or order not in ("asc", "desc"):
-        return JsonReply.error(400, "limit must be 1 to 100 and order asc or desc.", "invalid_value", param="limit")
-    return JsonReply(200, objects.page(steps, order, query.get("after"), int(limit)))
+    return paged(steps, query)
 
 
 async def list_runs(call: Call, thread_id: str, query: Mapping[str, str]) -> Reply:
     """The thread's runs, oldest first underneath, as the list contract pages them."""
-    limit, order = query.get("limit", "20"), query.get("order", "desc")
-    if not limit.isdigit() or not 1 <= int(limit) <= 100 or order not in ("asc", "desc"):
-        return JsonReply.error(400, "limit must be 1 to 100 and order asc or desc.", "invalid_value", param="limit")
     found = []
-    for run_id in await _thread_runs(call.state, thread_id):
-        kept = await kept_run(call.state, thread_id, run_id)
-        if kept is not None:
-            found.append(kept["run"])
-    return JsonReply(200, objects.page(found, order, query.get("after"), int(limit)))
-
-
-async def _thread_runs(state: StateStore, thread_id: str) -> list[str]:
-    raw = await state.get_record("thread_runs", thread_id)
-    ids = orjson.loads(raw) if raw else []
-    return [i for i in ids if isinstance(i, str)]
+    for run_id in await id_lists.ids(call.state, "thread_runs", thread_id):
+        run = await kept_run(call.state, thread_id, run_id)
+        if run is not None:
+            found.append(run["run"])
+    return paged(found, query)
 
 
 async def kept_run(state: StateStore, thread_id: str, run_id: str) -> dict[str, Any] | None:
@@ -176,11 +164,7 @@ async def _keep(state: StateStore, events: RunEvents, response_id: str | None = 
               "response_id": response_id, "steps": list(events.steps.values())}  # fmt: skip
     try:
         if not events.continuing and events.status is None:  # the run has just begun: the thread lists it
-            # (a read-modify-write: two runs begun on one thread at the same instant by two replicas can
-            # drop one from the list; each run itself is kept)
-            known = await _thread_runs(state, events.spec.thread_id)
-            if run_id not in known:
-                await state.put_record("thread_runs", events.spec.thread_id, orjson.dumps([*known, run_id]), RUN_TTL_S)
+            await id_lists.update_ids(state, "thread_runs", events.spec.thread_id, RUN_TTL_S, add=run_id)
         await state.put_record("run", run_id, orjson.dumps(record), RUN_TTL_S)
         for message_id in events.message_ids:
             await state.put_record("message_run", message_id, run_id.encode(), RUN_TTL_S)

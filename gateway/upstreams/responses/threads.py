@@ -18,7 +18,7 @@ from gateway.http.upstream import Reply
 from gateway.upstreams import Call
 from gateway.upstreams.responses import objects
 from gateway.upstreams.responses.client import ResponsesClient
-from gateway.upstreams.responses.replies import JsonReply
+from gateway.upstreams.responses.replies import JsonReply, deleted
 from gateway.upstreams.responses.requests import input_messages
 from gateway.upstreams.responses.runs import RUN_TTL_S
 
@@ -52,7 +52,7 @@ async def thread_call(client: ResponsesClient, call: Call, thread_id: str) -> Re
     if status != 200:
         return JsonReply(status, conversation)
     if call.method == "DELETE":
-        return JsonReply(200, {"id": thread_id, "object": "thread.deleted", "deleted": True})
+        return deleted(thread_id, "thread")
     thread = objects.thread(thread_id, int(conversation.get("created_at") or 0), conversation.get("metadata"))
     thread["tool_resources"] = await thread_tool_resources(call, thread_id)
     return JsonReply(200, thread)
