@@ -7,8 +7,9 @@ continues a client's W3C `traceparent`/`tracestate`; its trace id is the request
 and is bound into the log context. Each call to the upstream gets a CLIENT child span
 (`POST /v1/threads/runs`: the upstream URL's path, ids as `{id}`; `server.address` = the upstream
 host) whose `traceparent` replaces the client's on the upstream request; it comes from the pooled
-session's aiohttp `TraceConfig`, so the forward stage does not know tracing exists. A 5xx sets status ERROR and `error.type`; a refusal (4xx) keeps
-the status unset, as HTTP servers do, and run calls name why in `error.type` (`policy_violation`).
+session's aiohttp `TraceConfig`, so the forward stage does not know tracing exists. A 5xx sets
+status ERROR and `error.type`; a refusal (4xx) keeps the status unset, as HTTP servers do, and run
+calls name why in `error.type` (`policy_violation`).
 
 Per run call, the GenAI attributes, child spans and events of the run: `run_spans`.
 

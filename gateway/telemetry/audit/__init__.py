@@ -2,10 +2,11 @@
 
 For every run call the `run_decided` hook records who asked for what and the policy's verdict (a
 `decision` record), and `run_finished` records how it ended (an `outcome` record). Hooks only build
-the record and queue it; one writer task seals records into the chain (`audit_chain.py`) in write
-order and writes them in batches (what arrived within `GATHER_S`) from a worker thread: one flushed
-write per record, one fsync per batch. Admission awaits `reserve(record)`, which holds room for both of the run's records, so a
-slow sink slows new run calls down while relays already in flight never wait and never drop.
+the record and queue it; one writer task seals records into the chain (`chain.py`) in write order
+and writes them in batches (what arrived within `GATHER_S`) from a worker thread: one flushed write
+per record, one fsync per batch. Backpressure is the `room` semaphore: admission takes a
+permit per run call and the writer gives it back once that call's outcome record is written (or
+lost), so a slow sink slows new run calls down while relays already in flight never wait or drop.
 
 A record the sink fails to write is counted `failed` and dropped; the next record written carries
 how many were dropped just before it (`dropped`), so the loss shows inside the chain, which stays
@@ -21,15 +22,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from gateway.config.audit import AuditConfig
+from gateway.domain import RunRecord
 from gateway.telemetry.audit.chain import AuditSink, ChainHead, FileSink, StdoutSink
-
-if TYPE_CHECKING:
-    from gateway.domain import RunRecord
 
 log = structlog.get_logger("gateway.audit")
 
@@ -148,7 +147,6 @@ class AuditLog:
         self,
         config: AuditConfig,
         *,
-        room: asyncio.Semaphore | None = None,
         on_written: Report | None = None,
         on_failed: Report | None = None,
         sink: AuditSink | None = None,
@@ -158,7 +156,8 @@ class AuditLog:
         self._on_written = on_written or _ignore
         self._on_failed = on_failed or _ignore
         self._where = config.path if config.sink == "file" else config.sink
-        self.room = room or self.room_for(config)  # app[AUDIT_ROOM]: admission takes, the writer gives back
+        # app[AUDIT_ROOM]: a permit per run call whose records are not all written (admission takes one)
+        self.room = asyncio.Semaphore(max(config.queue_size // 2, 1))
         self._queue: deque[Entry] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -192,11 +191,6 @@ class AuditLog:
         finally:
             if last and not queued:
                 self._give_room(1)  # the writer will never see this run's outcome: its room is free now
-
-    @staticmethod
-    def room_for(config: AuditConfig) -> asyncio.Semaphore:
-        """Admission's backpressure: a permit per run call whose records are not all written yet."""
-        return asyncio.Semaphore(max(config.queue_size // 2, 1))
 
     def _give_room(self, outcomes: int) -> None:
         for _ in range(outcomes):
