@@ -14,20 +14,17 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from gateway.domain import BudgetReading, RunRecord
+from gateway.domain import BudgetReading, RunRecord, SSEEvent
 from gateway.keys import CALLER, REQUEST_RUNTIME, RUNTIME
+from gateway.runtime import RuntimeHolder
 from gateway.runtime.labels import OTHER, Labels
-
-if TYPE_CHECKING:
-    from gateway.domain import SSEEvent
-    from gateway.runtime import RuntimeHolder
 
 OPERATION = "invoke_agent"  # an Assistants run is an agent invocation in the GenAI conventions
 PROVIDER = "openai"

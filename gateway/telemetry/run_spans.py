@@ -13,20 +13,17 @@ Prompt and completion text never reach a span unless `telemetry.tracing.capture_
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from opentelemetry import trace
 from opentelemetry.trace import Span, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from gateway.domain import TERMINAL_STATUSES, json_object
+from gateway.domain import TERMINAL_STATUSES, RunRecord, SSEEvent, json_object
+from gateway.runtime import RuntimeHolder
 from gateway.telemetry.metrics import OPERATION, PROVIDER
 from gateway.telemetry.tracing import Attributes, Tracing
-
-if TYPE_CHECKING:
-    from gateway.domain import RunRecord, SSEEvent
-    from gateway.runtime import RuntimeHolder
 
 FINISHED_STATUSES = TERMINAL_STATUSES | {"requires_action"}  # a run's finish reasons; `queued` is not one
 

@@ -6,19 +6,15 @@ headers, the upstream credential; the body is never re-encoded.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-if TYPE_CHECKING:
-    from gateway.state import StateStore
-    from gateway.upstreams import Call
-
 from gateway.config import UpstreamConfig
 from gateway.errors import upstream_failure
 from gateway.http.upstream import send, strip_hop_by_hop
+from gateway.state import StateStore
+from gateway.upstreams import Call
 
 _FORWARDED = ("OpenAI-Beta", "OpenAI-Organization", "OpenAI-Project")  # the client's, on a side GET made for it
 
