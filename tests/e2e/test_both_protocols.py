@@ -62,6 +62,7 @@ async def test_usage_is_settled_once_counted_and_audited(make_gateway, protocol,
     assert (row.runs, row.total_tokens) == (1, run.usage.total_tokens)
     metrics = await scrape(gateway)
     assert value(metrics, "gateway_runs_total", tenant="team", model="gpt-4o", status="completed") == 1
+    await gateway.server.close()  # the audit writes in the background; stop() writes everything accepted
     lines = [orjson.loads(line) for line in (tmp_path / "audit.jsonl").read_bytes().splitlines()]
     assert [line["kind"] for line in lines] == ["decision", "outcome"]
     assert (lines[1]["run_id"], lines[1]["status"], lines[1]["usage"]["total_tokens"]) == (run.id, "completed", run.usage.total_tokens)
