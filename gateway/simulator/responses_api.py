@@ -89,13 +89,29 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         stages = list(exchange.polls) if forced and exchange.polls else [_pending(final, "in_progress"), final]
         record.obj = exchange.final() if forced and exchange.polls else _pending(final, "queued")
         record.stages, record.conversation = deque(stages), conversation
+    elif background:  # streamed in the background: in progress while its events go out
+        record.obj, record.conversation = _pending(final, "in_progress"), conversation
     elif conversation is not None:
         conversation.items.extend(final.get("output") or ())
     if body.get("store", True) is not False:
         store.add_response(record)
+    if background and streamed:
+        return await _background_stream(request, record, final, _error_event(frames, fault))
     if streamed:
         return await write_stream(request, frames, error=_error_event(frames, fault))
     return json_response(record.obj)
+
+
+async def _background_stream(request: web.Request, record: ResponseRecord, final: JsonObject, error: Frame) -> web.StreamResponse:
+    """A background response, streamed: it runs on whatever becomes of the connection, unless it is
+    cancelled, which ends its stream at the next event."""
+    try:
+        return await write_stream(request, record.frames, error=error, stop=lambda: record.obj["status"] == "cancelled")
+    finally:
+        if record.obj["status"] != "cancelled":
+            record.obj = final
+            if record.conversation is not None:
+                _append_output(record.conversation, final)
 
 
 @routes.post("/v1/responses/input_tokens")

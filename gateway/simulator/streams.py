@@ -4,7 +4,7 @@ clients that leave early."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
@@ -41,11 +41,13 @@ async def write_stream(
     status: int = 200,
     content_type: str = SSE_CONTENT_TYPE,
     error: Frame = STREAM_ERROR,
+    stop: Callable[[], bool] | None = None,
 ) -> web.StreamResponse:
     """Write `frames` as an SSE response, applying each to the state as it goes out.
 
     Paced by the event delay and interrupted by the mid-stream fault the request asks for, if any;
-    `error` is the event an `error-event` fault sends (each API words it its own way).
+    `error` is the event an `error-event` fault sends (each API words it its own way); `stop`, asked
+    before each event, ends the stream there (a response cancelled from elsewhere).
     """
     state = state_of(request)
     delay_s = event_delay_s(request, state.settings.event_delay_ms)
@@ -61,6 +63,9 @@ async def write_stream(
         for index, frame in enumerate(frames):
             if index and delay_s:
                 await asyncio.sleep(delay_s)
+            if stop is not None and stop():
+                frames = frames[:applied]  # what is left never happens
+                break
             if strike and index == strike_at:
                 await _strike(request, response, strike, state, error)
                 return response

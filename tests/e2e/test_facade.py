@@ -66,7 +66,7 @@ async def test_a_streamed_create_and_run_is_served_on_the_responses_api(make_gat
     assert response == {
         "model": "gpt-4.1", "conversation": final.thread_id, "input": [{"role": "user", "content": "Reply exactly: streamed"}],
         "instructions": "Follow the user instructions exactly.", "temperature": 0.2, "max_output_tokens": 300,
-        "truncation": "auto", "stream": True,
+        "truncation": "auto", "background": True, "stream": True,
     }  # fmt: skip
     assert not any(r.path.startswith("/v1/threads") for r in simulator_state.requests)
     record = (await gateway.runs.wait())[-1]  # the pipeline saw an Assistants run: ids, status, usage
@@ -220,11 +220,13 @@ async def test_run_steps_come_from_the_output_items_and_a_background_run_can_be_
     async with client.beta.threads.runs.submit_tool_outputs_stream(
         run_id=paused.id, thread_id=paused.thread_id, tool_outputs=[{"tool_call_id": call.id, "output": "Paris"}]
     ) as stream:
-        await stream.until_done()
+        events = [event.event async for event in stream]
+    assert events[:2] == ["thread.run.queued", "thread.run.step.completed"]  # the tool step, answered
     steps = await client.beta.threads.runs.steps.list(paused.id, thread_id=paused.thread_id, order="asc")
-    assert [s.type for s in steps.data] == ["tool_calls", "message_creation"]
+    assert [(s.type, s.status) for s in steps.data] == [("tool_calls", "completed"), ("message_creation", "completed")]
     tool_step = steps.data[0].step_details
     assert tool_step.tool_calls[0].function.arguments == '{"country":"France"}'
+    assert tool_step.tool_calls[0].function.output == "Paris" and steps.data[0].completed_at is not None
     one = await client.beta.threads.runs.steps.retrieve(steps.data[1].id, thread_id=paused.thread_id, run_id=paused.id)
     assert one.step_details.message_creation.message_id and one.status == "completed"
 
@@ -233,6 +235,45 @@ async def test_run_steps_come_from_the_output_items_and_a_background_run_can_be_
     assert cancelled.status == "cancelled"
     with pytest.raises(openai.BadRequestError, match="Cannot cancel"):
         await client.beta.threads.runs.cancel(queued.id, thread_id=queued.thread_id)
+
+
+async def test_a_streamed_run_is_cancelled_mid_stream(make_gateway, simulator_state) -> None:
+    gateway = await make_gateway(**FACADE)
+    client = gateway.async_client()
+    slow = {"X-Simulator-Event-Delay-Ms": "40"}
+    seen: list[str] = []
+    stream = await client.beta.threads.create_and_run(assistant_id="asst_support", thread=THREAD, stream=True,
+                                                      extra_headers=slow)  # fmt: skip
+    async for event in stream:
+        seen.append(event.event)
+        if event.event == "thread.run.in_progress":  # the upstream response exists: it can be cancelled
+            cancelled = await client.beta.threads.runs.cancel(event.data.id, thread_id=event.data.thread_id)
+            assert cancelled.status == "cancelled"
+    assert seen[-1] == "thread.run.cancelled" and "thread.run.completed" not in seen
+    [response] = [r.path for r in simulator_state.requests if r.path.endswith("/cancel")]
+    run = await client.beta.threads.runs.retrieve(cancelled.id, thread_id=cancelled.thread_id)
+    assert run.status == "cancelled" and run.cancelled_at is not None
+    [record] = await gateway.runs.wait()
+    assert (record.run_id, record.status) == (run.id, "cancelled")
+
+
+async def test_tool_outputs_without_a_stream_continue_the_run_in_the_background(make_gateway, simulator_state) -> None:
+    gateway = await make_gateway(upstream=FACADE["upstream"], assistants=TOOLS)
+    client = gateway.async_client()
+    question = {"messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    paused = await client.beta.threads.create_and_run_poll(assistant_id="asst_tools", thread=question, poll_interval_ms=1)
+    assert paused.status == "requires_action"
+    [call] = paused.required_action.submit_tool_outputs.tool_calls
+    final = await client.beta.threads.runs.submit_tool_outputs_and_poll(
+        run_id=paused.id, thread_id=paused.thread_id, tool_outputs=[{"tool_call_id": call.id, "output": "Paris"}],
+        poll_interval_ms=1,
+    )  # fmt: skip
+    assert (final.id, final.status, final.usage.total_tokens) == (paused.id, "completed", 558)  # both responses
+    _, second = sent(simulator_state, "POST", "/v1/responses")
+    assert (second["background"], second["stream"]) == (True, False)
+    assert second["input"] == [{"type": "function_call_output", "call_id": call.id, "output": "Paris"}]
+    ledger = await gateway.app[STATE].usage(None, "2000-01-01")
+    assert [(row.runs, row.total_tokens) for row in ledger] == [(1, 558)]
 
 
 TWO_TEAMS = {

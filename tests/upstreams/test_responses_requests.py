@@ -36,7 +36,7 @@ def test_the_assistant_definition_goes_inline_with_the_runs_overrides() -> None:
     spec = run_spec("run_1", "conv_1", "asst_support", ASSISTANT, body, 1_700_000_000)
     assert (spec.model, spec.temperature, spec.top_p) == ("gpt-4o", 0.3, 0.9)
     assert spec.instructions == "You help with orders.\n\nAnswer in French."
-    request = response_request(spec, "conv_1", "gpt-4.1", input_messages(thread_messages(body)), stream=True)
+    request = response_request(spec, "conv_1", "gpt-4.1", input_messages(thread_messages(body)))
     assert request == {
         "model": "gpt-4.1",
         "conversation": "conv_1",
@@ -56,7 +56,6 @@ def test_the_assistant_definition_goes_inline_with_the_runs_overrides() -> None:
         "text": {"format": {"type": "json_schema", "name": "order", "schema": {"type": "object"}, "strict": True}},
         "truncation": "auto",
         "metadata": {"ticket": "42"},
-        "stream": True,
     }  # fmt: skip
 
 
@@ -81,5 +80,5 @@ def test_message_parts_become_input_parts() -> None:
 
 def test_a_plain_run_sends_only_what_it_has() -> None:
     spec = run_spec("run_1", "conv_1", "asst_plain", {"model": "gpt-4o"}, {"assistant_id": "asst_plain"}, 0)
-    request = response_request(spec, "conv_1", "gpt-4o", [], stream=False)
-    assert request == {"model": "gpt-4o", "conversation": "conv_1", "input": [], "truncation": "auto", "stream": False}
+    request = response_request(spec, "conv_1", "gpt-4o", [])
+    assert request == {"model": "gpt-4o", "conversation": "conv_1", "input": [], "truncation": "auto"}

@@ -162,10 +162,7 @@ class ResponsesFacade:
         return found[0].model_dump() if found is not None else not_found(str(body.get("assistant_id")))
 
     async def _start(self, call: Call, spec: RunSpec, body: dict[str, Any], thread: dict[str, Any] | None) -> Reply:
-        model = self._model_map.get(spec.model, spec.model)
-        if body.get("stream") is True:
-            return await runs.start_run(self.client, call, spec, model, body, thread)
-        return await runs.start_background_run(self.client, call, spec, model, body)
+        return await runs.start_run(self.client, call, spec, self._model_map.get(spec.model, spec.model), body, thread)
 
     async def _list_runs(self, call: Call, parts: list[str]) -> Reply:
         return await runs.list_runs(call, parts[1], dict(parse_qsl(call.query)))

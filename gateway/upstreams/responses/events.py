@@ -58,13 +58,17 @@ class RunEvents:
     last_run: JsonObject | None = None  # the run object as the latest run event showed it
     message_ids: list[str] = field(default_factory=list)  # the messages this response wrote
     started_at: int | None = None  # when the run went in progress
+    response_id: str | None = None  # the upstream response, once it has said its id
+    announced: list[JsonObject] = field(default_factory=list)  # steps to show completed first (tool outputs given)
+    kept: bool = False  # whether the state store has the run yet (the thread lists it from then on)
     steps: dict[str, JsonObject] = field(default_factory=dict)  # the run steps so far, by id, in order
     _items: dict[str, _Item] = field(default_factory=dict)
 
     def start(self) -> bytes:
         """What the client sees before the upstream says anything."""
         if self.continuing:
-            return frame("thread.run.queued", self._run("queued"))
+            steps = [frame("thread.run.step.completed", step) for step in self.announced]
+            return b"".join([frame("thread.run.queued", self._run("queued")), *steps])
         out = [frame("thread.created", self.new_thread)] if self.new_thread is not None else []
         out.append(frame("thread.run.created", self._run("queued")))
         out.append(frame("thread.run.queued", self._run("queued")))
@@ -86,6 +90,7 @@ class RunEvents:
 
     def follow(self, response: Mapping[str, Any]) -> None:
         """A response read whole (background mode, polled): the run as it now stands, as if streamed."""
+        self._created({"response": response})
         status = response.get("status")
         if status in ("queued", "in_progress"):
             if status == "in_progress" and self.started_at is None:
@@ -96,9 +101,21 @@ class RunEvents:
             self.started_at = self._now()
         for item in response.get("output") or ():  # (the frames go nowhere: nobody is streaming)
             _ = [*self._item_added({"item": item}), *self._item_done({"item": item})]
-        _ = list(self._finished({"response": response}))
+        self.ended(response)
+
+    def ended(self, response: Mapping[str, Any]) -> bytes:
+        """How the response ended, read whole after its stream stopped short (cancelled, say)."""
+        if response.get("status") in ("queued", "in_progress"):
+            return b""
+        return b"".join(self._finished({"response": response}))
 
     # --- per Responses event -------------------------------------------------------------------
+
+    def _created(self, data: Mapping[str, Any]) -> Iterable[bytes]:
+        response_id = json_path(data, "response", "id")
+        if isinstance(response_id, str):
+            self.response_id = response_id
+        return ()
 
     def _in_progress(self, data: Mapping[str, Any]) -> Iterable[bytes]:
         if self.started_at is None:
@@ -236,6 +253,7 @@ def _error_code(code: object) -> str:
 
 
 _HANDLERS: dict[str, Callable[[RunEvents, Mapping[str, Any]], Iterable[bytes]]] = {
+    "response.created": RunEvents._created,
     "response.in_progress": RunEvents._in_progress,
     "response.output_item.added": RunEvents._item_added,
     "response.output_text.delta": RunEvents._text_delta,

@@ -85,6 +85,20 @@ def step(spec: RunSpec, step_id: str, created_at: int, status: str, details: Jso
     return body
 
 
+def give_outputs(steps: dict[str, JsonObject], outputs: Mapping[Any, str], now: int) -> list[JsonObject]:
+    """The tool-call steps whose calls got their outputs, completed with them (in `steps` too)."""
+    done = []
+    for step_id, found in steps.items():
+        calls = found["step_details"].get("tool_calls") or [] if found["type"] == "tool_calls" else []
+        if found["status"] != "in_progress" or not any(c.get("id") in outputs for c in calls):
+            continue
+        details = {"type": "tool_calls", "tool_calls": [
+            {**c, "function": {**c["function"], "output": outputs.get(c.get("id"))}} for c in calls]}  # fmt: skip
+        steps[step_id] = {**found, "status": "completed", "completed_at": now, "step_details": details}
+        done.append(steps[step_id])
+    return done
+
+
 def step_id_of(item_id: str) -> str:
     """A run step's id from its output item's: deterministic, so steps can be listed again later."""
     return "step_" + item_id.split("_", 1)[-1]

@@ -48,7 +48,7 @@ def run_spec(
     )
 
 
-def response_request(spec: RunSpec, conversation: str, upstream_model: str, input_items: list[JsonObject], stream: bool) -> JsonObject:
+def response_request(spec: RunSpec, conversation: str, upstream_model: str, input_items: list[JsonObject]) -> JsonObject:
     """The `POST /v1/responses` body for one response of the run, continuing `conversation`."""
     request: JsonObject = {"model": upstream_model, "conversation": conversation, "input": input_items}
     if spec.instructions:
@@ -69,7 +69,6 @@ def response_request(spec: RunSpec, conversation: str, upstream_model: str, inpu
         request["truncation"] = "auto"
     if spec.metadata:
         request["metadata"] = dict(spec.metadata)
-    request["stream"] = stream
     return request
 
 

@@ -38,28 +38,9 @@ async def start_run(
     client: ResponsesClient, call: Call, spec: RunSpec, upstream_model: str, body: Mapping[str, Any],
     thread: objects.JsonObject | None,
 ) -> Reply:  # fmt: skip
-    """The run's first response, streamed; `thread` is announced first when the call created it."""
-    request = response_request(spec, spec.thread_id, upstream_model, input_messages(thread_messages(body)), True)
-    response = await client.open(call, "POST", "/responses", request)
-    if response.status != 200:
-        return response
-    return StreamReply(_translated(response, RunEvents(spec, new_thread=thread), call.state))
-
-
-async def start_background_run(
-    client: ResponsesClient, call: Call, spec: RunSpec, upstream_model: str, body: Mapping[str, Any]
-) -> Reply:
-    """A run not streamed is a response in background mode: the run object comes back queued, and each
-    retrieve of the run reads the response on (queued → in_progress → its end), as the SDK's poll expects."""
-    request = {**response_request(spec, spec.thread_id, upstream_model, input_messages(thread_messages(body)), False),
-               "background": True}  # fmt: skip
-    status, response = await client.json(call, "POST", "/responses", request)
-    if status != 200 or not isinstance(response.get("id"), str):
-        return JsonReply(status if status >= 400 else 502, response)
-    events = RunEvents(spec)
-    events.follow(response)
-    await _keep(call.state, events, response["id"])
-    return JsonReply(200, events.last_run or {})
+    """The run's first response; `thread` is announced first when the call created it."""
+    request = response_request(spec, spec.thread_id, upstream_model, input_messages(thread_messages(body)))
+    return await _respond(client, call, RunEvents(spec, new_thread=thread), request, body.get("stream") is True)
 
 
 def new_spec(thread_id: str, assistant_id: str, assistant: Mapping[str, Any], body: Mapping[str, Any]) -> RunSpec:
@@ -67,17 +48,18 @@ def new_spec(thread_id: str, assistant_id: str, assistant: Mapping[str, Any], bo
 
 
 async def retrieve_run(client: ResponsesClient, call: Call, thread_id: str, run_id: str) -> Reply:
+    """The run as it stands; one still going is read on from its response (queued → in_progress → its end)."""
     kept = await kept_run(call.state, thread_id, run_id)
     if kept is None:
         return JsonReply.error(404, f"No run found with id '{run_id}'.", None)
     run, response_id = kept["run"], kept.get("response_id")
-    if run["status"] in ("queued", "in_progress") and isinstance(response_id, str):  # a background response
+    if run["status"] in ("queued", "in_progress") and isinstance(response_id, str):
         status, response = await client.json(call, "GET", f"/responses/{response_id}")
         if status != 200:
             return JsonReply(status, response)
-        events = RunEvents(RunSpec(**kept["spec"]), started_at=run.get("started_at"))  # (steps come with the end)
+        events = _resumed(kept)
         events.follow(response)
-        await _keep(call.state, events, response_id)
+        await _keep(call.state, events)
         run = events.last_run
     return JsonReply(200, run)
 
@@ -85,6 +67,8 @@ async def retrieve_run(client: ResponsesClient, call: Call, thread_id: str, run_
 async def submit_tool_outputs(
     client: ResponsesClient, call: Call, thread_id: str, run_id: str, model_map: Mapping[str, str]
 ) -> Reply:
+    """The outputs go up as `function_call_output` items of a new response in the same conversation:
+    the same run goes on, its tool-call steps completed with their outputs."""
     kept = await kept_run(call.state, thread_id, run_id)
     if kept is None:
         return JsonReply.error(404, f"No run found with id '{run_id}'.", None)
@@ -92,25 +76,17 @@ async def submit_tool_outputs(
     if status != "requires_action":
         return JsonReply.error(400, f'Runs in status "{status}" do not accept tool outputs.', None)
     body = json_object(call.body if isinstance(call.body, bytes) else b"")
-    if body.get("stream") is not True:
-        return JsonReply.error(
-            400, "Tool outputs are served streamed only so far in responses mode: send stream: true.",
-            "unsupported_value", param="stream",
-        )  # fmt: skip
-    spec = RunSpec(**kept["spec"])
-    outputs = [{"type": "function_call_output", "call_id": o.get("tool_call_id"), "output": o.get("output", "")}
-               for o in body.get("tool_outputs") or () if isinstance(o, Mapping)]  # fmt: skip
-    request = response_request(spec, thread_id, model_map.get(spec.model, spec.model), outputs, True)
-    response = await client.open(call, "POST", "/responses", request)
-    if response.status != 200:
-        return response
-    events = RunEvents(spec, prior_usage=kept.get("usage"), continuing=True, started_at=kept["run"].get("started_at"),
-                       steps={step["id"]: step for step in kept.get("steps") or ()})  # fmt: skip
-    return StreamReply(_translated(response, events, call.state))
+    given = {o.get("tool_call_id"): str(o.get("output", "")) for o in body.get("tool_outputs") or () if isinstance(o, Mapping)}
+    events = _resumed(kept)
+    events.announced = objects.give_outputs(events.steps, given, int(time.time()))
+    spec = events.spec
+    outputs = [{"type": "function_call_output", "call_id": call_id, "output": output} for call_id, output in given.items()]
+    request = response_request(spec, thread_id, model_map.get(spec.model, spec.model), outputs)
+    return await _respond(client, call, events, request, body.get("stream") is True)
 
 
 async def cancel_run(client: ResponsesClient, call: Call, thread_id: str, run_id: str) -> Reply:
-    """A background run's response is cancelled upstream; a streamed run ends with its client's stream."""
+    """The run's response is cancelled upstream (every response is a background one, streamed or not)."""
     kept = await kept_run(call.state, thread_id, run_id)
     if kept is None:
         return JsonReply.error(404, f"No run found with id '{run_id}'.", None)
@@ -120,9 +96,9 @@ async def cancel_run(client: ResponsesClient, call: Call, thread_id: str, run_id
     status, response = await client.json(call, "POST", f"/responses/{response_id}/cancel")
     if status != 200:
         return JsonReply(status, response)
-    events = RunEvents(RunSpec(**kept["spec"]), started_at=run.get("started_at"))
+    events = _resumed(kept)
     events.follow(response)
-    await _keep(call.state, events, response_id)
+    await _keep(call.state, events)
     return JsonReply(200, events.last_run or run)
 
 
@@ -157,14 +133,40 @@ async def kept_run(state: StateStore, thread_id: str, run_id: str) -> dict[str, 
     return dict(kept)
 
 
-async def _keep(state: StateStore, events: RunEvents, response_id: str | None = None) -> None:
+async def _respond(client: ResponsesClient, call: Call, events: RunEvents, request: objects.JsonObject, stream: bool) -> Reply:
+    """One response of the run, made in background mode whether streamed or not: so it can be
+    cancelled, polled, and read to its end (and counted) if its client leaves."""
+    request = {**request, "background": True, "stream": stream}
+    if stream:
+        response = await client.open(call, "POST", "/responses", request)
+        if response.status != 200:
+            return response
+        return StreamReply(_translated(client, call, response, events))
+    status, answer = await client.json(call, "POST", "/responses", request)
+    if status != 200 or not isinstance(answer.get("id"), str):
+        return JsonReply(status if status >= 400 else 502, answer)
+    events.follow(answer)
+    await _keep(call.state, events)
+    return JsonReply(200, events.last_run or {})
+
+
+def _resumed(kept: Mapping[str, Any]) -> RunEvents:
+    """A kept run picked up again: its spec, its steps and the usage of its responses so far."""
+    return RunEvents(RunSpec(**kept["spec"]), prior_usage=kept.get("usage"), continuing=True,
+                     started_at=kept["run"].get("started_at"), response_id=kept.get("response_id"),
+                     steps={step["id"]: step for step in kept.get("steps") or ()})  # fmt: skip
+
+
+async def _keep(state: StateStore, events: RunEvents) -> None:
     """The run as it stands, and which run wrote which message; a failing state only costs reading it later."""
     run_id = events.spec.run_id
-    record = {"spec": dataclasses.asdict(events.spec), "run": events.last_run, "usage": events.usage,
-              "response_id": response_id, "steps": list(events.steps.values())}  # fmt: skip
+    record = {"spec": dataclasses.asdict(events.spec), "run": events.last_run,
+              "usage": events.usage if events.usage is not None else events.prior_usage,
+              "response_id": events.response_id, "steps": list(events.steps.values())}  # fmt: skip
     try:
-        if not events.continuing and events.status is None:  # the run has just begun: the thread lists it
+        if not events.continuing and not events.kept:  # the run has just begun: the thread lists it
             await id_lists.update_ids(state, "thread_runs", events.spec.thread_id, RUN_TTL_S, add=run_id)
+            events.kept = True
         await state.put_record("run", run_id, orjson.dumps(record), RUN_TTL_S)
         for message_id in events.message_ids:
             await state.put_record("message_run", message_id, run_id.encode(), RUN_TTL_S)
@@ -172,18 +174,25 @@ async def _keep(state: StateStore, events: RunEvents, response_id: str | None = 
         log.warning("state_unavailable", step="keep_run", run_id=run_id)
 
 
-async def _translated(response: aiohttp.ClientResponse, events: RunEvents, state: StateStore) -> AsyncGenerator[bytes]:
+async def _translated(
+    client: ResponsesClient, call: Call, response: aiohttp.ClientResponse, events: RunEvents
+) -> AsyncGenerator[bytes]:
     """The run's Assistants events, each written as soon as the upstream event that makes it arrives."""
     parser = SSEParser()
     try:
         yield events.start()
-        await _keep(state, events)
         async for chunk in response.content.iter_any():
+            known = events.response_id
             out = b"".join(events.feed(event) for event in parser.feed(chunk))
+            if known is None and events.response_id is not None:
+                await _keep(call.state, events)  # from here on it can be cancelled, and read if the client leaves
             if out:
                 yield out
+        if events.status is None and events.response_id is not None:  # stopped short (cancelled?): ask
+            status, ended = await client.json(call, "GET", f"/responses/{events.response_id}")
+            yield events.ended(ended) if status == 200 else b""
         tail = events.end()
-        await _keep(state, events)
+        await _keep(call.state, events)
         yield tail
     finally:
         response.release()
