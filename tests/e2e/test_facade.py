@@ -276,6 +276,30 @@ async def test_tool_outputs_without_a_stream_continue_the_run_in_the_background(
     assert [(row.runs, row.total_tokens) for row in ledger] == [(1, 558)]
 
 
+async def test_max_prompt_tokens_is_counted_upstream_and_ends_the_run_incomplete(make_gateway, simulator_state) -> None:
+    gateway = await make_gateway(**FACADE)
+    client = gateway.async_client()
+    long = {"messages": [{"role": "user", "content": "Please read this. " * 120}]}  # ~540 tokens as counted
+    async with client.beta.threads.create_and_run_stream(
+        assistant_id="asst_support", thread=long, max_prompt_tokens=256
+    ) as stream:
+        events = [event.event async for event in stream]
+        run = await stream.get_final_run()
+    assert events[-1] == "thread.run.incomplete"
+    assert (run.status, run.incomplete_details.reason, run.usage.total_tokens) == ("incomplete", "max_prompt_tokens", 0)
+    [counted] = sent(simulator_state, "POST", "/v1/responses/input_tokens")
+    assert counted["conversation"] == run.thread_id and counted["model"] == "gpt-4.1"
+    assert not sent(simulator_state, "POST", "/v1/responses")  # never asked for
+    messages = await client.beta.threads.messages.list(run.thread_id)
+    assert [m.role for m in messages.data] == ["user"]  # what it was given is on the thread
+
+    short = await client.beta.threads.create_and_run_poll(assistant_id="asst_support", thread=THREAD,
+                                                          max_prompt_tokens=256, poll_interval_ms=1)  # fmt: skip
+    assert short.status == "completed" and short.usage.total_tokens == 24
+    records = await gateway.runs.wait(2)
+    assert [r.status for r in records][:1] == ["incomplete"]
+
+
 TWO_TEAMS = {
     "env": {"UP": "sk-upstream", "A": "sk-team-a", "B": "sk-team-b"},
     "upstream": {**FACADE["upstream"], "api_key": "${UP}"},

@@ -88,6 +88,13 @@ class RunEvents:
             return frame("thread.run.failed", self._run("failed", failed_at=self._now(), last_error=error)) + DONE
         return DONE
 
+    def cut_short(self, reason: str) -> bytes:
+        """The run ends before its response is asked for (its prompt is over `max_prompt_tokens`)."""
+        self.status = "incomplete"
+        self.usage = objects.add_usage(self.prior_usage, {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
+        details = {"reason": reason}
+        return frame("thread.run.incomplete", self._run("incomplete", incomplete_details=details, usage=self.usage)) + DONE
+
     def follow(self, response: Mapping[str, Any]) -> None:
         """A response read whole (background mode, polled): the run as it now stands, as if streamed."""
         self._created({"response": response})

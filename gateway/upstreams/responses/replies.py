@@ -42,7 +42,7 @@ class _Chunks:
         closing.close()  # a `finally` that awaited: let the generator's own finalizer finish it
 
 
-async def _once(body: bytes) -> AsyncGenerator[bytes]:
+async def once(body: bytes) -> AsyncGenerator[bytes]:
     yield body
 
 
@@ -63,7 +63,7 @@ class _Reply:
 class JsonReply(_Reply):
     def __init__(self, status: int, body: Mapping[str, Any]) -> None:
         raw = orjson.dumps(body)
-        super().__init__(status, "application/json", _once(raw), len(raw))
+        super().__init__(status, "application/json", once(raw), len(raw))
 
     @classmethod
     def error(cls, status: int, message: str, code: str | None, *, param: str | None = None) -> JsonReply:

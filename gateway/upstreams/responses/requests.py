@@ -72,6 +72,16 @@ def response_request(spec: RunSpec, conversation: str, upstream_model: str, inpu
     return request
 
 
+# What `POST /v1/responses/input_tokens` reads of a response request (the prompt, not the sampling).
+_COUNTED = ("model", "conversation", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls",
+            "text", "truncation")  # fmt: skip
+
+
+def count_request(request: Mapping[str, Any]) -> JsonObject:
+    """The input-token count request for a response request: what its prompt is made of."""
+    return {key: request[key] for key in _COUNTED if key in request}
+
+
 def input_messages(messages: Sequence[Mapping[str, Any]]) -> list[JsonObject]:
     """Thread messages (`thread.messages`, `additional_messages`) → Responses input messages."""
     return [{"role": m.get("role", "user"), "content": _content(m.get("content"), m.get("role") == "assistant")}

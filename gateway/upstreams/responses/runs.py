@@ -27,8 +27,14 @@ from gateway.upstreams.responses import id_lists, objects
 from gateway.upstreams.responses.client import ResponsesClient
 from gateway.upstreams.responses.events import RunEvents
 from gateway.upstreams.responses.objects import RunSpec
-from gateway.upstreams.responses.replies import JsonReply, StreamReply, paged
-from gateway.upstreams.responses.requests import input_messages, response_request, run_spec, thread_messages
+from gateway.upstreams.responses.replies import JsonReply, StreamReply, once, paged
+from gateway.upstreams.responses.requests import (
+    count_request,
+    input_messages,
+    response_request,
+    run_spec,
+    thread_messages,
+)
 
 log = structlog.get_logger("gateway.facade")
 RUN_TTL_S = 7 * 24 * 3600.0  # a run can be read (and continued) this long after its last event
@@ -136,6 +142,8 @@ async def kept_run(state: StateStore, thread_id: str, run_id: str) -> dict[str, 
 async def _respond(client: ResponsesClient, call: Call, events: RunEvents, request: objects.JsonObject, stream: bool) -> Reply:
     """One response of the run, made in background mode whether streamed or not: so it can be
     cancelled, polled, and read to its end (and counted) if its client leaves."""
+    if await _over_prompt_limit(client, call, events.spec, request):
+        return await _cut_short(client, call, events, request, stream)
     request = {**request, "background": True, "stream": stream}
     if stream:
         response = await client.open(call, "POST", "/responses", request)
@@ -148,6 +156,30 @@ async def _respond(client: ResponsesClient, call: Call, events: RunEvents, reque
     events.follow(answer)
     await _keep(call.state, events)
     return JsonReply(200, events.last_run or {})
+
+
+async def _over_prompt_limit(client: ResponsesClient, call: Call, spec: RunSpec, request: objects.JsonObject) -> bool:
+    """Whether the prompt (the conversation so far and this input) is over the run's `max_prompt_tokens`,
+    counted by the upstream. A count that fails lets the run go: the token reservation still bounds it."""
+    if spec.max_prompt_tokens is None:
+        return False
+    status, counted = await client.json(call, "POST", "/responses/input_tokens", count_request(request))
+    tokens = counted.get("input_tokens")
+    if status != 200 or type(tokens) is not int:
+        log.warning("input_tokens_uncounted", run_id=spec.run_id, upstream_status=status)
+        return False
+    return tokens > spec.max_prompt_tokens
+
+
+async def _cut_short(client: ResponsesClient, call: Call, events: RunEvents, request: objects.JsonObject, stream: bool) -> Reply:
+    """The run ends `incomplete` (reason max_prompt_tokens) as the Assistants API ended it; what it was
+    given still joins the thread, as it did there."""
+    if request["input"]:
+        await client.json(call, "POST", f"/conversations/{request['conversation']}/items", {"items": request["input"]})
+    head = events.start() if stream else b""
+    tail = events.cut_short("max_prompt_tokens")
+    await _keep(call.state, events)
+    return StreamReply(once(head + tail)) if stream else JsonReply(200, events.last_run or {})
 
 
 def _resumed(kept: Mapping[str, Any]) -> RunEvents:
