@@ -73,6 +73,16 @@ class Gateway:
         return openai.OpenAI(base_url=self.base_url, **kwargs)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def sdk_imported() -> None:
+    """The SDK imports its resources on first use (~0.7 s here): done once up front, so that no test's
+    event loop (which the gateway shares) stalls on it while a Redis call is timing out."""
+    client = openai.OpenAI(api_key="sk-unused", base_url="http://127.0.0.1:9/v1")
+    _ = (client.beta.threads.runs.steps, client.beta.threads.messages, client.beta.assistants, client.files,
+         client.vector_stores, client.responses, client.conversations)  # fmt: skip
+    client.close()
+
+
 @pytest.fixture
 def simulator_settings() -> SimulatorSettings:
     return SimulatorSettings(poll_after_ms=1, hang_check_interval_s=0.01)
@@ -91,8 +101,15 @@ def simulator_state(simulator: TestServer) -> Any:
 
 
 @pytest.fixture
+def protocol() -> str:
+    """The upstream protocol gateways are started with; a module runs in both modes with
+    `pytestmark = both_protocols` (tests.support), the same tests against either upstream."""
+    return "assistants"
+
+
+@pytest.fixture
 def make_gateway(
-    aiohttp_server: Callable[..., Awaitable[TestServer]], simulator: TestServer
+    aiohttp_server: Callable[..., Awaitable[TestServer]], simulator: TestServer, protocol: str
 ) -> Callable[..., Awaitable[Gateway]]:
     """Start a gateway on the simulator; `raw` sections are merged into the default config."""
 
@@ -103,7 +120,7 @@ def make_gateway(
         **raw: Any,
     ) -> Gateway:
         """A gateway from `raw` sections, or from a YAML `config_file` (which it then reloads from)."""
-        upstream = {"base_url": upstream_url or str(simulator.make_url("/v1")), **raw.pop("upstream", {})}
+        upstream = {"base_url": upstream_url or str(simulator.make_url("/v1")), "protocol": protocol, **raw.pop("upstream", {})}
         if config_file is not None:
             config = load_config(config_file, env=env)
         else:

@@ -7,6 +7,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -19,6 +20,10 @@ UPSTREAM_KEY = "sk-upstream"
 TOKEN_CAPS: dict[str, Any] = {"tokens": {"max_prompt_tokens": {"max": 1000}, "max_completion_tokens": {"max": 1000}}}
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+# The same tests against either upstream protocol (the `protocol` fixture `make_gateway` reads):
+# forwarding the Assistants API, and serving it on the Responses API. As a test's or a module's mark.
+both_protocols = pytest.mark.parametrize("protocol", ["assistants", "responses"])
 
 
 def free_port() -> int:
@@ -76,6 +81,15 @@ async def scrape(gateway: Gateway) -> Samples:
 def value(samples: Samples, name: str, **labels: str) -> float:
     """The sample `name` with exactly `labels`; 0.0 when it is not exported (yet)."""
     return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def upstream_usage(simulator_state: Any, thread_id: str, run_id: str) -> int:
+    """The total tokens the simulator reported for a run: the Assistants run's own, or, behind the
+    facade, the sum of the responses in the thread's conversation (a thread per run, tool rounds summed)."""
+    if thread_id in simulator_state.threads:
+        return int(simulator_state.threads[thread_id].runs[run_id].obj["usage"]["total_tokens"])
+    responses = [r.obj for r in simulator_state.responses_store.responses.values()]
+    return sum(r["usage"]["total_tokens"] for r in responses if (r.get("conversation") or {}).get("id") == thread_id)
 
 
 class SteppedClock:

@@ -13,7 +13,8 @@ released / cancelled there even after Redis is back. A run bound while Redis was
 the fallback; once Redis answers, its settle is recorded in Redis (the shared ledger, exactly once
 across replicas) and in the fallback (freeing its local reservation), and `due_runs` lists the
 fallback's runs next to Redis's. Threads claimed while Redis was down stay visible to this replica
-(`owner` asks the fallback when Redis knows no owner).
+(`owner` asks the fallback when Redis knows no owner). In `fail_open`, the facade's records (assistants,
+runs) are written through to the fallback too, so this replica still reads its own through an outage.
 """
 
 from __future__ import annotations
@@ -211,7 +212,9 @@ class ResilientState:
         return rows
 
     async def put_record(self, kind: str, object_id: str, data: bytes, ttl_s: float) -> None:
-        await self._call(lambda s: s.put_record(kind, object_id, data, ttl_s))
+        _, primary = await self._call(lambda s: s.put_record(kind, object_id, data, ttl_s))
+        if primary and self._mode == "fail_open":  # readable here through an outage (bounded: the fallback's LRU)
+            await self._local(lambda s: s.put_record(kind, object_id, data, ttl_s))
 
     async def get_record(self, kind: str, object_id: str) -> bytes | None:
         found, primary = await self._call(lambda s: s.get_record(kind, object_id))

@@ -44,7 +44,9 @@ EVENT_TYPES = frozenset(
 ) | {"error", "done"}  # fmt: skip
 UPSTREAM_ERROR_KINDS = ("unavailable", "timeout", "server_error", "rate_limited", "stream_broken", "error_event")
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-_ID_SEGMENT = re.compile(r"^(thread|run|msg|asst|step|call|vs|file|batch)[_-][A-Za-z0-9_-]+$")
+# Ids of the Assistants API and, behind the facade, of the Responses + Conversations API (a thread's id
+# is its conversation's, `conv_…`).
+_ID_SEGMENT = re.compile(r"^(thread|run|msg|asst|step|call|vs|file|batch|conv|resp|fc|rs|ci|fs|cntr|cfile)[_-][A-Za-z0-9_-]+$")
 
 
 class Metrics:

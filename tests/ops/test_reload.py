@@ -14,6 +14,7 @@ import yaml
 
 from tests import support
 from tests.conftest import Gateway
+from tests.support import both_protocols
 
 ENV = {"UPSTREAM_KEY": "sk-upstream", "TEAM_KEY": "sk-team", "ADMIN_KEY": "sk-admin"}
 ADMIN = {"Authorization": "Bearer sk-admin"}
@@ -54,6 +55,7 @@ async def run_model(client: openai.AsyncOpenAI, assistant_id: str, model: str) -
     return run.status
 
 
+@both_protocols
 async def test_broken_file_keeps_the_old_policy_valid_one_applies_without_dropping_a_stream(served, simulator):
     gateway, path = served
     client = gateway.async_client(api_key="sk-team")

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.config import ConfigError, parse_config
 from tests.conftest import Gateway
-from tests.support import limited_tenant
+from tests.support import both_protocols, limited_tenant
 
 
 async def team(make_gateway, limits: dict[str, Any]) -> tuple[Gateway, openai.AsyncOpenAI, str]:
@@ -21,6 +21,7 @@ async def team(make_gateway, limits: dict[str, Any]) -> tuple[Gateway, openai.As
     return gateway, client, assistant.id
 
 
+@both_protocols
 async def test_requests_per_minute_gives_the_sdk_a_rate_limit_error(make_gateway):
     _gateway, client, assistant = await team(make_gateway, {"requests_per_minute": 2})
     raw = await client.beta.threads.with_raw_response.create_and_run(assistant_id=assistant)
@@ -35,6 +36,7 @@ async def test_requests_per_minute_gives_the_sdk_a_rate_limit_error(make_gateway
     assert headers["x-ratelimit-remaining-requests"] == "0"
 
 
+@both_protocols
 async def test_concurrent_runs_and_open_streams(make_gateway):
     _gateway, client, assistant = await team(make_gateway, {"concurrent_runs": 2, "open_streams": 1})
     slow = {"X-Simulator-Event-Delay-Ms": "20"}
@@ -50,6 +52,7 @@ async def test_concurrent_runs_and_open_streams(make_gateway):
         pass
 
 
+@both_protocols
 async def test_concurrent_run_slots_are_refused_while_held(make_gateway):
     _gateway, client, assistant = await team(make_gateway, {"concurrent_runs": 1})
     slow = {"X-Simulator-Event-Delay-Ms": "20"}
@@ -62,6 +65,7 @@ async def test_concurrent_run_slots_are_refused_while_held(make_gateway):
     assert (await client.beta.threads.create_and_run(assistant_id=assistant)).status == "queued"
 
 
+@both_protocols
 async def test_a_budget_reserves_the_worst_case_and_settles_the_real_usage(make_gateway):
     # Each run may cost 1000 + 1000 tokens: two fit in 4500, a third must wait for a settlement.
     _gateway, client, assistant = await team(make_gateway, {"tokens_per_day": 4500})
@@ -76,6 +80,7 @@ async def test_a_budget_reserves_the_worst_case_and_settles_the_real_usage(make_
     assert (await client.beta.threads.create_and_run(assistant_id=assistant)).status == "queued"
 
 
+@both_protocols
 async def test_tokens_per_minute_window_in_headers(make_gateway):
     _gateway, client, assistant = await team(make_gateway, {"tokens_per_minute": 10000})
     raw = await client.beta.threads.with_raw_response.create_and_run(assistant_id=assistant)
@@ -83,6 +88,7 @@ async def test_tokens_per_minute_window_in_headers(make_gateway):
     assert raw.headers["x-ratelimit-remaining-tokens"] == "8000"
 
 
+@both_protocols
 async def test_per_key_limits(make_gateway):
     config = limited_tenant({"per_key": {"requests_per_minute": 1}})
     config["env"] = {**config["env"], "TEAM2": "sk-team-2"}

@@ -3,6 +3,7 @@ that names the rule and the param; clamps, injected defaults, facts and shadow m
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import openai
@@ -10,7 +11,9 @@ import orjson
 import pytest
 
 from tests.conftest import Gateway
-from tests.support import scrape, team_tenant, value
+from tests.support import both_protocols, scrape, team_tenant, value
+
+pytestmark = both_protocols
 
 HI = {"messages": [{"role": "user", "content": "hi"}]}
 FN = {"type": "function", "function": {"name": "get_weather"}}
@@ -92,22 +95,35 @@ def fill(value: Any, ids: dict[str, str]) -> Any:
     return value
 
 
+# Behind the facade, assistants are the platform's: the same two, defined in the config.
+PLATFORM_ASSISTANTS = {"asst_ok": {"model": "gpt-4o"}, "asst_other": {"model": "gpt-4o-mini"}}
+
+
 @pytest.fixture
-async def assistants(simulator) -> dict[str, str]:
+async def assistants(simulator, protocol) -> dict[str, str]:
+    if protocol == "responses":
+        return {"ok": "asst_ok", "other": "asst_other"}
     client = openai.AsyncOpenAI(base_url=str(simulator.make_url("/v1")), api_key="sk-any")
     ok, other = [await client.beta.assistants.create(model=model) for model in ("gpt-4o", "gpt-4o-mini")]
     await client.close()
     return {"ok": ok.id, "other": other.id}
 
 
-async def team(make_gateway, policy: dict[str, Any]) -> tuple[Gateway, openai.AsyncOpenAI]:
-    gateway = await make_gateway(**team_tenant(policy))
-    return gateway, gateway.async_client(api_key="sk-team")
+@pytest.fixture
+def team(make_gateway, protocol) -> Callable[[dict[str, Any]], Awaitable[tuple[Gateway, openai.AsyncOpenAI]]]:
+    """A gateway for the tenant `team` under `policy`, and its client."""
+
+    async def start(policy: dict[str, Any]) -> tuple[Gateway, openai.AsyncOpenAI]:
+        platform = {"assistants": PLATFORM_ASSISTANTS} if protocol == "responses" else {}
+        gateway = await make_gateway(**team_tenant(policy, **platform))
+        return gateway, gateway.async_client(api_key="sk-team")
+
+    return start
 
 
 @pytest.mark.parametrize(("rule", "policy", "allowed", "denied", "param"), RULES, ids=[r[0] for r in RULES])
-async def test_each_rule_allows_and_denies(make_gateway, assistants, simulator_state, rule, policy, allowed, denied, param):
-    gateway, client = await team(make_gateway, fill(policy, assistants))
+async def test_each_rule_allows_and_denies(team, assistants, simulator_state, rule, policy, allowed, denied, param):
+    gateway, client = await team(fill(policy, assistants))
     base = {"assistant_id": assistants["ok"], "model": "gpt-4o"}
     run = await client.beta.threads.create_and_run(**{**base, **fill(allowed, assistants)})
     assert run.status == "queued"
@@ -122,8 +138,8 @@ async def test_each_rule_allows_and_denies(make_gateway, assistants, simulator_s
     assert (record.decision, record.violations) == ("deny", (rule,))
 
 
-async def test_sibling_run_calls_are_judged_too(make_gateway, assistants):
-    _gateway, client = await team(make_gateway, {"content": {"max_messages": 1, "max_text_chars": 10}})
+async def test_sibling_run_calls_are_judged_too(team, assistants):
+    _gateway, client = await team({"content": {"max_messages": 1, "max_text_chars": 10}})
     thread = await client.beta.threads.create()
     extra = [{"role": "user", "content": "a"}] * 2
     with pytest.raises(openai.PermissionDeniedError) as caught:
@@ -136,9 +152,9 @@ async def test_sibling_run_calls_are_judged_too(make_gateway, assistants):
     assert caught.value.body["param"] == "tool_outputs[0].output"
 
 
-async def test_every_violation_is_named(make_gateway, assistants):
+async def test_every_violation_is_named(team, assistants):
     policy = {"models": {"allow": ["gpt-4o"]}, "sampling": {"temperature": {"max": 1}}, "metadata": {"required": ["cc"]}}
-    _gateway, client = await team(make_gateway, policy)
+    _gateway, client = await team(policy)
     with pytest.raises(openai.PermissionDeniedError) as caught:
         await client.beta.threads.create_and_run(assistant_id=assistants["ok"], model="o3", temperature=1.5)
     message = caught.value.body["message"]
@@ -146,37 +162,41 @@ async def test_every_violation_is_named(make_gateway, assistants):
     assert caught.value.body["param"] == "model"
 
 
-async def test_clamps_and_defaults_reach_the_upstream(make_gateway, assistants, simulator_state):
+async def test_clamps_and_defaults_reach_the_upstream(team, assistants, simulator_state, protocol):
     tokens = {
         "max_prompt_tokens": {"max": 4000, "action": "clamp", "default": 2000},
         "max_completion_tokens": {"max": 1000, "action": "clamp"},
     }
-    gateway, client = await team(make_gateway, {"tokens": tokens})
+    gateway, client = await team({"tokens": tokens})
     raw = await client.beta.threads.with_raw_response.create_and_run(
         assistant_id=assistants["ok"], max_completion_tokens=5000
     )
     assert raw.headers["x-gateway-policy-modified"] == "max_prompt_tokens,max_completion_tokens"
     sent = orjson.loads(simulator_state.requests[-1].body)
-    assert (sent["max_prompt_tokens"], sent["max_completion_tokens"]) == (2000, 1000)
-    assert raw.parse().max_completion_tokens == 1000
+    if protocol == "responses":  # the prompt cap is the gateway's to enforce: it counts the prompt first
+        counted = [r for r in simulator_state.requests if r.path == "/v1/responses/input_tokens"]
+        assert sent["max_output_tokens"] == 1000 and len(counted) == 1
+    else:
+        assert (sent["max_prompt_tokens"], sent["max_completion_tokens"]) == (2000, 1000)
+    assert (raw.parse().max_prompt_tokens, raw.parse().max_completion_tokens) == (2000, 1000)
     assert gateway.runs.finished[-1].decision == "modify"
 
 
-async def test_the_assistants_own_model_is_judged_when_the_body_omits_it(make_gateway, assistants, simulator_state):
-    _gateway, client = await team(make_gateway, {"models": {"allow": ["gpt-4o"]}})
+async def test_the_assistants_own_model_is_judged_when_the_body_omits_it(team, assistants, simulator_state, protocol):
+    _gateway, client = await team({"models": {"allow": ["gpt-4o"]}})
     with pytest.raises(openai.PermissionDeniedError) as caught:
         await client.beta.threads.create_and_run(assistant_id=assistants["other"])  # a gpt-4o-mini assistant
     assert caught.value.body["param"] is None and "gpt-4o-mini" in caught.value.body["message"]
     for _ in range(2):
         assert (await client.beta.threads.create_and_run(assistant_id=assistants["ok"])).status == "queued"
     lookups = [r for r in simulator_state.requests if r.method == "GET" and r.path.endswith(assistants["ok"])]
-    assert len(lookups) == 1  # cached
-    with pytest.raises(openai.NotFoundError):  # the upstream's own answer for an unknown assistant
+    assert len(lookups) == (1 if protocol == "assistants" else 0)  # cached; the facade's own are never looked up
+    with pytest.raises(openai.NotFoundError):  # an unknown assistant: not found
         await client.beta.threads.create_and_run(assistant_id="asst_nope")
 
 
-async def test_shadow_mode_forwards_and_records_the_would_be_denial(make_gateway, assistants, simulator_state):
-    gateway, client = await team(make_gateway, {"shadow": True, "models": {"allow": ["gpt-4o"]}})
+async def test_shadow_mode_forwards_and_records_the_would_be_denial(team, assistants, simulator_state):
+    gateway, client = await team({"shadow": True, "models": {"allow": ["gpt-4o"]}})
     run = await client.beta.threads.create_and_run(assistant_id=assistants["ok"], model="gpt-3.5-turbo")
     assert run.status == "queued"
     assert orjson.loads(simulator_state.requests[-1].body)["model"] == "gpt-3.5-turbo"

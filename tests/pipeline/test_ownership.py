@@ -12,6 +12,7 @@ import pytest
 from gateway.pipeline.ownership import thread_id_of
 from gateway.state.memory import MemoryState
 from tests.conftest import Gateway
+from tests.support import both_protocols
 
 ENV = {"UPSTREAM_KEY": "sk-upstream", "ALICE_KEY": "sk-alice", "BOB_KEY": "sk-bob"}
 MESSAGE = {"messages": [{"role": "user", "content": "hi"}]}
@@ -33,6 +34,7 @@ async def teams(make_gateway) -> Gateway:
     return await make_gateway(**two_teams())
 
 
+@both_protocols
 async def test_another_tenants_thread_and_runs_are_404_the_owner_still_reaches_them(teams):
     alice, bob = teams.async_client(api_key="sk-alice"), teams.async_client(api_key="sk-bob")
     assistant = await alice.beta.assistants.create(model="gpt-4o")
@@ -55,6 +57,7 @@ async def test_another_tenants_thread_and_runs_are_404_the_owner_still_reaches_t
     assert (await alice.beta.threads.messages.list(thread_id)).data  # nothing was deleted
 
 
+@both_protocols
 async def test_threads_created_directly_are_claimed(teams):
     alice, bob = teams.async_client(api_key="sk-alice"), teams.async_client(api_key="sk-bob")
     thread = await alice.beta.threads.create()
@@ -63,6 +66,7 @@ async def test_threads_created_directly_are_claimed(teams):
     assert (await alice.beta.threads.retrieve(thread.id)).id == thread.id
 
 
+@both_protocols
 async def test_ownership_is_claimed_while_the_stream_is_still_open(teams):
     alice = teams.async_client(api_key="sk-alice")
     assistant = await alice.beta.assistants.create(model="gpt-4o")

@@ -13,6 +13,7 @@ import pytest
 from gateway.keys import STATE
 from gateway.ops.reconcile import reconcile_once
 from tests.conftest import Gateway
+from tests.support import both_protocols, upstream_usage
 
 ENV = {"UP": "sk-upstream", "TEAM": "sk-team", "ADMIN": "sk-admin"}
 MESSAGE = {"messages": [{"role": "user", "content": "hi"}]}
@@ -46,10 +47,6 @@ async def ledger(gateway: Gateway) -> list[dict[str, Any]]:
         return (await response.json())["data"]
 
 
-def simulated_usage(simulator_state: Any, thread_id: str, run_id: str) -> int:
-    return simulator_state.threads[thread_id].runs[run_id].obj["usage"]["total_tokens"]
-
-
 async def reconcile_until_settled(gateway: Gateway, rounds: int = 20) -> None:
     """Run the reconciler as if time passed between its passes, until nothing is pending."""
     state, later = gateway.app[STATE], time.time()
@@ -61,6 +58,7 @@ async def reconcile_until_settled(gateway: Gateway, rounds: int = 20) -> None:
     raise AssertionError("runs still pending after the reconciler's passes")
 
 
+@both_protocols
 async def test_every_way_of_running_is_counted_once(make_gateway, simulator_state, backend):
     gateway, client = await accounted(make_gateway, backend)
     assistant = (await client.beta.assistants.create(model="gpt-4o")).id
@@ -100,7 +98,7 @@ async def test_every_way_of_running_is_counted_once(make_gateway, simulator_stat
     await reconcile_until_settled(gateway)
     rows = await ledger(gateway)
     assert sum(row["runs"] for row in rows) == len(runs)
-    expected = sum(simulated_usage(simulator_state, thread, run) for thread, run in runs)
+    expected = sum(upstream_usage(simulator_state, thread, run) for thread, run in runs)
     assert sum(row["total_tokens"] for row in rows) == expected
     assert {row["model"] for row in rows} == {"gpt-4o"}
 

@@ -12,6 +12,8 @@ import openai
 import orjson
 import pytest
 
+from tests.support import both_protocols
+
 REPO = Path(__file__).resolve().parents[2]
 ENV = {"UP": "sk-upstream", "ALICE": "sk-alice", "BOB": "sk-bob"}
 MESSAGE = {"messages": [{"role": "user", "content": "Where is my order 1234?"}]}
@@ -64,6 +66,7 @@ async def mixed_workload(gateway) -> int:
     return 7
 
 
+@both_protocols
 @pytest.mark.integration  # `gateway audit verify` as a process
 async def test_every_run_call_has_a_decision_and_an_outcome(make_gateway, tmp_path):
     path = tmp_path / "audit.jsonl"
@@ -88,6 +91,7 @@ async def test_every_run_call_has_a_decision_and_an_outcome(make_gateway, tmp_pa
     assert verify(path).returncode == 0
 
 
+@both_protocols
 async def test_hashed_content(make_gateway, tmp_path):
     path = tmp_path / "audit.jsonl"
     gateway = await make_gateway(**audited(path, content="hash"))
@@ -100,6 +104,7 @@ async def test_hashed_content(make_gateway, tmp_path):
     assert "Where is my order" not in path.read_text()
 
 
+@both_protocols
 @pytest.mark.integration  # `gateway audit verify` as a process
 @pytest.mark.parametrize("tamper", ["edit", "delete", "reorder"])
 async def test_audit_verify_catches_tampering(make_gateway, tmp_path, tamper):

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.conftest import Gateway
-from tests.support import scrape, value
+from tests.support import both_protocols, scrape, value
 
 ENV = {"UP": "sk-upstream", "ALICE": "sk-alice", "BOB": "sk-bob"}
 TEAMS = {
@@ -28,6 +28,7 @@ async def teams(make_gateway) -> Gateway:
     return await make_gateway(**TEAMS)
 
 
+@both_protocols
 async def test_counters_match_an_sdk_workload(teams):
     alice, bob = teams.async_client(api_key="sk-alice"), teams.async_client(api_key="sk-bob")
     assistant = await alice.beta.assistants.create(model="gpt-4o")
@@ -73,6 +74,7 @@ async def test_counters_match_an_sdk_workload(teams):
     assert value(m, "gateway_overhead_seconds_count", route="create_thread_and_run") == 4  # denied runs never forward
 
 
+@both_protocols
 async def test_labels_stay_bounded(teams, simulator):
     alice = teams.async_client(api_key="sk-alice")
     assistant = await alice.beta.assistants.create(model="my-fine-tune-123")
@@ -85,7 +87,7 @@ async def test_labels_stay_bounded(teams, simulator):
     labels: set[tuple[str, str]] = {pair for (_name, pairs) in m for pair in pairs}
     values = {v for k, v in labels if k in ("route", "model", "tenant", "gen_ai_request_model")}
     assert "other" in values
-    an_id = re.compile(r"(thread|run|msg|asst|step)_[A-Za-z0-9]{16,}")
+    an_id = re.compile(r"(thread|run|msg|asst|step|conv|resp)_[A-Za-z0-9]{16,}")
     assert not any(an_id.search(v) or "ft:" in v or "fine-tune" in v for v in values)
     assert "/v1/threads/{id}/messages" in values and "/v1/threads/{id}/runs/{id}" in values
     assert value(m, "gateway_requests_total", route="/v1/threads/{id}/messages", method="GET", status="200",

@@ -25,13 +25,18 @@ from gateway.keys import RECORDER
 from gateway.telemetry.run_spans import RunTracing
 from gateway.telemetry.tracing import Tracing
 from tests.conftest import API_KEY, Gateway, RunCollector
-from tests.support import free_port, team_tenant
+from tests.support import both_protocols, free_port, team_tenant
 
 ENV = {"UPSTREAM_KEY": "sk-upstream", "TEAM_KEY": "sk-team"}
 HI = {"messages": [{"role": "user", "content": "What is the weather?"}]}
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
+# The upstream CLIENT spans of a create-thread-and-run: forwarded as is, or behind the facade a
+# conversation for the thread and the run's response.
+CREATE_CALLS = {"assistants": ("POST /v1/threads/runs",), "responses": ("POST /v1/conversations", "POST /v1/responses")}
+RUN_CALL = {"assistants": "POST /v1/threads/runs", "responses": "POST /v1/responses"}
+POLL_CALL = {"assistants": "GET /v1/threads/{id}/runs/{id}", "responses": "GET /v1/responses/{id}"}
 MS = 1_000_000  # ns: slack where a wall-clock span edge meets a perf_counter milestone
 
 
@@ -42,7 +47,7 @@ def spans() -> InMemorySpanExporter:
 
 @pytest.fixture
 def traced(
-    aiohttp_server: Callable[..., Awaitable[TestServer]], simulator: TestServer, spans: InMemorySpanExporter
+    aiohttp_server: Callable[..., Awaitable[TestServer]], simulator: TestServer, spans: InMemorySpanExporter, protocol: str
 ) -> Callable[..., Awaitable[Gateway]]:
     """A gateway on the simulator whose spans land in `spans` (unless `exporter` says otherwise)."""
 
@@ -52,7 +57,7 @@ def traced(
         exporter: Any = spans,
         **raw: Any,
     ) -> Gateway:
-        upstream = {"base_url": upstream_url or str(simulator.make_url("/v1")), **raw.pop("upstream", {})}
+        upstream = {"base_url": upstream_url or str(simulator.make_url("/v1")), "protocol": protocol, **raw.pop("upstream", {})}
         config = parse_config({"upstream": upstream, **raw}, env=env or {})
         runs = RunCollector()
         app = build_app(config, observers=[runs], span_exporter=exporter)
@@ -89,7 +94,8 @@ def ordered(*times: int | None, slack: int = 0) -> bool:
     return all(a <= b + slack for a, b in zip(values, values[1:], strict=False))
 
 
-async def test_a_streamed_run_is_an_agent_invocation_with_its_milestones(traced, spans):
+@both_protocols
+async def test_a_streamed_run_is_an_agent_invocation_with_its_milestones(traced, spans, protocol):
     gateway = await traced()
     client = gateway.async_client()
     assistant = await client.beta.assistants.create(model="gpt-4o")
@@ -131,8 +137,8 @@ async def test_a_streamed_run_is_an_agent_invocation_with_its_milestones(traced,
     assert gateway.runs.finished[-1].trace_id == format_trace_id(span.context.trace_id)
 
     kids = children(spans, span)
-    assert set(kids) == {"gateway.policy", "gateway.admission", "POST /v1/threads/runs"}
-    policy, admission, upstream = kids["gateway.policy"], kids["gateway.admission"], kids["POST /v1/threads/runs"]
+    assert set(kids) == {"gateway.policy", "gateway.admission", *CREATE_CALLS[protocol]}
+    policy, admission, upstream = kids["gateway.policy"], kids["gateway.admission"], kids[RUN_CALL[protocol]]
     assert upstream.kind == SpanKind.CLIENT
     assert upstream.attributes["server.address"] == "127.0.0.1"
     assert upstream.attributes["http.response.status_code"] == 200
@@ -146,7 +152,8 @@ async def test_a_streamed_run_is_an_agent_invocation_with_its_milestones(traced,
     assert ordered(at["gen_ai.run.completed"], upstream.end_time, span.end_time, slack=MS)
 
 
-async def test_a_polled_run_under_a_policy_that_clamps_and_shadows(traced, spans):
+@both_protocols
+async def test_a_polled_run_under_a_policy_that_clamps_and_shadows(traced, spans, protocol):
     policy = {
         "shadow_rules": ["models.*"],
         "models": {"allow": ["gpt-4o"]},
@@ -171,7 +178,7 @@ async def test_a_polled_run_under_a_policy_that_clamps_and_shadows(traced, spans
     assert a["gateway.policy.modified"] == ("max_completion_tokens",)
     assert "gateway.policy.violations" not in a and a["gateway.run.streamed"] is False
     assert not events(span)  # nothing streamed: no stream milestones
-    assert set(children(spans, span)) == {"gateway.policy", "gateway.admission", "POST /v1/threads/runs"}
+    assert set(children(spans, span)) == {"gateway.policy", "gateway.admission", *CREATE_CALLS[protocol]}
     # The polls are plain pass-through calls: named by template, ids kept out of name and path.
     polls = [s for s in spans.get_finished_spans() if s.name == "GET /v1/threads/{id}/runs/{id}"]
     polls = [s for s in polls if s.kind == SpanKind.SERVER]
@@ -179,9 +186,10 @@ async def test_a_polled_run_under_a_policy_that_clamps_and_shadows(traced, spans
     assert polls[0].attributes["url.path"] == "/v1/threads/{id}/runs/{id}"
     assert run.id not in str(dict(polls[0].attributes))
     assert "gen_ai.operation.name" not in polls[0].attributes
-    assert {s.name for s in children(spans, polls[0]).values()} == {"GET /v1/threads/{id}/runs/{id}"}
+    assert {s.name for s in children(spans, polls[0]).values()} == {POLL_CALL[protocol]}
 
 
+@both_protocols
 async def test_a_policy_denial_is_traced_without_an_upstream_call(traced, spans, simulator_state):
     gateway = await traced(**team({"models": {"allow": ["gpt-4o"]}}))
     client = gateway.async_client(api_key="sk-team")
@@ -209,15 +217,17 @@ async def test_an_unauthenticated_call_still_gets_a_span(traced, spans):
     assert span.attributes["http.response.status_code"] == 401 and "gateway.tenant" not in span.attributes
 
 
-async def test_an_upstream_500_marks_both_spans(traced, spans):
+@both_protocols
+async def test_an_upstream_500_marks_both_spans(traced, spans, protocol):
     gateway = await traced()
     client = gateway.async_client()
+    assistant = await client.beta.assistants.create(model="gpt-4o")
     with pytest.raises(openai.InternalServerError):
-        await client.beta.threads.create_and_run(assistant_id="asst_1", extra_headers={"X-Simulator-Fault": "http-500"})
+        await client.beta.threads.create_and_run(assistant_id=assistant.id, extra_headers={"X-Simulator-Fault": "http-500"})
     span = server_span(spans, "POST /v1/threads/runs")
     assert span.status.status_code == StatusCode.ERROR
     assert (span.attributes["http.response.status_code"], span.attributes["error.type"]) == (500, "500")
-    upstream = children(spans, span)["POST /v1/threads/runs"]
+    upstream = children(spans, span)[CREATE_CALLS[protocol][0]]  # the first call upstream fails
     assert upstream.status.status_code == StatusCode.ERROR
     assert upstream.attributes["http.response.status_code"] == 500
 
@@ -254,7 +264,8 @@ async def test_a_broken_stream_is_an_error_though_the_answer_was_200(traced, spa
     assert span.status.status_code == StatusCode.ERROR
 
 
-async def test_a_client_that_walks_away_ends_every_span(traced, spans):
+@both_protocols
+async def test_a_client_that_walks_away_ends_every_span(traced, spans, protocol):
     gateway = await traced()
     assistant = await gateway.async_client().beta.assistants.create(model="gpt-4o")
     body = {"assistant_id": assistant.id, "thread": HI, "stream": True}
@@ -271,7 +282,7 @@ async def test_a_client_that_walks_away_ends_every_span(traced, spans):
     span = server_span(spans, "POST /v1/threads/runs")
     assert span.attributes["gateway.run.client_gone"] is True and "http.response.status_code" not in span.attributes
     assert span.attributes["error.type"] == "CancelledError" and span.status.status_code == StatusCode.UNSET
-    upstream = children(spans, span)["POST /v1/threads/runs"]
+    upstream = children(spans, span)[RUN_CALL[protocol]]
     assert upstream.end_time is not None and upstream.end_time <= span.end_time
 
 
