@@ -38,7 +38,7 @@ def frame(event: str, data: JsonObject) -> bytes:
 class _Item:
     """An output item being streamed: its message text or its tool call so far."""
 
-    kind: str  # message | function_call
+    kind: str  # message | function_call | tool (file search, code interpreter: run by the upstream)
     item_id: str
     created_at: int
     text: list[str] = field(default_factory=list)
@@ -146,6 +146,10 @@ class RunEvents:
                     "function": {"name": item.get("name"), "arguments": "", "output": None}}  # fmt: skip
             self._items[item_id] = _Item("function_call", item_id, now, call=call)
             yield from self._step_opened(item_id, now, {"type": "tool_calls", "tool_calls": [call]})
+        elif item.get("type") in _BUILT_IN_CALLS:
+            call = objects.tool_call(item)
+            self._items[item_id] = _Item("tool", item_id, now, call=call)
+            yield from self._step_opened(item_id, now, {"type": "tool_calls", "tool_calls": [call]})
 
     def _text_delta(self, data: Mapping[str, Any]) -> Iterable[bytes]:
         item = self._items.get(str(data.get("item_id")))
@@ -167,6 +171,16 @@ class RunEvents:
         yield frame("thread.run.step.delta", {"id": objects.step_id_of(item.item_id), "object": "thread.run.step.delta",
                                               "delta": {"step_details": {"type": "tool_calls", "tool_calls": [call]}}})  # fmt: skip
 
+    def _code_delta(self, data: Mapping[str, Any]) -> Iterable[bytes]:
+        item = self._items.get(str(data.get("item_id")))
+        delta = data.get("delta")
+        if item is None or item.call is None or item.call["type"] != "code_interpreter" or not isinstance(delta, str):
+            return
+        item.call["code_interpreter"]["input"] += delta
+        call = {"index": 0, "id": item.call["id"], "type": "code_interpreter", "code_interpreter": {"input": delta}}
+        yield frame("thread.run.step.delta", {"id": objects.step_id_of(item.item_id), "object": "thread.run.step.delta",
+                                              "delta": {"step_details": {"type": "tool_calls", "tool_calls": [call]}}})  # fmt: skip
+
     def _item_done(self, data: Mapping[str, Any]) -> Iterable[bytes]:
         done = data.get("item")
         item = self._items.get(str(done.get("id"))) if isinstance(done, Mapping) else None
@@ -179,6 +193,9 @@ class RunEvents:
                         objects.message(self.spec, item.item_id, item.created_at, "completed", text, completed_at=now))  # fmt: skip
             details = {"type": "message_creation", "message_creation": {"message_id": item.item_id}}
             yield frame("thread.run.step.completed", self._step(item, "completed", details, completed_at=now))
+        elif item.kind == "tool":
+            ran: JsonObject = {"type": "tool_calls", "tool_calls": [objects.tool_call(done)]}
+            yield frame("thread.run.step.completed", self._step(item, "completed", ran, completed_at=now))
         elif item.call is not None:
             if isinstance(done.get("arguments"), str):
                 item.call["function"]["arguments"] = done["arguments"]
@@ -259,12 +276,15 @@ def _error_code(code: object) -> str:
     return str(code) if code in ("rate_limit_exceeded", "invalid_prompt") else "server_error"
 
 
+_BUILT_IN_CALLS = ("file_search_call", "code_interpreter_call")
+
 _HANDLERS: dict[str, Callable[[RunEvents, Mapping[str, Any]], Iterable[bytes]]] = {
     "response.created": RunEvents._created,
     "response.in_progress": RunEvents._in_progress,
     "response.output_item.added": RunEvents._item_added,
     "response.output_text.delta": RunEvents._text_delta,
     "response.function_call_arguments.delta": RunEvents._arguments_delta,
+    "response.code_interpreter_call_code.delta": RunEvents._code_delta,
     "response.output_item.done": RunEvents._item_done,
     "response.completed": RunEvents._finished,
     "response.incomplete": RunEvents._finished,

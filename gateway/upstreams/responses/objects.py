@@ -85,6 +85,17 @@ def step(spec: RunSpec, step_id: str, created_at: int, status: str, details: Jso
     return body
 
 
+def tool_call(item: Mapping[str, Any]) -> JsonObject:
+    """A file search or code interpreter call the upstream ran, as the run step's tool call shows it.
+    (Code interpreter images come as container URLs, not files: only its logs are shown.)"""
+    if item.get("type") == "file_search_call":
+        return {"id": item.get("id"), "type": "file_search", "file_search": {}}
+    outputs = [{"type": "logs", "logs": o.get("logs", "")} for o in item.get("outputs") or ()
+               if isinstance(o, Mapping) and o.get("type") == "logs"]  # fmt: skip
+    return {"id": item.get("id"), "type": "code_interpreter",
+            "code_interpreter": {"input": str(item.get("code") or ""), "outputs": outputs}}  # fmt: skip
+
+
 def give_outputs(steps: dict[str, JsonObject], outputs: Mapping[Any, str], now: int) -> list[JsonObject]:
     """The tool-call steps whose calls got their outputs, completed with them (in `steps` too)."""
     done = []
