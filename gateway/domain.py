@@ -94,6 +94,7 @@ class RunRecord:
     trace_id: str | None = None
     # What was asked (after the policy: caps are the effective ones).
     requested_model: str | None = None
+    upstream_model: str | None = None  # the model sent upstream, where `upstream.model_map` renamed the run's
     tools: tuple[str, ...] = ()
     temperature: float | None = None
     top_p: float | None = None

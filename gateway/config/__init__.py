@@ -182,6 +182,9 @@ class Config(_Section):
     def _assistants_fit_the_protocol(self) -> Config:
         if self.assistants and self.upstream.protocol != "responses":
             raise ValueError("assistants: platform-defined assistants need upstream.protocol: responses")
+        if self.upstream.model_map and self.upstream.protocol != "responses":
+            raise ValueError("upstream.model_map: models are renamed only when serving on the Responses API "
+                             "(upstream.protocol: responses)")  # fmt: skip
         known = set(self.tenants or ())
         for name, assistant in self.assistants.items():
             unknown = sorted(set(assistant.tenants or ()) - known)

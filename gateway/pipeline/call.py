@@ -57,7 +57,8 @@ class RunCall:
             policy=runtime.config.policy_name_for(caller.tenant),
         )
         settlement = Settlement(state, caller.tenant, creates_run=route is not RunRoute.SUBMIT_TOOL_OUTPUTS)
-        tracker = RunTracker(record, request.app[RECORDER], on_ids=settlement.on_ids)
+        tracker = RunTracker(record, request.app[RECORDER], on_ids=settlement.on_ids,
+                             model_map=runtime.config.upstream.model_map)  # fmt: skip
         return cls(request, route, caller, runtime, state, request.app[SESSION], tracker, settlement)
 
     @property

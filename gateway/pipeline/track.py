@@ -45,8 +45,10 @@ class RunTracker:
         recorder: Recorder,
         on_ids: IdsListener | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        model_map: Mapping[str, str] | None = None,
     ):
         self.record = record
+        self._model_map = model_map or {}
         self._recorder = recorder
         self._on_ids = on_ids
         self._announced: tuple[str | None, str | None] = (None, None)
@@ -133,6 +135,8 @@ class RunTracker:
 
     def finish(self) -> None:
         self.record.duration_s = self._clock() - self.record.started
+        if self.record.model is not None:
+            self.record.upstream_model = self._model_map.get(self.record.model)
         self._recorder.run_finished(self.record)
 
     def _read_run(self, run: Mapping[str, Any]) -> None:

@@ -126,3 +126,11 @@ def test_an_empty_variable_is_no_credential_and_no_key():
     assert problems(raw, env={"UP": "sk-up", "A": ""})[0] == (
         "tenants.a.keys[0]: an empty key would match an empty Authorization header"
     )
+
+
+def test_the_facades_sections_need_the_responses_protocol():
+    [assistants] = problems({"assistants": {"asst_a": {"model": "gpt-4o"}}})
+    assert "need upstream.protocol: responses" in assistants
+    [model_map] = problems({"upstream": {"model_map": {"gpt-4o": "gpt-4.1"}}})
+    assert "upstream.model_map" in model_map and "upstream.protocol: responses" in model_map
+    assert parse_config({"upstream": {"protocol": "responses", "model_map": {"gpt-4o": "gpt-4.1"}}}, env={})

@@ -91,7 +91,7 @@ async def test_what_is_not_served_yet_says_so(make_gateway) -> None:
     with pytest.raises(openai.NotFoundError, match="No assistant found"):
         await client.beta.threads.create_and_run(assistant_id="asst_other", thread=THREAD, stream=True)
     with pytest.raises(openai.NotFoundError, match="not served yet"):
-        await client.beta.threads.messages.retrieve("msg_1", thread_id="conv_1")
+        await client.beta.threads.messages.update("msg_1", thread_id="conv_1", metadata={"k": "v"})
 
 
 TOOLS = {
@@ -165,6 +165,8 @@ async def test_a_thread_lives_as_a_conversation_through_the_sdks_usual_calls(mak
     messages = await client.beta.threads.messages.list(thread.id, order="asc")
     assert [(m.role, m.content[0].text.value, m.run_id) for m in messages.data] == [
         ("user", "Hello", None), ("user", "Reply exactly: streamed", None), ("assistant", text, run.id)]
+    answer = await client.beta.threads.messages.retrieve(messages.data[-1].id, thread_id=thread.id)
+    assert (answer.role, answer.content[0].text.value, answer.run_id) == ("assistant", text, run.id)
     first = await client.beta.threads.messages.list(thread.id, order="asc", limit=1)
     assert first.has_more and [m.content[0].text.value for m in first.data] == ["Hello"]
     rest = await client.beta.threads.messages.list(thread.id, order="asc", after=first.data[0].id)
@@ -298,6 +300,17 @@ async def test_max_prompt_tokens_is_counted_upstream_and_ends_the_run_incomplete
     assert short.status == "completed" and short.usage.total_tokens == 24
     records = await gateway.runs.wait(2)
     assert [r.status for r in records][:1] == ["incomplete"]
+
+
+async def test_the_audit_keeps_the_model_asked_and_the_model_sent(make_gateway, tmp_path) -> None:
+    gateway = await make_gateway(**FACADE, audit={"sink": "file", "path": str(tmp_path / "audit.jsonl")})
+    client = gateway.async_client()
+    async with client.beta.threads.create_and_run_stream(assistant_id="asst_support", thread=THREAD, model="gpt-4o") as stream:
+        run = await stream.get_final_run()
+    await gateway.server.close()  # the audit writes in the background; stop() writes everything accepted
+    decision, outcome = [orjson.loads(line) for line in (tmp_path / "audit.jsonl").read_bytes().splitlines()]
+    assert decision["requested_model"] == "gpt-4o" and run.model == "gpt-4o"
+    assert (outcome["model"], outcome["upstream_model"]) == ("gpt-4o", "gpt-4.1")  # upstream.model_map
 
 
 TWO_TEAMS = {

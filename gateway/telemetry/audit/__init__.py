@@ -65,7 +65,8 @@ def outcome_record(record: RunRecord, content: str) -> Entry:
     return {
         "v": SCHEMA_VERSION, "kind": "outcome", "time": _now(),
         "request_id": record.request_id, "trace_id": record.trace_id, "tenant": record.tenant,
-        "thread_id": record.thread_id, "run_id": record.run_id, "model": record.model, "status": record.status,
+        "thread_id": record.thread_id, "run_id": record.run_id, "model": record.model, "upstream_model": record.upstream_model or record.model,
+        "status": record.status,
         "usage": record.usage and record.usage.as_json(),
         "upstream_status": record.upstream_status, "streamed": record.streamed,
         "duration_s": _seconds(record.duration_s), "ttfb_s": _seconds(record.ttfb_s),

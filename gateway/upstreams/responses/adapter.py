@@ -78,6 +78,8 @@ class ResponsesFacade:
                 return self._create_message
             case "GET", ["threads", _, "messages"]:
                 return self._list_messages
+            case "GET", ["threads", _, "messages", _]:
+                return self._retrieve_message
             case "POST", ["threads", _, "runs"]:
                 return self._create_run
             case "GET", ["threads", _, "runs"]:
@@ -135,6 +137,9 @@ class ResponsesFacade:
 
     async def _list_messages(self, call: Call, parts: list[str]) -> Reply:
         return await threads.list_messages(self.client, call, parts[1], dict(parse_qsl(call.query)))
+
+    async def _retrieve_message(self, call: Call, parts: list[str]) -> Reply:
+        return await threads.retrieve_message(self.client, call, parts[1], parts[3])
 
     async def _create_thread_and_run(self, call: Call, parts: list[str]) -> Reply:
         body = _body(call)

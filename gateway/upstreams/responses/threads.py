@@ -88,3 +88,14 @@ async def list_messages(client: ResponsesClient, call: Call, thread_id: str, que
     return JsonReply(200, {"object": "list", "data": messages, "first_id": messages[0]["id"] if messages else None,
                            "last_id": messages[-1]["id"] if messages else None,
                            "has_more": bool(page.get("has_more"))})  # fmt: skip
+
+
+async def retrieve_message(client: ResponsesClient, call: Call, thread_id: str, message_id: str) -> Reply:
+    """One message: the conversation's item, if it is a message, with the run that wrote it."""
+    status, item = await client.json(call, "GET", f"/conversations/{thread_id}/items/{message_id}")
+    if status != 200:
+        return JsonReply(status, item)
+    if item.get("type") != "message":
+        return JsonReply.error(404, f"No message found with id '{message_id}'.", None)
+    run_id = await call.state.get_record("message_run", message_id)
+    return JsonReply(200, objects.message_from_item(item, thread_id, int(time.time()), run_id.decode() if run_id else None))
