@@ -209,6 +209,21 @@ async def retrieve_vector_store(request: web.Request) -> web.Response:
     return json_response(state_of(request).vector_store(request.match_info["vector_store_id"]))
 
 
+@routes.post("/v1/vector_stores/{vector_store_id}/files")
+async def add_vector_store_file(request: web.Request) -> web.Response:
+    state = state_of(request)
+    store = state.vector_store(request.match_info["vector_store_id"])
+    file_id = (await read_json(request)).get("file_id")
+    stored = state.file(str(file_id))
+    store["file_counts"] = {**store["file_counts"], "completed": store["file_counts"]["completed"] + 1,
+                            "total": store["file_counts"]["total"] + 1}  # fmt: skip
+    store["usage_bytes"] += stored.obj["bytes"]
+    return json_response({"id": stored.obj["id"], "object": "vector_store.file", "created_at": stored.obj["created_at"],
+                          "vector_store_id": store["id"], "status": "completed", "usage_bytes": stored.obj["bytes"],
+                          "last_error": None, "attributes": {}, "chunking_strategy": {"type": "static", "static": {
+                              "max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400}}})  # fmt: skip
+
+
 @routes.delete("/v1/vector_stores/{vector_store_id}")
 async def delete_vector_store(request: web.Request) -> web.Response:
     state = state_of(request)

@@ -313,6 +313,32 @@ async def test_the_audit_keeps_the_model_asked_and_the_model_sent(make_gateway, 
     assert (outcome["model"], outcome["upstream_model"]) == ("gpt-4o", "gpt-4.1")  # upstream.model_map
 
 
+async def test_attachments_join_the_threads_vector_store_and_code_interpreter_files(make_gateway, simulator_state) -> None:
+    tools = [{"type": "file_search"}, {"type": "code_interpreter"}]
+    gateway = await make_gateway(upstream=FACADE["upstream"], assistants={"asst_files": {"model": "gpt-4o", "tools": tools}})
+    client = gateway.async_client()
+    faq, data, more = [(await client.files.create(file=(name, b"Paris is the capital.", "text/plain"), purpose="assistants")).id
+                       for name in ("faq.txt", "data.csv", "more.txt")]  # fmt: skip
+    message = {"role": "user", "content": "What is the capital of France?", "attachments": [
+        {"file_id": faq, "tools": [{"type": "file_search"}]}, {"file_id": data, "tools": [{"type": "code_interpreter"}]}]}  # fmt: skip
+    async with client.beta.threads.create_and_run_stream(assistant_id="asst_files", thread={"messages": [message]}) as stream:
+        run = await stream.get_final_run()
+    assert run.status == "completed"
+    [store] = sent(simulator_state, "POST", "/v1/vector_stores")
+    assert store["file_ids"] == [faq]  # the thread's own store, made for its first file_search attachment
+    thread = await client.beta.threads.retrieve(run.thread_id)
+    [store_id] = thread.tool_resources.file_search.vector_store_ids
+    assert thread.tool_resources.code_interpreter.file_ids == [data]
+    [response] = sent(simulator_state, "POST", "/v1/responses")
+    assert response["tools"] == [{"type": "file_search", "vector_store_ids": [store_id]},
+                                 {"type": "code_interpreter", "container": {"type": "auto", "file_ids": [data]}}]  # fmt: skip
+
+    await client.beta.threads.messages.create(run.thread_id, role="user", content="And this?",
+                                              attachments=[{"file_id": more, "tools": [{"type": "file_search"}]}])  # fmt: skip
+    assert sent(simulator_state, "POST", f"/v1/vector_stores/{store_id}/files") == [{"file_id": more}]  # the same store
+    assert (await client.vector_stores.retrieve(store_id)).file_counts.total == 2
+
+
 TWO_TEAMS = {
     "env": {"UP": "sk-upstream", "A": "sk-team-a", "B": "sk-team-b"},
     "upstream": {**FACADE["upstream"], "api_key": "${UP}"},

@@ -29,7 +29,7 @@ from gateway.upstreams.responses.assistants import Assistants, not_found
 from gateway.upstreams.responses.client import ResponsesClient
 from gateway.upstreams.responses.objects import RunSpec
 from gateway.upstreams.responses.replies import JsonReply
-from gateway.upstreams.responses.requests import merge_tool_resources
+from gateway.upstreams.responses.requests import merge_tool_resources, thread_messages
 
 _PASSED_THROUGH = ("files", "vector_stores")  # the same API behind both protocols
 _NOT_SERVED = (
@@ -158,7 +158,6 @@ class ResponsesFacade:
         if isinstance(assistant, JsonReply):
             return assistant
         spec = runs.new_spec(parts[1], str(body["assistant_id"]), assistant, body)
-        spec.tool_resources = merge_tool_resources(spec.tool_resources, await threads.thread_tool_resources(call, parts[1]))
         return await self._start(call, spec, body, None)
 
     async def _assistant_of(self, call: Call, body: dict[str, Any]) -> dict[str, Any] | JsonReply:
@@ -167,6 +166,9 @@ class ResponsesFacade:
         return found[0].model_dump() if found is not None else not_found(str(body.get("assistant_id")))
 
     async def _start(self, call: Call, spec: RunSpec, body: dict[str, Any], thread: dict[str, Any] | None) -> Reply:
+        """The run's response, with the thread's tool resources (its messages' attachments among them) joined."""
+        await threads.attach(self.client, call, spec.thread_id, thread_messages(body))
+        spec.tool_resources = merge_tool_resources(spec.tool_resources, await threads.thread_tool_resources(call, spec.thread_id))
         return await runs.start_run(self.client, call, spec, self._model_map.get(spec.model, spec.model), body, thread)
 
     async def _list_runs(self, call: Call, parts: list[str]) -> Reply:

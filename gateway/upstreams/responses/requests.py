@@ -152,6 +152,20 @@ def merge_tool_resources(*sources: object) -> JsonObject:
     return merged
 
 
+def attachment_files(messages: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    """The files the messages attach: (for file search, for the code interpreter)."""
+    search: list[str] = []
+    code: list[str] = []
+    for message in messages:
+        for attachment in message.get("attachments") or ():
+            file_id = attachment.get("file_id") if isinstance(attachment, Mapping) else None
+            kinds = {tool.get("type") for tool in attachment.get("tools") or () if isinstance(tool, Mapping)} if file_id else set()
+            for kind, files in (("file_search", search), ("code_interpreter", code)):
+                if kind in kinds and file_id not in files:
+                    files.append(str(file_id))
+    return search, code
+
+
 def _thread_of(body: Mapping[str, Any]) -> Mapping[str, Any]:
     thread = body.get("thread")
     return thread if isinstance(thread, Mapping) else {}

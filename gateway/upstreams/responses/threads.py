@@ -7,7 +7,7 @@ hold, are kept in the state store (`thread:<id>`) and join every run on the thre
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,7 +19,7 @@ from gateway.upstreams import Call
 from gateway.upstreams.responses import objects
 from gateway.upstreams.responses.client import ResponsesClient
 from gateway.upstreams.responses.replies import JsonReply, deleted
-from gateway.upstreams.responses.requests import input_messages
+from gateway.upstreams.responses.requests import attachment_files, input_messages, merge_tool_resources
 from gateway.upstreams.responses.runs import RUN_TTL_S
 
 _PAGE_KEYS = ("limit", "order", "after")
@@ -33,14 +33,35 @@ async def create_thread(client: ResponsesClient, call: Call, body: Mapping[str, 
         return JsonReply(status if status >= 400 else 502, conversation), None
     if body.get("tool_resources"):
         await call.state.put_record("thread", conversation["id"], orjson.dumps(body["tool_resources"]), RUN_TTL_S)
+    await attach(client, call, conversation["id"], body.get("messages") or ())
     thread = objects.thread(conversation["id"], int(conversation.get("created_at") or time.time()), conversation.get("metadata"))
-    thread["tool_resources"] = dict(body.get("tool_resources") or {})
+    thread["tool_resources"] = await thread_tool_resources(call, conversation["id"])
     return JsonReply(200, thread), thread
 
 
 async def thread_tool_resources(call: Call, thread_id: str) -> dict[str, Any]:
     raw = await call.state.get_record("thread", thread_id)
     return dict(json_object(raw)) if raw is not None else {}
+
+
+async def attach(client: ResponsesClient, call: Call, thread_id: str, messages: Sequence[Mapping[str, Any]]) -> None:
+    """Message attachments join the thread's tool resources, as the Assistants API put them: files for
+    file search go into the thread's vector store (made for it if it has none), files for the code
+    interpreter into its file list."""
+    search, code = attachment_files(messages)
+    if not search and not code:
+        return
+    resources = await thread_tool_resources(call, thread_id)
+    stores = list((resources.get("file_search") or {}).get("vector_store_ids") or ())
+    if search and stores:
+        for file_id in search:
+            await client.json(call, "POST", f"/vector_stores/{stores[0]}/files", {"file_id": file_id})
+    elif search:
+        status, store = await client.json(call, "POST", "/vector_stores", {"name": f"thread {thread_id}", "file_ids": search})
+        if status == 200 and isinstance(store.get("id"), str):
+            stores.append(store["id"])
+    merged = merge_tool_resources(resources, {"file_search": {"vector_store_ids": stores}, "code_interpreter": {"file_ids": code}})
+    await call.state.put_record("thread", thread_id, orjson.dumps(merged), RUN_TTL_S)
 
 
 async def thread_call(client: ResponsesClient, call: Call, thread_id: str) -> Reply:
@@ -60,6 +81,7 @@ async def thread_call(client: ResponsesClient, call: Call, thread_id: str) -> Re
 
 async def create_message(client: ResponsesClient, call: Call, thread_id: str) -> Reply:
     body = json_object(call.body if isinstance(call.body, bytes) else b"")
+    await attach(client, call, thread_id, [body])
     status, added = await client.json(call, "POST", f"/conversations/{thread_id}/items", {"items": input_messages([body])})
     items = added.get("data") if status == 200 else None
     if not isinstance(items, list) or not items:
