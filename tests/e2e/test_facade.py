@@ -92,6 +92,10 @@ async def test_what_is_not_served_yet_says_so(make_gateway) -> None:
         await client.beta.threads.create_and_run(assistant_id="asst_other", thread=THREAD, stream=True)
     with pytest.raises(openai.NotFoundError, match="not served yet"):
         await client.beta.threads.messages.update("msg_1", thread_id="conv_1", metadata={"k": "v"})
+    with pytest.raises(openai.BadRequestError, match="last_messages is not served yet") as caught:
+        await client.beta.threads.create_and_run(assistant_id="asst_support", thread=THREAD,
+                                                 truncation_strategy={"type": "last_messages", "last_messages": 2})  # fmt: skip
+    assert caught.value.body["param"] == "truncation_strategy"
 
 
 TOOLS = {

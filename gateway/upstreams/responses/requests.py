@@ -152,6 +152,15 @@ def merge_tool_resources(*sources: object) -> JsonObject:
     return merged
 
 
+def refused(body: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(param, why) for a run field the facade cannot honour yet; it is refused rather than ignored."""
+    strategy = body.get("truncation_strategy")
+    if isinstance(strategy, Mapping) and strategy.get("type") == "last_messages":
+        return "truncation_strategy", ("truncation_strategy last_messages is not served yet in responses mode "
+                                       "(a conversation is sent whole); use type auto.")  # fmt: skip
+    return None
+
+
 def attachment_files(messages: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
     """The files the messages attach: (for file search, for the code interpreter)."""
     search: list[str] = []
