@@ -8,7 +8,7 @@
   runs work whichever process a request lands on.
 - `--stamps DIR`: for a request carrying `X-Bench-Stream: <id>`, the monotonic time (CLOCK_MONOTONIC,
   shared by every process of the machine) at which each chunk of its event stream is handed to the
-  socket is written to DIR/stamps-<pid>.txt as `<id> <chunk index> <ns>`. The simulator writes each
+  socket is written to DIR/stamps-<pid>.txt as `<id> <chunk index> <ns> <event name>`. The simulator writes each
   event it builds as one chunk, so the client can subtract these stamps from the time it received
   each event: the relay delay of every event, through whatever proxy sits in between.
 
@@ -44,7 +44,8 @@ class StampedResponse(web.StreamResponse):
 
     async def write(self, data) -> None:  # type: ignore[override]
         if self._bench_id is not None:
-            STAMPS.append(f"{self._bench_id} {self._chunks} {time.monotonic_ns()}\n")
+            name = bytes(data[7 : data.find(b"\n")]).decode(errors="replace") if data.startswith(b"event: ") else "-"
+            STAMPS.append(f"{self._bench_id} {self._chunks} {time.monotonic_ns()} {name}\n")
             self._chunks += 1
         await super().write(data)
 

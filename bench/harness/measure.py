@@ -177,7 +177,7 @@ def event_delays(receipts: Path, stamps_dir: Path, prefix: str) -> dict:
     sent: dict[tuple[str, int], int] = {}
     for path in stamps_dir.glob("stamps-*.txt"):
         for line in path.read_text().splitlines():
-            sid, idx, ns = line.split()
+            sid, idx, ns, *_ = line.split()
             if sid.startswith(prefix + "-"):
                 sent[(sid, int(idx))] = int(ns)
     delays: list[float] = []
