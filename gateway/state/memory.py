@@ -172,6 +172,7 @@ class MemoryState:
         self._max = max_owned_objects
         self._threads: LRUCache[str, str] = LRUCache(max_owned_objects)
         self._records: LRUCache[str, tuple[bytes, float]] = LRUCache(max_owned_objects)  # → (data, expiry)
+        self._lists: LRUCache[str, tuple[dict[str, None], float]] = LRUCache(max_owned_objects)  # → (ids, expiry)
         self._runs: LRUCache[str, str] = LRUCache(max_owned_objects)
         self._rpm_storage = MemoryStorage()
         self._rpm = SlidingWindowCounterRateLimiter(self._rpm_storage)
@@ -330,6 +331,21 @@ class MemoryState:
     async def get_record(self, kind: str, object_id: str) -> bytes | None:
         found = self._records.get(f"{kind}:{object_id}")
         return found[0] if found is not None and found[1] > self._monotonic() else None
+
+    async def add_to_list(self, kind: str, key: str, member: str, ttl_s: float) -> None:
+        members = self._live_list(f"{kind}:{key}")
+        members[member] = None
+        self._lists[f"{kind}:{key}"] = (members, self._monotonic() + ttl_s)
+
+    async def remove_from_list(self, kind: str, key: str, member: str) -> None:
+        self._live_list(f"{kind}:{key}").pop(member, None)
+
+    async def list_members(self, kind: str, key: str) -> list[str]:
+        return list(self._live_list(f"{kind}:{key}"))
+
+    def _live_list(self, name: str) -> dict[str, None]:
+        found = self._lists.get(name)
+        return found[0] if found is not None and found[1] > self._monotonic() else {}
 
     async def close(self) -> None:
         timer = getattr(self._rpm_storage, "timer", None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -309,6 +310,23 @@ class RedisState:
         async with self._call():
             found = await self._redis.get(self._key("rec", kind, object_id))
         return found if isinstance(found, bytes) else (found.encode() if isinstance(found, str) else None)
+
+    async def add_to_list(self, kind: str, key: str, member: str, ttl_s: float) -> None:
+        name = self._key("list", kind, key)
+        async with self._call():  # a sorted set scored by when each id came: the order they were added
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zadd(name, {member: time.time()}, nx=True)
+                pipe.pexpire(name, max(int(ttl_s * 1000), 1))
+                await pipe.execute()
+
+    async def remove_from_list(self, kind: str, key: str, member: str) -> None:
+        async with self._call():
+            await self._redis.zrem(self._key("list", kind, key), member)
+
+    async def list_members(self, kind: str, key: str) -> list[str]:
+        async with self._call():
+            found = await self._redis.zrange(self._key("list", kind, key), 0, -1)
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in found]
 
     async def close(self) -> None:
         await self._redis.aclose()

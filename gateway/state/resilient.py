@@ -222,6 +222,22 @@ class ResilientState:
             return await self._local(lambda s: s.get_record(kind, object_id))
         return found
 
+    async def add_to_list(self, kind: str, key: str, member: str, ttl_s: float) -> None:
+        _, primary = await self._call(lambda s: s.add_to_list(kind, key, member, ttl_s))
+        if primary and self._mode == "fail_open":  # as records: readable here through an outage
+            await self._local(lambda s: s.add_to_list(kind, key, member, ttl_s))
+
+    async def remove_from_list(self, kind: str, key: str, member: str) -> None:
+        _, primary = await self._call(lambda s: s.remove_from_list(kind, key, member))
+        if primary and self._mode == "fail_open":
+            await self._local(lambda s: s.remove_from_list(kind, key, member))
+
+    async def list_members(self, kind: str, key: str) -> list[str]:
+        found, primary = await self._call(lambda s: s.list_members(kind, key))
+        if not found and primary:  # added locally during an outage
+            return await self._local(lambda s: s.list_members(kind, key))
+        return found
+
     async def close(self) -> None:
         for store in (self._primary, self._fallback):
             try:

@@ -343,6 +343,14 @@ async def test_attachments_join_the_threads_vector_store_and_code_interpreter_fi
     assert (await client.vector_stores.retrieve(store_id)).file_counts.total == 2
 
 
+async def test_assistants_created_at_once_are_all_listed(make_gateway, redis_server) -> None:
+    state = {"backend": "redis", "url": redis_server.url, "timeout_s": 1.0}  # where writers interleave
+    client = (await make_gateway(**FACADE, state=state)).async_client()
+    made = await asyncio.gather(*(client.beta.assistants.create(model="gpt-4o", name=f"a{n}") for n in range(12)))
+    listed = await client.beta.assistants.list(limit=100)
+    assert {a.id for a in made} <= {a.id for a in listed.data}
+
+
 TWO_TEAMS = {
     "env": {"UP": "sk-upstream", "A": "sk-team-a", "B": "sk-team-b"},
     "upstream": {**FACADE["upstream"], "api_key": "${UP}"},

@@ -383,3 +383,20 @@ async def test_a_record_one_replica_puts_another_reads_until_it_expires(replicas
     assert await a.get_record("run", "run_1") == b'{"status":"completed"}'
     await asyncio.sleep(0.1)
     assert await a.get_record("run", "run_1") is None
+
+
+async def test_lists_keep_every_id_added_at_once_in_order_until_they_expire(replicas: Replicas) -> None:
+    a, b = await replicas(2)
+    await asyncio.gather(*(store.add_to_list("thread_runs", "conv_1", f"run_{n}", 60) for n in range(20)
+                           for store in (a if n % 2 else b,)))  # fmt: skip
+    assert sorted(await a.list_members("thread_runs", "conv_1")) == sorted(f"run_{n}" for n in range(20))
+    await a.add_to_list("assistants", "team", "asst_1", 60)
+    await b.add_to_list("assistants", "team", "asst_2", 60)
+    await a.add_to_list("assistants", "team", "asst_1", 60)  # once
+    assert await b.list_members("assistants", "team") == ["asst_1", "asst_2"]
+    await b.remove_from_list("assistants", "team", "asst_1")
+    assert await a.list_members("assistants", "team") == ["asst_2"]
+    assert await a.list_members("assistants", "other") == []
+    await a.add_to_list("assistants", "brief", "asst_3", 0.05)
+    await asyncio.sleep(0.1)
+    assert await b.list_members("assistants", "brief") == []

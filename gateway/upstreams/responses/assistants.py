@@ -19,7 +19,6 @@ from gateway.http.upstream import Reply
 from gateway.ids import token
 from gateway.state import StateStore
 from gateway.upstreams import Call
-from gateway.upstreams.responses import id_lists
 from gateway.upstreams.responses.replies import JsonReply, deleted, paged
 
 KEPT_S = 10 * 365 * 24 * 3600.0  # an assistant lives until it is deleted
@@ -54,7 +53,7 @@ class Assistants:
             return JsonReply.error(400, f"Assistant '{parts[1]}' is defined by the platform's config: change it there.", None)
         if call.method == "DELETE":
             await call.state.put_record("assistant", parts[1], b"{}", 1)
-            await id_lists.update_ids(call.state, "assistants", call.tenant, KEPT_S, remove=parts[1])
+            await call.state.remove_from_list("assistants", call.tenant, parts[1])
             return deleted(parts[1], "assistant")
         return await self._store(call, parts[1], found[1], {**found[0].model_dump(exclude={"tenants"}), **_body(call)})
 
@@ -62,7 +61,7 @@ class Assistants:
         assistant_id = f"asst_{token()}"
         reply = await self._store(call, assistant_id, int(time.time()), _body(call))
         if reply.status == 200:
-            await id_lists.update_ids(call.state, "assistants", call.tenant, KEPT_S, add=assistant_id)
+            await call.state.add_to_list("assistants", call.tenant, assistant_id, KEPT_S)
         return reply
 
     async def _store(self, call: Call, assistant_id: str, created_at: int, fields: dict[str, Any]) -> Reply:
@@ -81,7 +80,7 @@ class Assistants:
 
     async def _list(self, call: Call, query: Mapping[str, str]) -> Reply:
         mine = []
-        for assistant_id in await id_lists.ids(call.state, "assistants", call.tenant):
+        for assistant_id in await call.state.list_members("assistants", call.tenant):
             found = await self.find(call.state, call.tenant, assistant_id)
             if found is not None:
                 mine.append(found[0].as_json(assistant_id, found[1]))

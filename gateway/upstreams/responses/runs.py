@@ -23,7 +23,7 @@ from gateway.http.upstream import Reply
 from gateway.ids import token
 from gateway.state import StateStore, StateUnavailable
 from gateway.upstreams import Call
-from gateway.upstreams.responses import id_lists, objects
+from gateway.upstreams.responses import objects
 from gateway.upstreams.responses.client import ResponsesClient
 from gateway.upstreams.responses.events import RunEvents
 from gateway.upstreams.responses.objects import RunSpec
@@ -123,7 +123,7 @@ async def list_steps(call: Call, thread_id: str, run_id: str, query: Mapping[str
 async def list_runs(call: Call, thread_id: str, query: Mapping[str, str]) -> Reply:
     """The thread's runs, oldest first underneath, as the list contract pages them."""
     found = []
-    for run_id in await id_lists.ids(call.state, "thread_runs", thread_id):
+    for run_id in await call.state.list_members("thread_runs", thread_id):
         run = await kept_run(call.state, thread_id, run_id)
         if run is not None:
             found.append(run["run"])
@@ -197,7 +197,7 @@ async def _keep(state: StateStore, events: RunEvents) -> None:
               "response_id": events.response_id, "steps": list(events.steps.values())}  # fmt: skip
     try:
         if not events.continuing and not events.kept:  # the run has just begun: the thread lists it
-            await id_lists.update_ids(state, "thread_runs", events.spec.thread_id, RUN_TTL_S, add=run_id)
+            await state.add_to_list("thread_runs", events.spec.thread_id, run_id, RUN_TTL_S)
             events.kept = True
         await state.put_record("run", run_id, orjson.dumps(record), RUN_TTL_S)
         for message_id in events.message_ids:
