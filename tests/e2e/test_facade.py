@@ -179,6 +179,9 @@ async def test_a_thread_lives_as_a_conversation_through_the_sdks_usual_calls(mak
     async with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id="asst_support") as stream:
         await stream.until_done()
         second = await stream.get_final_run()
+    tagged = await client.beta.threads.runs.update(run.id, thread_id=thread.id, metadata={"reviewed": "yes"})
+    assert tagged.metadata == {"reviewed": "yes"} and tagged.status == "completed"
+    assert (await client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)).metadata == {"reviewed": "yes"}
     listed = await client.beta.threads.runs.list(thread.id)  # newest first
     assert [r.id for r in listed.data] == [second.id, run.id] and not listed.has_more
     page = await client.beta.threads.runs.list(thread.id, order="asc", limit=1)

@@ -86,6 +86,8 @@ class ResponsesFacade:
                 return self._list_runs
             case "GET", ["threads", _, "runs", _]:
                 return self._retrieve_run
+            case "POST", ["threads", _, "runs", _]:
+                return self._update_run
             case "POST", ["threads", _, "runs", _, "submit_tool_outputs"]:
                 return self._submit_tool_outputs
             case "GET", ["threads", _, "runs", _, "steps"] | ["threads", _, "runs", _, "steps", _]:
@@ -178,6 +180,9 @@ class ResponsesFacade:
 
     async def _retrieve_run(self, call: Call, parts: list[str]) -> Reply:
         return await runs.retrieve_run(self.client, call, parts[1], parts[3])
+
+    async def _update_run(self, call: Call, parts: list[str]) -> Reply:
+        return await runs.update_run(call, parts[1], parts[3])
 
     async def _submit_tool_outputs(self, call: Call, parts: list[str]) -> Reply:
         return await runs.submit_tool_outputs(self.client, call, parts[1], parts[3], self._model_map)

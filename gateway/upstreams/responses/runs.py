@@ -91,6 +91,21 @@ async def submit_tool_outputs(
     return await _respond(client, call, events, request, body.get("stream") is True)
 
 
+async def update_run(call: Call, thread_id: str, run_id: str) -> Reply:
+    """A run's metadata changed (the only field the Assistants API lets a client change)."""
+    kept = await kept_run(call.state, thread_id, run_id)
+    if kept is None:
+        return JsonReply.error(404, f"No run found with id '{run_id}'.", None)
+    metadata = json_object(call.body if isinstance(call.body, bytes) else b"").get("metadata")
+    if not isinstance(metadata, Mapping):
+        return JsonReply.error(400, "metadata must be an object of strings.", "invalid_type", param="metadata")
+    events = _resumed(kept)
+    events.spec.metadata = dict(metadata)
+    events.last_run = {**kept["run"], "metadata": dict(metadata)}
+    await _keep(call.state, events)
+    return JsonReply(200, events.last_run)
+
+
 async def cancel_run(client: ResponsesClient, call: Call, thread_id: str, run_id: str) -> Reply:
     """The run's response is cancelled upstream (every response is a background one, streamed or not)."""
     kept = await kept_run(call.state, thread_id, run_id)
