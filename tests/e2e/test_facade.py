@@ -92,10 +92,6 @@ async def test_what_is_not_served_yet_says_so(make_gateway) -> None:
         await client.beta.threads.create_and_run(assistant_id="asst_other", thread=THREAD, stream=True)
     with pytest.raises(openai.NotFoundError, match="not served yet"):
         await client.beta.threads.messages.update("msg_1", thread_id="conv_1", metadata={"k": "v"})
-    with pytest.raises(openai.BadRequestError, match="last_messages is not served yet") as caught:
-        await client.beta.threads.create_and_run(assistant_id="asst_support", thread=THREAD,
-                                                 truncation_strategy={"type": "last_messages", "last_messages": 2})  # fmt: skip
-    assert caught.value.body["param"] == "truncation_strategy"
 
 
 TOOLS = {
@@ -352,6 +348,48 @@ async def test_assistants_created_at_once_are_all_listed(make_gateway, redis_ser
     made = await asyncio.gather(*(client.beta.assistants.create(model="gpt-4o", name=f"a{n}") for n in range(12)))
     listed = await client.beta.assistants.list(limit=100)
     assert {a.id for a in made} <= {a.id for a in listed.data}
+
+
+LAST_TWO = {"type": "last_messages", "last_messages": 2}
+
+
+async def test_truncation_to_the_last_messages_gives_the_run_only_those(make_gateway, simulator_state) -> None:
+    gateway = await make_gateway(upstream=FACADE["upstream"], assistants={**FACADE["assistants"], **TOOLS})
+    client = gateway.async_client()
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": c} for c in ("one", "two", "three")])
+    latest = {"role": "user", "content": "Reply exactly: streamed"}
+    async with client.beta.threads.runs.stream(
+        thread_id=thread.id, assistant_id="asst_support", truncation_strategy=LAST_TWO, additional_messages=[latest]
+    ) as stream:
+        text = "".join([delta async for delta in stream.text_deltas])
+        run = await stream.get_final_run()
+    assert run.status == "completed" and run.truncation_strategy.type == "last_messages"
+    [response] = sent(simulator_state, "POST", "/v1/responses")
+    assert "conversation" not in response and "truncation" not in response  # the last two messages only
+    assert response["input"] == [{"role": "user", "content": [{"type": "input_text", "text": text}]}
+                                 for text in ("three", "Reply exactly: streamed")]  # fmt: skip
+    messages = await client.beta.threads.messages.list(thread.id, order="asc")
+    assert [(m.role, m.content[0].text.value, m.run_id) for m in messages.data][-2:] == [
+        ("user", "Reply exactly: streamed", None), ("assistant", text, run.id)]  # the answer joined the thread
+
+    polled = await client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id="asst_support", truncation_strategy=LAST_TWO, poll_interval_ms=1
+    )
+    assert polled.status == "completed"
+    second = sent(simulator_state, "POST", "/v1/responses")[1]["input"]
+    assert [(i["role"], i["content"][0]["text"]) for i in second] == [("user", "Reply exactly: streamed"), ("assistant", text)]
+
+    async with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id="asst_tools", truncation_strategy=LAST_TWO) as stream:
+        paused = await stream.get_final_run()
+    [call] = paused.required_action.submit_tool_outputs.tool_calls
+    async with client.beta.threads.runs.submit_tool_outputs_stream(
+        run_id=paused.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": call.id, "output": "Paris"}]
+    ) as stream:
+        final = await stream.get_final_run()
+    answered = sent(simulator_state, "POST", "/v1/responses")[3]
+    asking = list(simulator_state.responses_store.responses)[2]  # the response that made the call
+    assert final.status == "completed" and "conversation" not in answered
+    assert (answered["previous_response_id"], answered["input"][0]["call_id"]) == (asking, call.id)
 
 
 TWO_TEAMS = {

@@ -3,7 +3,15 @@ Responses request sent upstream."""
 
 from __future__ import annotations
 
-from gateway.upstreams.responses.requests import input_messages, response_request, run_spec, thread_messages
+from gateway.upstreams.responses.requests import (
+    answer_items,
+    history_input,
+    input_messages,
+    last_messages,
+    response_request,
+    run_spec,
+    thread_messages,
+)
 
 ASSISTANT = {
     "model": "gpt-4o",
@@ -82,3 +90,22 @@ def test_a_plain_run_sends_only_what_it_has() -> None:
     spec = run_spec("run_1", "conv_1", "asst_plain", {"model": "gpt-4o"}, {"assistant_id": "asst_plain"}, 0)
     request = response_request(spec, "conv_1", "gpt-4o", [])
     assert request == {"model": "gpt-4o", "conversation": "conv_1", "input": [], "truncation": "auto"}
+
+
+def test_a_run_given_the_last_messages_gets_them_oldest_first_and_its_answer_goes_back_as_items() -> None:
+    body = {"assistant_id": "asst_plain", "truncation_strategy": {"type": "last_messages", "last_messages": 2}}
+    spec = run_spec("run_1", "conv_1", "asst_plain", {"model": "gpt-4o"}, body, 0)
+    assert last_messages(spec) == 2 and last_messages(run_spec("run_2", "conv_1", "asst_plain", {"model": "gpt-4o"}, {}, 0)) is None
+    newest_first = [
+        {"id": "msg_3", "type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "c", "annotations": []}]},
+        {"id": "fc_1", "type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{}"},
+        {"id": "msg_2", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "b"}]},
+        {"id": "msg_1", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "a"}]},
+    ]  # fmt: skip
+    assert history_input(newest_first, 2) == [
+        {"role": "user", "content": [{"type": "input_text", "text": "b"}]},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "c"}]},
+    ]
+    request = response_request(spec, None, "gpt-4o", [], previous_response_id="resp_1")
+    assert "conversation" not in request and request["previous_response_id"] == "resp_1" and "truncation" not in request
+    assert answer_items(newest_first[:2]) == [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "c"}]}]

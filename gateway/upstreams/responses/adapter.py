@@ -29,7 +29,7 @@ from gateway.upstreams.responses.assistants import Assistants, not_found
 from gateway.upstreams.responses.client import ResponsesClient
 from gateway.upstreams.responses.objects import RunSpec
 from gateway.upstreams.responses.replies import JsonReply
-from gateway.upstreams.responses.requests import merge_tool_resources, refused, thread_messages
+from gateway.upstreams.responses.requests import merge_tool_resources, thread_messages
 
 _PASSED_THROUGH = ("files", "vector_stores")  # the same API behind both protocols
 _NOT_SERVED = (
@@ -163,9 +163,7 @@ class ResponsesFacade:
         return await self._start(call, spec, body, None)
 
     async def _assistant_of(self, call: Call, body: dict[str, Any]) -> dict[str, Any] | JsonReply:
-        """The definition of the run's assistant, if the caller may use it (and the run can be served)."""
-        if (unserved := refused(body)) is not None:
-            return JsonReply.error(400, unserved[1], "unsupported_value", param=unserved[0])
+        """The definition of the run's assistant, if the caller may use it."""
         found = await self.assistants.find(call.state, call.tenant, str(body.get("assistant_id")))
         return found[0].model_dump() if found is not None else not_found(str(body.get("assistant_id")))
 

@@ -61,6 +61,7 @@ class RunEvents:
     response_id: str | None = None  # the upstream response, once it has said its id
     announced: list[JsonObject] = field(default_factory=list)  # steps to show completed first (tool outputs given)
     kept: bool = False  # whether the state store has the run yet (the thread lists it from then on)
+    output: list[JsonObject] = field(default_factory=list)  # this response's output items, as they ended
     steps: dict[str, JsonObject] = field(default_factory=dict)  # the run steps so far, by id, in order
     _items: dict[str, _Item] = field(default_factory=dict)
 
@@ -186,6 +187,7 @@ class RunEvents:
         item = self._items.get(str(done.get("id"))) if isinstance(done, Mapping) else None
         if item is None or not isinstance(done, Mapping):
             return
+        self.output.append(dict(done))
         now = self._now()
         if item.kind == "message":
             text = _output_text(done) or "".join(item.text)

@@ -48,9 +48,17 @@ def run_spec(
     )
 
 
-def response_request(spec: RunSpec, conversation: str, upstream_model: str, input_items: list[JsonObject]) -> JsonObject:
-    """The `POST /v1/responses` body for one response of the run, continuing `conversation`."""
-    request: JsonObject = {"model": upstream_model, "conversation": conversation, "input": input_items}
+def response_request(
+    spec: RunSpec, conversation: str | None, upstream_model: str, input_items: list[JsonObject],
+    previous_response_id: str | None = None,
+) -> JsonObject:  # fmt: skip
+    """The `POST /v1/responses` body for one response of the run, continuing `conversation` (or, for a
+    run given only the thread's last messages, the run's previous response)."""
+    request: JsonObject = {"model": upstream_model, "input": input_items}
+    if conversation is not None:
+        request["conversation"] = conversation
+    if previous_response_id is not None:
+        request["previous_response_id"] = previous_response_id
     if spec.instructions:
         request["instructions"] = spec.instructions
     tools = [tool for tool in (response_tool(t, spec.tool_resources) for t in spec.tools) if tool is not None]
@@ -152,13 +160,31 @@ def merge_tool_resources(*sources: object) -> JsonObject:
     return merged
 
 
-def refused(body: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(param, why) for a run field the facade cannot honour yet; it is refused rather than ignored."""
-    strategy = body.get("truncation_strategy")
-    if isinstance(strategy, Mapping) and strategy.get("type") == "last_messages":
-        return "truncation_strategy", ("truncation_strategy last_messages is not served yet in responses mode "
-                                       "(a conversation is sent whole); use type auto.")  # fmt: skip
-    return None
+def last_messages(spec: RunSpec) -> int | None:
+    """How many of the thread's latest messages the run is given (`truncation_strategy: last_messages`), if limited."""
+    count = spec.truncation_strategy.get("last_messages")
+    return count if spec.truncation_strategy.get("type") == "last_messages" and type(count) is int and count >= 1 else None
+
+
+def history_input(items: Sequence[Mapping[str, Any]], count: int) -> list[JsonObject]:
+    """The latest `count` messages of a conversation (its items, newest first) as input, oldest first."""
+    messages = [item for item in items if item.get("type") == "message"][:count]
+    return [{"role": m.get("role", "user"), "content": [_as_input(p) for p in m.get("content") or () if isinstance(p, Mapping)]}
+            for m in reversed(messages)]  # fmt: skip
+
+
+def answer_items(output: Sequence[Mapping[str, Any]]) -> list[JsonObject]:
+    """A response's output messages as conversation items to add to the thread."""
+    return [{"type": "message", "role": "assistant",
+             "content": [{"type": "output_text", "text": part.get("text", "")} for part in item.get("content") or ()
+                         if isinstance(part, Mapping) and part.get("type") == "output_text"]}
+            for item in output if item.get("type") == "message"]  # fmt: skip
+
+
+def _as_input(part: Mapping[str, Any]) -> JsonObject:
+    if part.get("type") in ("input_text", "output_text"):
+        return {"type": part["type"], "text": part.get("text", "")}
+    return dict(part)
 
 
 def attachment_files(messages: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:

@@ -12,6 +12,7 @@ import dataclasses
 import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -29,8 +30,11 @@ from gateway.upstreams.responses.events import RunEvents
 from gateway.upstreams.responses.objects import RunSpec
 from gateway.upstreams.responses.replies import JsonReply, StreamReply, once, paged
 from gateway.upstreams.responses.requests import (
+    answer_items,
     count_request,
+    history_input,
     input_messages,
+    last_messages,
     response_request,
     run_spec,
     thread_messages,
@@ -45,7 +49,11 @@ async def start_run(
     thread: objects.JsonObject | None,
 ) -> Reply:  # fmt: skip
     """The run's first response; `thread` is announced first when the call created it."""
-    request = response_request(spec, spec.thread_id, upstream_model, input_messages(thread_messages(body)))
+    items, count = input_messages(thread_messages(body)), last_messages(spec)
+    if count is None:
+        request = response_request(spec, spec.thread_id, upstream_model, items)
+    else:
+        request = await _from_last_messages(client, call, spec, upstream_model, items, count)
     return await _respond(client, call, RunEvents(spec, new_thread=thread), request, body.get("stream") is True)
 
 
@@ -65,6 +73,7 @@ async def retrieve_run(client: ResponsesClient, call: Call, thread_id: str, run_
             return JsonReply(status, response)
         events = _resumed(kept)
         events.follow(response)
+        await _answer_into_thread(client, call, events)
         await _keep(call.state, events)
         run = events.last_run
     return JsonReply(200, run)
@@ -87,7 +96,11 @@ async def submit_tool_outputs(
     events.announced = objects.give_outputs(events.steps, given, int(time.time()))
     spec = events.spec
     outputs = [{"type": "function_call_output", "call_id": call_id, "output": output} for call_id, output in given.items()]
-    request = response_request(spec, thread_id, model_map.get(spec.model, spec.model), outputs)
+    model = model_map.get(spec.model, spec.model)
+    if last_messages(spec) is None:
+        request = response_request(spec, thread_id, model, outputs)
+    else:  # the response that asked for the outputs holds the calls: the next one continues it
+        request = response_request(spec, None, model, outputs, previous_response_id=kept.get("response_id"))
     return await _respond(client, call, events, request, body.get("stream") is True)
 
 
@@ -119,6 +132,7 @@ async def cancel_run(client: ResponsesClient, call: Call, thread_id: str, run_id
         return JsonReply(status, response)
     events = _resumed(kept)
     events.follow(response)
+    await _answer_into_thread(client, call, events)
     await _keep(call.state, events)
     return JsonReply(200, events.last_run or run)
 
@@ -189,12 +203,38 @@ async def _over_prompt_limit(client: ResponsesClient, call: Call, spec: RunSpec,
 async def _cut_short(client: ResponsesClient, call: Call, events: RunEvents, request: objects.JsonObject, stream: bool) -> Reply:
     """The run ends `incomplete` (reason max_prompt_tokens) as the Assistants API ended it; what it was
     given still joins the thread, as it did there."""
-    if request["input"]:
+    if request["input"] and "conversation" in request:  # (a last_messages run added its input already)
         await client.json(call, "POST", f"/conversations/{request['conversation']}/items", {"items": request["input"]})
     head = events.start() if stream else b""
     tail = events.cut_short("max_prompt_tokens")
     await _keep(call.state, events)
     return StreamReply(once(head + tail)) if stream else JsonReply(200, events.last_run or {})
+
+
+async def _from_last_messages(
+    client: ResponsesClient, call: Call, spec: RunSpec, upstream_model: str, items: list[objects.JsonObject], count: int
+) -> objects.JsonObject:
+    """`truncation_strategy: last_messages`: the response is given the thread's latest `count` messages
+    rather than the whole conversation, so it does not continue it; the new messages join the thread
+    first, its answer after (`_answer_into_thread`)."""
+    if items:
+        await client.json(call, "POST", f"/conversations/{spec.thread_id}/items", {"items": items})
+    query = urlencode({"order": "desc", "limit": 100})
+    status, page = await client.json(call, "GET", f"/conversations/{spec.thread_id}/items", query=query)
+    recent = history_input(page.get("data") or [] if status == 200 else [], count)
+    return response_request(spec, None, upstream_model, recent)
+
+
+async def _answer_into_thread(client: ResponsesClient, call: Call, events: RunEvents) -> None:
+    """A last_messages run's response did not continue the conversation: once it ends, its answer is
+    added to the thread (the items get their own ids: those are the messages the thread lists)."""
+    if last_messages(events.spec) is None or events.status is None or not events.output:
+        return
+    items = answer_items(events.output)
+    events.output.clear()
+    if items:
+        status, added = await client.json(call, "POST", f"/conversations/{events.spec.thread_id}/items", {"items": items})
+        events.message_ids += [item["id"] for item in added.get("data") or () if status == 200 and isinstance(item.get("id"), str)]
 
 
 def _resumed(kept: Mapping[str, Any]) -> RunEvents:
@@ -239,6 +279,7 @@ async def _translated(
             status, ended = await client.json(call, "GET", f"/responses/{events.response_id}")
             yield events.ended(ended) if status == 200 else b""
         tail = events.end()
+        await _answer_into_thread(client, call, events)
         await _keep(call.state, events)
         yield tail
     finally:
