@@ -392,6 +392,26 @@ async def test_truncation_to_the_last_messages_gives_the_run_only_those(make_gat
     assert (answered["previous_response_id"], answered["input"][0]["call_id"]) == (asking, call.id)
 
 
+async def test_a_run_paused_on_one_replica_is_finished_on_another_through_redis(make_gateway, redis_server) -> None:
+    state = {"backend": "redis", "url": redis_server.url, "timeout_s": 1.0}
+    a, b = [await make_gateway(upstream=FACADE["upstream"], state=state) for _ in range(2)]  # or one, restarted
+    first, second = a.async_client(), b.async_client()
+    tools = [{"type": "function", "function": {"name": "get_capital"}}]
+    assistant = await first.beta.assistants.create(model="gpt-4o", tools=tools)
+    question = {"messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    async with first.beta.threads.create_and_run_stream(assistant_id=assistant.id, thread=question) as stream:
+        paused = await stream.get_final_run()
+    [call] = paused.required_action.submit_tool_outputs.tool_calls
+    assert [x.id for x in (await second.beta.assistants.list()).data] == [assistant.id]
+    assert (await second.beta.threads.runs.retrieve(paused.id, thread_id=paused.thread_id)).status == "requires_action"
+    async with second.beta.threads.runs.submit_tool_outputs_stream(
+        run_id=paused.id, thread_id=paused.thread_id, tool_outputs=[{"tool_call_id": call.id, "output": "Paris"}]
+    ) as stream:
+        final = await stream.get_final_run()
+    assert (final.id, final.status, final.usage.total_tokens) == (paused.id, "completed", 558)
+    assert [r.id for r in (await first.beta.threads.runs.list(paused.thread_id)).data] == [paused.id]
+
+
 TWO_TEAMS = {
     "env": {"UP": "sk-upstream", "A": "sk-team-a", "B": "sk-team-b"},
     "upstream": {**FACADE["upstream"], "api_key": "${UP}"},
