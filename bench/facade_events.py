@@ -9,7 +9,7 @@ events 1 ms apart, so each crosses the gateway on its own.
 
     python bench/facade_events.py [--streams 100] [--plain]
 
-`--plain`: the facade's assistant has no tools, so the simulator answers with its plain-text recording
+`--plain`: the facade's assistant and the run have no tools, so the simulator answers with its plain-text recording
 (a few deltas) instead of the code-interpreter one (366 events, which it takes ~12 ms to personalise
 before its first byte): the time to first byte then shows the facade's own share.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -92,6 +93,8 @@ def measure(protocol: str, count: int, plain: bool = False) -> dict[str, float]:
         try:
             asyncio.run(wait_ready(f"http://127.0.0.1:{port}/readyz"))
             body = configs.bodies(tmp)["stream"].read_bytes()
+            if plain:  # no code_interpreter tool in the run either
+                body = json.dumps({k: v for k, v in json.loads(body).items() if k != "tools"}).encode()
             url = f"http://127.0.0.1:{port}/v1/threads/runs"
             asyncio.run(streams(url, body, 10, "warm"))
             arrivals, ttfb = asyncio.run(streams(url, body, count, protocol))
