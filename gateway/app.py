@@ -51,7 +51,8 @@ def build_app(
     tracing = Tracing.from_config(config.telemetry.tracing, span_exporter)  # None: off, nothing installed
     traced = [tracing.middleware] if tracing else []  # outside `errors`: refused requests get spans too
     app = web.Application(
-        middlewares=[middlewares.request_id, *traced, count_requests, middlewares.errors, middlewares.authenticate],
+        middlewares=[middlewares.request_id, *traced, count_requests, middlewares.errors, middlewares.authenticate,
+                     middlewares.one_spelling],  # fmt: skip
         client_max_size=config.listen.max_body_bytes,
     )
     runtime = app[RUNTIME] = RuntimeHolder(Runtime.from_config(config))

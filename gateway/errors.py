@@ -71,6 +71,15 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class NotCanonical(GatewayError):
+    """Another spelling of a path the gateway serves: the client is sent to the one spelling (308 keeps
+    the method and the body), so exactly one spelling is ever judged and forwarded."""
+
+    status = 308
+    type = "invalid_request_error"
+    code = "non_canonical_path"
+
+
 class MethodNotAllowed(GatewayError):
     status = 405
     type = "invalid_request_error"

@@ -1,4 +1,5 @@
-"""Cross-cutting concerns: request ids, the error envelope, and authentication of /v1 calls.
+"""Cross-cutting concerns: request ids, the error envelope, one spelling per path, and authentication
+of /v1 calls.
 """
 
 from __future__ import annotations
@@ -9,9 +10,20 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge, error_body
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotCanonical,
+    NotFound,
+    PayloadTooLarge,
+    error_body,
+)
+from gateway.http.paths import canonical_path
 from gateway.ids import token
 from gateway.keys import CALLER, REQUEST_ID, REQUEST_RUNTIME, RUNTIME
+from gateway.pipeline.forward import API_ROOT
+from gateway.pipeline.passthrough import allowed
 
 log = structlog.get_logger("gateway")
 
@@ -69,6 +81,23 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             body=error_body("The gateway hit an internal error.", "server_error", code="internal_error"),
             content_type="application/json",
         )
+
+
+@web.middleware
+async def one_spelling(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A path is served in its canonical spelling only (`gateway/http/paths.py`): another spelling of an
+    API path the gateway serves is redirected to it (308), any other is 404; nothing is checked or
+    forwarded under a spelling the upstream would read differently."""
+    raw = request.rel_url.raw_path
+    canonical = canonical_path(raw)
+    if canonical == raw:
+        return await handler(request)
+    prefixes = request[REQUEST_RUNTIME].config.upstream.allowed_paths
+    if canonical is None or not canonical.startswith(API_ROOT + "/") or not allowed(canonical.removeprefix(API_ROOT), prefixes):
+        raise NotFound(f"Unknown request URL: {request.method} {raw}. Please check the URL for typos.")
+    query = request.rel_url.raw_query_string
+    location = f"{canonical}?{query}" if query else canonical
+    raise NotCanonical(f"{raw} is served as {canonical}: send the request there.", headers={"Location": location})
 
 
 @web.middleware

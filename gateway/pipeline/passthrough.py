@@ -33,7 +33,7 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
     """Everything else the SDK calls under /v1/, if its prefix is allowed; bodies stream through."""
     config = request[REQUEST_RUNTIME].config
     api_path = request.path.removeprefix(API_ROOT)
-    if not _allowed(api_path, config.upstream.allowed_paths):
+    if not allowed(api_path, config.upstream.allowed_paths):
         raise NotFound(f"Unknown request URL: {request.method} {request.path}. Please check the URL for typos.")
     thread_id = thread_id_of(api_path)
     if thread_id is not None:
@@ -72,7 +72,8 @@ async def _claim_thread(state: StateStore, tenant: str, body: bytes) -> None:
             log.warning("state_unavailable", step="claim_thread", thread_id=thread["id"])
 
 
-def _allowed(api_path: str, prefixes: tuple[str, ...]) -> bool:
+def allowed(api_path: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether `api_path` (below /v1) is under one of the pass-through prefixes, with no dot segments."""
     if "/../" in api_path + "/" or "/./" in api_path + "/":
         return False
     return any(api_path == prefix or api_path.startswith(prefix + "/") for prefix in prefixes)

@@ -216,7 +216,9 @@ async def test_an_authorization_header_that_is_not_utf8_is_400_not_500(full_gate
 )
 async def test_traversal_and_encoded_slashes_never_leave_the_allowlist(full_gateway, simulator_state, target):
     status, headers, body = await raw_request(full_gateway, request_head("GET", target, "Connection: close"))
-    assert status == 404
+    assert status in (404, 308)  # no such path, or another spelling of one inside (sent there, not served)
+    if status == 308:
+        assert headers["location"] == "/v1/files"  # (`/v1/files/.`)
     assert assert_envelope(status, {"X-Request-ID": headers["x-request-id"]}, body)["type"] == "invalid_request_error"
     assert simulator_state.requests == []
 

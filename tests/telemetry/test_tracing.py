@@ -353,7 +353,7 @@ async def test_tracing_off_installs_nothing(traced, spans, simulator_state):
     assert "traceparent" not in simulator_state.requests[-1].headers
     assert spans.get_finished_spans() == ()
     assert gateway.runs.finished[-1].trace_id is None
-    assert len(gateway.app.middlewares) == 4  # request_id, count_requests, errors, authenticate
+    assert len(gateway.app.middlewares) == 5  # request_id, count_requests, errors, authenticate, one_spelling
     assert not any(isinstance(o, RunTracing) for o in gateway.app[RECORDER].observers)
 
 
