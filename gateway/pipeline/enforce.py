@@ -39,7 +39,8 @@ async def _judge(call: RunCall) -> Mapping[str, Any]:
     if policy is None:
         return call.data
     assert call.run_request is not None, "validate runs first"
-    decision = decide(call.route, call.run_request, call.data, policy, await _facts(call, policy))
+    facts = await _facts(call, policy)
+    decision = decide(call.route, call.run_request, call.data, policy, facts)
     record = call.record
     record.violations = tuple(v.rule for v in decision.violations)
     record.shadowed = tuple(v.rule for v in decision.shadowed)
@@ -48,14 +49,21 @@ async def _judge(call: RunCall) -> Mapping[str, Any]:
         record.decision = "deny"
         name = call.runtime.config.policy_name_for(call.tenant)
         raise PolicyViolation(denial_message(decision.violations, policy=name), param=decision.violations[0].param)
+    body = call.data
     if decision.modified:
         record.decision = "modify"
         record.note_caps(decision.body)
-        call.body = orjson.dumps(decision.body)
         call.headers[MODIFIED_HEADER] = ",".join(decision.modified)
-        return decision.body
-    record.decision = "allow"
-    return call.data
+        body = decision.body
+    else:
+        record.decision = "allow"
+    if facts.assistant_model is not None and "model" not in body:
+        # Judged on the assistant's model as the gateway last read it: that model runs, whatever the
+        # assistant became meanwhile (an update elsewhere must not run a model the policy never saw).
+        body = {**body, "model": facts.assistant_model}
+    if body is not call.data:
+        call.body = orjson.dumps(body)
+    return body
 
 
 async def _facts(call: RunCall, policy: PolicyConfig) -> Facts:

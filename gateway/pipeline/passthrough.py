@@ -27,6 +27,7 @@ log = structlog.get_logger("gateway.passthrough")
 
 
 _RUNS = re.compile(r"^/threads/[^/]+/runs(/[^/]+)?$")  # a run polled, or a thread's runs listed
+_ONE_ASSISTANT = re.compile(r"^/assistants/[^/]+$")
 
 
 async def passthrough(request: web.Request) -> web.StreamResponse:
@@ -49,6 +50,8 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
         if body is not None and body.failure is not None:
             raise body.failure from None  # the client's fault (413, 408), not a broken upstream
         raise
+    if request.method in ("POST", "DELETE") and _ONE_ASSISTANT.match(api_path):  # changed: judge it afresh
+        request[REQUEST_RUNTIME].assistant_models.pop((request[CALLER].tenant, api_path.rsplit("/", 1)[1]), None)
     observe = _observer_for(request, api_path)
     return await relay(request, upstream_response, request[REQUEST_ID], observe, config.upstream.max_response_bytes)
 

@@ -204,3 +204,21 @@ async def test_shadow_mode_forwards_and_records_the_would_be_denial(team, assist
     assert (record.decision, record.violations, record.shadowed) == ("allow", (), ("models.allow",))
     metrics = await scrape(gateway)
     assert value(metrics, "gateway_policy_decisions_total", decision="shadow_deny", rule="models.allow", tenant="team") == 1.0
+
+
+async def test_a_denied_model_never_runs_through_the_assistant(team, simulator, simulator_state, protocol):
+    gateway, client = await team({"models": {"allow": ["gpt-4o"]}})
+    assistant = await client.beta.assistants.create(model="gpt-4o")
+    assert (await client.beta.threads.create_and_run(assistant_id=assistant.id)).model == "gpt-4o"
+    sent = orjson.loads(simulator_state.requests[-1].body)
+    assert sent["model"] == "gpt-4o"  # the model judged is pinned in what goes upstream
+    await client.beta.assistants.update(assistant.id, model="gpt-3.5-turbo")  # through the gateway: judged afresh
+    with pytest.raises(openai.PermissionDeniedError, match="gpt-3.5-turbo"):
+        await client.beta.threads.create_and_run(assistant_id=assistant.id)
+    if protocol == "assistants":  # changed behind the gateway's back, within the cache's TTL
+        other = await client.beta.assistants.create(model="gpt-4o")
+        await client.beta.threads.create_and_run(assistant_id=other.id)
+        direct = openai.AsyncOpenAI(base_url=str(simulator.make_url("/v1")), api_key="sk-any")
+        await direct.beta.assistants.update(other.id, model="gpt-3.5-turbo")
+        run = await client.beta.threads.create_and_run(assistant_id=other.id)
+        assert run.model == "gpt-4o" and orjson.loads(simulator_state.requests[-1].body)["model"] == "gpt-4o"
