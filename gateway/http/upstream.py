@@ -71,6 +71,28 @@ def strip_hop_by_hop(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMul
     return out
 
 
+# What a caller must not choose when the gateway sends its own credential: which OpenAI organisation
+# and project the shared key bills. And proxy headers an upstream might trust, whoever's key it is.
+_CREDENTIAL_SCOPE = ("OpenAI-Organization", "OpenAI-Project")
+_PROXY = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-IP", "X-Original-URL",
+          "X-Rewrite-URL")  # fmt: skip
+
+
+def outgoing_headers(
+    incoming: CIMultiDictProxy[str], request_id: str, authorization: str | None, drop: tuple[str, ...] = ()
+) -> CIMultiDict[str]:
+    """The client's headers as they go upstream: no hop-by-hop or proxy fields, no `drop`, the
+    upstream credential (and, unless it is the caller's own key, none of the caller's org/project)."""
+    headers = strip_hop_by_hop(incoming)
+    callers_own_key = authorization is not None and incoming.get("Authorization") == authorization
+    for name in (*_PROXY, *drop, "Authorization", *(() if callers_own_key else _CREDENTIAL_SCOPE)):
+        headers.popall(name, None)
+    if authorization:
+        headers["Authorization"] = authorization
+    headers["X-Request-ID"] = request_id
+    return headers
+
+
 async def send(
     session: aiohttp.ClientSession,
     method: str,

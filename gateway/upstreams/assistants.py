@@ -12,7 +12,7 @@ from yarl import URL
 
 from gateway.config import UpstreamConfig
 from gateway.errors import upstream_failure
-from gateway.http.upstream import send, strip_hop_by_hop
+from gateway.http.upstream import outgoing_headers, send
 from gateway.state import StateStore
 from gateway.upstreams import Call
 
@@ -34,12 +34,7 @@ class AssistantsUpstream:
         return URL(f"{self._base}{api_path}?{query_string}" if query_string else f"{self._base}{api_path}", encoded=True)
 
     def headers(self, incoming: CIMultiDictProxy[str], request_id: str, authorization: str | None) -> CIMultiDict[str]:
-        headers = strip_hop_by_hop(incoming)
-        headers.popall("Authorization", None)
-        if authorization:
-            headers["Authorization"] = authorization
-        headers["X-Request-ID"] = request_id
-        return headers
+        return outgoing_headers(incoming, request_id, authorization)
 
     async def forward(self, call: Call) -> aiohttp.ClientResponse:
         if isinstance(call.body, bytes):

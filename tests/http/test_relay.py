@@ -207,7 +207,7 @@ async def test_hop_by_hop_and_credentials_hygiene(make_gateway, simulator_state)
         assert response.headers["X-Upstream-Request-ID"].startswith("req_")
     got = simulator_state.requests[-1].headers
     assert got["Authorization"] == "Bearer sk-upstream"
-    assert got["OpenAI-Organization"] == "org-1" and got["OpenAI-Project"] == "proj-1"
+    assert "OpenAI-Organization" not in got and "OpenAI-Project" not in got  # not with the shared key
     assert got["X-Request-ID"] == "client-chosen-1"
     assert "X-Secret-Hop" not in got and "Proxy-Authorization" not in got
 

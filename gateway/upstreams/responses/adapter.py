@@ -20,7 +20,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway.config import Config
 from gateway.domain import json_object
 from gateway.errors import error_body
-from gateway.http.upstream import Reply, strip_hop_by_hop
+from gateway.http.upstream import Reply, outgoing_headers
 from gateway.state import StateStore
 from gateway.upstreams import Call
 from gateway.upstreams.assistants import AssistantsUpstream
@@ -47,13 +47,8 @@ class ResponsesFacade:
         self.assistants = Assistants(config.assistants)
 
     def headers(self, incoming: CIMultiDictProxy[str], request_id: str, authorization: str | None) -> CIMultiDict[str]:
-        headers = strip_hop_by_hop(incoming)
-        for name in ("Authorization", "OpenAI-Beta", "Content-Length"):  # the beta header is the Assistants API's
-            headers.popall(name, None)
-        if authorization:
-            headers["Authorization"] = authorization
-        headers["X-Request-ID"] = request_id
-        return headers
+        return outgoing_headers(incoming, request_id, authorization, drop=("OpenAI-Beta", "Content-Length"))  # (the
+        # beta header is the Assistants API's; each call the facade makes has its own length)
 
     async def forward(self, call: Call) -> Reply:
         parts = call.raw_path.strip("/").split("/")
