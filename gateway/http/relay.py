@@ -8,6 +8,7 @@ of piling chunks up in memory.
 from __future__ import annotations
 
 import asyncio
+import re
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Protocol
@@ -18,7 +19,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.domain import SSEEvent
-from gateway.errors import UpstreamUnavailable
+from gateway.errors import UpstreamUnavailable, error_body
 from gateway.http.sse import SSEParser
 from gateway.http.upstream import Reply, strip_hop_by_hop
 
@@ -69,6 +70,8 @@ async def relay(
     """Pass-through: the response goes on as it arrives; a JSON body may be read whole to observe."""
     headers = response_headers(upstream, request_id)
     try:
+        if upstream.status >= 400 and upstream.content_type == "application/json":
+            return await _scrubbed_error(upstream, headers, max_json_bytes)
         if observe_json is not None and upstream.content_type == "application/json":
             return await _observed_body(upstream, headers, observe_json, max_json_bytes)
         return await _pass_body(request, upstream, headers)
@@ -92,6 +95,8 @@ async def relay_run(
     try:
         if streamed:
             return await _tee_events(request, upstream, headers, tracker)
+        if upstream.status >= 400 and upstream.content_type == "application/json":
+            return await _scrubbed_error(upstream, headers, max_json_bytes)
         if upstream.content_type == "application/json":
             return await _observed_body(upstream, headers, tracker.on_json, max_json_bytes)
         return await _pass_body(request, upstream, headers)
@@ -177,6 +182,21 @@ async def _observed_body(
     if decoded is not None:
         await observe(decoded)
     return web.Response(status=upstream.status, reason=upstream.reason, body=body, headers=headers)
+
+
+# An OpenAI key as an upstream error names it (`Incorrect API key provided: sk-upstr*****abcd`):
+# the shared key's prefix and tail are not the tenant's to see.
+_KEY = re.compile(rb"\b(sk|sess|rk)-[A-Za-z0-9_*\-]{4,}")
+
+
+async def _scrubbed_error(upstream: Reply, headers: CIMultiDict[str], max_bytes: int) -> web.Response:
+    """An upstream error passes on in its own words, with any API key in them masked whole."""
+    raw = await _read_bounded(upstream, max_bytes)
+    body = _decoded(raw, upstream.headers.get("Content-Encoding", "identity"), max_bytes)
+    if body is None:  # an encoding the gateway cannot read: it says so rather than pass unread words on
+        body = error_body("The upstream refused the request.", "upstream_error", code="upstream_error")
+    headers.popall("Content-Encoding", None)
+    return web.Response(status=upstream.status, reason=upstream.reason, body=_KEY.sub(rb"\1-***", body), headers=headers)
 
 
 async def _read_bounded(upstream: Reply, max_bytes: int) -> bytes:

@@ -14,7 +14,7 @@ import structlog
 from aiohttp import web
 
 from gateway.domain import json_object
-from gateway.errors import GatewayError, NotFound, PayloadTooLarge
+from gateway.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
 from gateway.http.body import BodyStream
 from gateway.http.relay import JsonObserver, relay
 from gateway.keys import CALLER, REQUEST_ID, REQUEST_RUNTIME, STATE
@@ -28,10 +28,15 @@ log = structlog.get_logger("gateway.passthrough")
 
 _RUNS = re.compile(r"^/threads/[^/]+/runs(/[^/]+)?$")  # a run polled, or a thread's runs listed
 _ONE_ASSISTANT = re.compile(r"^/assistants/[^/]+$")
+_API_METHODS = ("GET", "POST", "DELETE")  # all the API uses
 
 
 async def passthrough(request: web.Request) -> web.StreamResponse:
     """Everything else the SDK calls under /v1/, if its prefix is allowed; bodies stream through."""
+    if request.method not in _API_METHODS:  # TRACE would echo credentials back; the API has no others
+        allowed_methods = ", ".join(_API_METHODS)
+        raise MethodNotAllowed(f"Method {request.method} is not allowed for {request.path} (allowed: {allowed_methods}).",
+                               headers={"Allow": allowed_methods})  # fmt: skip
     config = request[REQUEST_RUNTIME].config
     api_path = request.path.removeprefix(API_ROOT)
     if not allowed(api_path, config.upstream.allowed_paths):

@@ -224,3 +224,29 @@ async def test_base_url_with_path_prefix(make_gateway, aiohttp_server):
     client = gateway.async_client()
     created = await client.beta.assistants.create(model="gpt-4o")
     assert (await client.beta.assistants.retrieve(created.id)).id == created.id
+
+
+@pytest.mark.parametrize("path", ["/v1/assistants", "/v1/threads/runs"])
+async def test_an_upstream_error_never_shows_the_upstream_key(make_gateway, path):
+    gateway = await make_gateway(
+        env={"UP": "sk-upstream", "TEAM": "team-key"}, upstream={"api_key": "${UP}"}, tenants={"t": {"keys": ["${TEAM}"]}}
+    )
+    headers = {"Authorization": "Bearer team-key", "OpenAI-Beta": "assistants=v2", "X-Simulator-Fault": "http-401"}
+    async with aiohttp.ClientSession() as session:
+        method = session.post if path.endswith("runs") else session.get
+        async with method(gateway.server.make_url(path), json={"assistant_id": "asst_1"}, headers=headers) as response:
+            body = await response.json()
+    assert response.status == 401 and body["error"]["code"] == "invalid_api_key", body
+    assert "sk-***" in body["error"]["message"] and "sk-sim" not in body["error"]["message"]  # masked whole
+
+
+@pytest.mark.parametrize("method", ["TRACE", "PUT", "PATCH"])
+async def test_methods_the_api_does_not_use_are_refused(make_gateway, simulator_state, method):
+    gateway = await make_gateway(env={"UP": "sk-upstream", "TEAM": "team-key"}, upstream={"api_key": "${UP}"},
+                                 tenants={"t": {"keys": ["${TEAM}"]}})  # fmt: skip
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, gateway.server.make_url("/v1/assistants"),
+                                   headers={"Authorization": "Bearer team-key"}) as response:  # fmt: skip
+            body = await response.json()
+    assert (response.status, response.headers["Allow"]) == (405, "GET, POST, DELETE")
+    assert body["error"]["type"] == "invalid_request_error" and simulator_state.requests == []
