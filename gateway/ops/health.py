@@ -1,10 +1,12 @@
-"""`GET /healthz` (the process is up) and `GET /readyz` (the upstream pool is ready; 503 while draining)."""
+"""`GET /healthz` (the process is up) and `GET /readyz` (the upstream pool is ready; 503 while draining,
+and while shared state is down under `on_failure: fail_closed`)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.keys import READINESS
+from gateway.keys import READINESS, STATE
+from gateway.state.resilient import ResilientState
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -17,4 +19,7 @@ async def readyz(request: web.Request) -> web.Response:
         return web.json_response({"status": "draining"}, status=503)
     if not readiness.ready:
         return web.json_response({"status": "starting"}, status=503)
+    state = request.app[STATE]
+    if isinstance(state, ResilientState) and not await state.available():  # fail_closed: every limited call 503s
+        return web.json_response({"status": "state_unavailable"}, status=503)
     return web.json_response({"status": "ready"})

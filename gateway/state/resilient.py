@@ -63,6 +63,18 @@ class ResilientState:
     def down(self) -> bool:
         return self._down_since is not None
 
+    async def available(self) -> bool:
+        """Whether calls are answered now. Always in `fail_open`; in `fail_closed`, while the primary is
+        down it is tried again (at most every retry interval), so a replica taken out of rotation for
+        it notices its return without traffic."""
+        if self._mode == "fail_open" or not self.down:
+            return True
+        try:
+            await self._call(lambda s: s.get_record("probe", "readyz"))
+        except StateUnavailable:
+            return False
+        return True
+
     # The machinery.
     async def _call(self, op: Callable[[StateStore], Awaitable[T]]) -> tuple[T, bool]:
         """(result, whether the primary answered)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 
@@ -96,3 +97,18 @@ async def test_redis_outage_fail_closed_answers_503_then_recovers(make_gateway, 
     assistant = await assistant_on(a)  # (behind the facade, one made before is gone with Redis's unsaved data)
     assert (await client.beta.threads.create_and_run(assistant_id=assistant)).status == "queued"
 
+
+
+async def test_readiness_follows_a_fail_closed_state(make_gateway, redis_server):
+    a, _b = await replicas(make_gateway, redis_server, {"requests_per_minute": 100}, on_failure="fail_closed")
+    client, ready = a.async_client(api_key="sk-team"), a.server.make_url("/readyz")
+    async with aiohttp.ClientSession() as session:
+        assert (await session.get(ready)).status == 200
+        redis_server.stop()
+        with pytest.raises(openai.InternalServerError):  # every limited call is refused now
+            await client.beta.threads.create_and_run(assistant_id="asst_any")
+        answer = await session.get(ready)
+        assert (answer.status, (await answer.json())["status"]) == (503, "state_unavailable")
+        redis_server.start()
+        await asyncio.sleep(0.6)  # past the back-off: the probe finds it back, no traffic needed
+        assert (await session.get(ready)).status == 200
