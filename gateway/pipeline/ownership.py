@@ -10,7 +10,9 @@ from __future__ import annotations
 from gateway.errors import NotFound
 from gateway.pipeline.call import RunCall
 from gateway.runtime import Runtime
+from gateway.schema.requests import RunRoute
 from gateway.state import StateStore
+from gateway.state.resilient import ResilientState
 
 
 def thread_id_of(api_path: str) -> str | None:
@@ -35,8 +37,18 @@ async def guard_thread(runtime: Runtime, state: StateStore, tenant: str, thread_
     await check_thread_access(state, tenant, thread_id, runtime.unknown_threads_allowed(tenant))
 
 
+async def owner_recordable(state: StateStore) -> None:
+    """Under `on_failure: fail_closed`, nothing that creates an ownable object goes upstream unless its
+    owner can be written: the shared state is asked first (down: 503 `state_unavailable`, nothing sent)."""
+    if isinstance(state, ResilientState):
+        await state.probe()
+
+
 async def own_thread(call: RunCall) -> None:
-    """The ownership stage of a run call on an existing thread (create-thread-and-run names none)."""
+    """The ownership stage of a run call: the thread must be the caller's; what the run will create
+    (a run, a thread) must be recordable as the caller's."""
     thread_id = call.request.match_info.get("thread_id")
     if thread_id is not None:
         await guard_thread(call.runtime, call.state, call.tenant, thread_id)
+    if call.runtime.config.tenants is not None and call.route is not RunRoute.SUBMIT_TOOL_OUTPUTS:
+        await owner_recordable(call.state)

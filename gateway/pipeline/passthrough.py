@@ -19,7 +19,7 @@ from gateway.http.body import BodyStream
 from gateway.http.relay import JsonObserver, relay
 from gateway.keys import CALLER, REQUEST_ID, REQUEST_RUNTIME, STATE
 from gateway.pipeline.forward import API_ROOT, forward
-from gateway.pipeline.ownership import guard_thread, thread_id_of
+from gateway.pipeline.ownership import guard_thread, owner_recordable, thread_id_of
 from gateway.pipeline.settle import settle_polled
 from gateway.state import StateStore, StateUnavailable
 
@@ -44,6 +44,8 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
     thread_id = thread_id_of(api_path)
     if thread_id is not None:
         await guard_thread(request[REQUEST_RUNTIME], request.app[STATE], request[CALLER].tenant, thread_id)
+    if request.method == "POST" and api_path == "/threads" and config.tenants is not None:
+        await owner_recordable(request.app[STATE])  # a thread is claimed by whoever creates it
     listen = config.listen
     size = request.content_length
     if size is not None and size > listen.max_upload_bytes:

@@ -63,6 +63,12 @@ class ResilientState:
     def down(self) -> bool:
         return self._down_since is not None
 
+    async def probe(self) -> None:
+        """In `fail_closed`, raise `StateUnavailable` unless the primary answers now (one round trip):
+        for calls whose effect must be recorded there, checked before they are made."""
+        if self._mode == "fail_closed":
+            await self._call(lambda s: s.get_record("probe", "writable"))
+
     async def available(self) -> bool:
         """Whether calls are answered now. Always in `fail_open`; in `fail_closed`, while the primary is
         down it is tried again (at most every retry interval), so a replica taken out of rotation for

@@ -10,8 +10,9 @@ import aiohttp
 import openai
 import pytest
 
+from gateway.keys import STATE
 from tests.conftest import Gateway
-from tests.support import both_protocols, limited_tenant, scrape, value
+from tests.support import both_protocols, limited_tenant, scrape, team_tenant, value
 
 
 def replica(redis_url: str, limits: dict[str, Any], on_failure: str = "fail_open") -> dict[str, Any]:
@@ -112,3 +113,19 @@ async def test_readiness_follows_a_fail_closed_state(make_gateway, redis_server)
         redis_server.start()
         await asyncio.sleep(0.6)  # past the back-off: the probe finds it back, no traffic needed
         assert (await session.get(ready)).status == 200
+
+
+async def test_fail_closed_forwards_no_creation_whose_owner_cannot_be_written(make_gateway, redis_server, simulator_state):
+    state = {"backend": "redis", "url": redis_server.url, "timeout_s": 1.0, "on_failure": "fail_closed"}
+    gateway = await make_gateway(**team_tenant(state=state))  # no limits: admission never asks the state
+    client = gateway.async_client(api_key="sk-team")
+    redis_server.stop()
+    for create in (lambda: client.beta.threads.create(), lambda: client.beta.threads.create_and_run(assistant_id="asst_1")):
+        with pytest.raises(openai.InternalServerError) as caught:
+            await create()
+        assert (caught.value.status_code, caught.value.body["code"]) == (503, "state_unavailable")
+    assert simulator_state.requests == []  # nothing was created upstream that no one would own
+    redis_server.start()
+    await asyncio.sleep(0.6)
+    thread = await client.beta.threads.create()
+    assert await gateway.app[STATE].owner(thread.id) == "team"
