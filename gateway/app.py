@@ -85,12 +85,15 @@ def build_app(
     app.router.add_post("/admin/reload", admin_reload)
     app.router.add_get("/admin/usage", admin_usage)
     threads = f"{API_ROOT}/threads"
-    app.router.add_post(f"{threads}/runs", run_call(RunRoute.CREATE_THREAD_AND_RUN))
-    app.router.add_post(f"{threads}/{{thread_id}}/runs", run_call(RunRoute.CREATE_RUN))
+    run_body = middlewares.expect_continue(lambda config: config.listen.max_body_bytes)
+    app.router.add_post(f"{threads}/runs", run_call(RunRoute.CREATE_THREAD_AND_RUN), expect_handler=run_body)
+    app.router.add_post(f"{threads}/{{thread_id}}/runs", run_call(RunRoute.CREATE_RUN), expect_handler=run_body)
     app.router.add_post(
-        f"{threads}/{{thread_id}}/runs/{{run_id}}/submit_tool_outputs", run_call(RunRoute.SUBMIT_TOOL_OUTPUTS)
-    )
-    app.router.add_route("*", f"{API_ROOT}/{{tail:.*}}", passthrough)
+        f"{threads}/{{thread_id}}/runs/{{run_id}}/submit_tool_outputs", run_call(RunRoute.SUBMIT_TOOL_OUTPUTS),
+        expect_handler=run_body,
+    )  # fmt: skip
+    upload = middlewares.expect_continue(lambda config: config.listen.max_upload_bytes)
+    app.router.add_route("*", f"{API_ROOT}/{{tail:.*}}", passthrough, expect_handler=upload)
     return app
 
 

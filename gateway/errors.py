@@ -86,6 +86,12 @@ class MethodNotAllowed(GatewayError):
     code = "method_not_allowed"
 
 
+class ExpectationFailed(GatewayError):
+    status = 417
+    type = "invalid_request_error"
+    code = "expectation_failed"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"

@@ -5,12 +5,15 @@ of /v1 calls.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway.config import Config
 from gateway.errors import (
+    ExpectationFailed,
     GatewayError,
     InvalidRequest,
     MethodNotAllowed,
@@ -34,9 +37,7 @@ _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 @web.middleware
 async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Keep a sane caller-chosen X-Request-ID, else mint one; every response carries it."""
-    given = request.headers.get("X-Request-ID", "")
-    rid = given if _CLIENT_REQUEST_ID.fullmatch(given) else f"req_gw_{token(96)}"
-    request[REQUEST_ID] = rid
+    rid = request[REQUEST_ID] = _request_id_for(request)
     bound = structlog.contextvars.bind_contextvars(request_id=rid)  # (bound_contextvars also copies the context)
     try:
         response = await handler(request)
@@ -45,6 +46,11 @@ async def request_id(request: web.Request, handler: Handler) -> web.StreamRespon
     if not response.prepared:
         response.headers["X-Request-ID"] = rid
     return response
+
+
+def _request_id_for(request: web.Request) -> str:
+    given = request.headers.get("X-Request-ID", "")
+    return given if _CLIENT_REQUEST_ID.fullmatch(given) else f"req_gw_{token(96)}"
 
 
 @web.middleware
@@ -127,3 +133,28 @@ def check_headers(request: web.Request) -> None:
             except UnicodeEncodeError:
                 # (names are tokens: the parser lets only ASCII through)
                 raise InvalidRequest(f"The value of the {name} header is not valid UTF-8.", code="invalid_header") from None
+
+
+def expect_continue(max_bytes: Callable[[Config], int]) -> Callable[[web.Request], Awaitable[web.StreamResponse | None]]:
+    """A route's `Expect: 100-continue` handler: the client is told to send its body only once its key
+    is known and the size it announces fits (`max_bytes` of the current config); else it gets the
+    refusal at once, and never sends the body (aiohttp's default says "continue" to anyone)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse | None:
+        runtime = request.app[RUNTIME].current
+        try:
+            if request.headers.get("Expect", "").lower() != "100-continue":
+                raise ExpectationFailed("Only 'Expect: 100-continue' is understood.")
+            if request.path.startswith("/v1/"):
+                runtime.authenticator.authenticate(request.headers.get("Authorization"))
+            limit = max_bytes(runtime.config)
+            if request.content_length is not None and request.content_length > limit:
+                raise PayloadTooLarge(f"The request body exceeds the gateway's limit of {limit} bytes.")
+        except GatewayError as exc:
+            refused = exc.to_response()  # (answered before the middlewares: it carries its own request id)
+            refused.headers["X-Request-ID"] = _request_id_for(request)
+            return refused
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return None
+
+    return handle
