@@ -15,6 +15,7 @@ import pytest
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
+from gateway.cli.main import main as cli_main
 from gateway.config.audit import AuditConfig
 from gateway.domain import RunRecord, Usage
 from gateway.telemetry.audit import AuditLog
@@ -418,6 +419,7 @@ async def test_a_half_written_record_is_cut_and_its_loss_noted_in_the_chain(tmp_
     assert counts.failed == 1
     assert [(r["seq"], r["dropped"]) for r in lines(path)] == [(1, 0), (2, 1), (3, 0)]
     assert verify(path).ok and verify(path).dropped == 1
+    assert cli_main(["audit", "verify", str(path)]) == 3  # intact, but not everything accepted was written
 
 
 async def test_a_failing_sink_is_reported_and_the_log_keeps_going(tmp_path: Path) -> None:
