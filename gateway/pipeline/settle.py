@@ -22,10 +22,13 @@ log = structlog.get_logger("gateway.settle")
 class Settlement:
     """One run call's link to the shared state: ownership claims, the reservation, the settlement."""
 
-    def __init__(self, state: StateStore, tenant: str, *, creates_run: bool) -> None:
+    def __init__(self, state: StateStore, tenant: str, *, creates_run: bool, creates_thread: bool = False) -> None:
         self._state = state
         self._tenant = tenant
         self._creates_run = creates_run  # submit_tool_outputs continues a run its create call bound
+        # Only a call that made the thread claims it: a run on a thread nobody claimed (made behind the
+        # gateway's back, or forgotten) must not move it to the caller.
+        self._creates_thread = creates_thread
         # Bound to the run even when no tokens were reserved under it: binding is what puts the run
         # on the reconciler's list, so its usage is counted however the client ran it.
         self.reservation = token()
@@ -35,7 +38,7 @@ class Settlement:
     async def on_ids(self, thread_id: str | None, run_id: str | None) -> None:
         try:
             if (thread_id, run_id) != self._claimed:  # `close` asks again: one trip to the state is enough
-                await self._state.claim(self._tenant, thread_id, run_id)
+                await self._state.claim(self._tenant, thread_id if self._creates_thread else None, run_id)
                 self._claimed = (thread_id, run_id)
             if self._creates_run and run_id is not None and thread_id is not None and not self._bound:
                 now = time.time()

@@ -112,3 +112,14 @@ async def test_first_claim_wins_and_memory_is_bounded():
     await store.claim("bob", "thread_3")
     assert await store.owner("thread_1") is None  # the oldest was forgotten
     assert await asyncio.gather(store.owner("thread_2"), store.owner("thread_3")) == ["bob", "bob"]
+
+
+async def test_a_run_on_a_thread_nobody_claimed_does_not_take_it(make_gateway, simulator):
+    gateway = await make_gateway(**two_teams(bob_unknown_threads="allow"))
+    direct = openai.AsyncOpenAI(base_url=str(simulator.make_url("/v1")), api_key="sk-any")
+    thread = await direct.beta.threads.create()  # behind the gateway's back: nobody's
+    assistant = await direct.beta.assistants.create(model="gpt-4o")
+    bob, alice = gateway.async_client(api_key="sk-bob"), gateway.async_client(api_key="sk-alice")
+    run = await bob.beta.threads.runs.create(thread.id, assistant_id=assistant.id)
+    assert (await bob.beta.threads.runs.retrieve(run.id, thread_id=thread.id)).id == run.id  # the run is bob's
+    assert (await alice.beta.threads.retrieve(thread.id)).id == thread.id  # the thread did not become bob's
