@@ -73,10 +73,10 @@ class ResilientState:
         """Whether calls are answered now. Always in `fail_open`; in `fail_closed`, while the primary is
         down it is tried again (at most every retry interval), so a replica taken out of rotation for
         it notices its return without traffic."""
-        if self._mode == "fail_open" or not self.down:
+        if not self.down:
             return True
         try:
-            await self._call(lambda s: s.get_record("probe", "readyz"))
+            await self.probe()
         except StateUnavailable:
             return False
         return True

@@ -71,11 +71,7 @@ async def retrieve_run(client: ResponsesClient, call: Call, thread_id: str, run_
         status, response = await client.json(call, "GET", f"/responses/{response_id}")
         if status != 200:
             return JsonReply(status, response)
-        events = _resumed(kept)
-        events.follow(response)
-        await _answer_into_thread(client, call, events)
-        await _keep(call.state, events)
-        run = events.last_run
+        run = (await _read_on(client, call, kept, response)).last_run
     return JsonReply(200, run)
 
 
@@ -130,11 +126,7 @@ async def cancel_run(client: ResponsesClient, call: Call, thread_id: str, run_id
     status, response = await client.json(call, "POST", f"/responses/{response_id}/cancel")
     if status != 200:
         return JsonReply(status, response)
-    events = _resumed(kept)
-    events.follow(response)
-    await _answer_into_thread(client, call, events)
-    await _keep(call.state, events)
-    return JsonReply(200, events.last_run or run)
+    return JsonReply(200, (await _read_on(client, call, kept, response)).last_run or run)
 
 
 async def list_steps(call: Call, thread_id: str, run_id: str, query: Mapping[str, str], step_id: str | None) -> Reply:
@@ -235,6 +227,15 @@ async def _answer_into_thread(client: ResponsesClient, call: Call, events: RunEv
     if items:
         status, added = await client.json(call, "POST", f"/conversations/{events.spec.thread_id}/items", {"items": items})
         events.message_ids += [item["id"] for item in added.get("data") or () if status == 200 and isinstance(item.get("id"), str)]
+
+
+async def _read_on(client: ResponsesClient, call: Call, kept: Mapping[str, Any], response: Mapping[str, Any]) -> RunEvents:
+    """A kept run, as its response (read whole: polled, or just cancelled) now shows it; kept again."""
+    events = _resumed(kept)
+    events.follow(response)
+    await _answer_into_thread(client, call, events)
+    await _keep(call.state, events)
+    return events
 
 
 def _resumed(kept: Mapping[str, Any]) -> RunEvents:
