@@ -14,3 +14,8 @@ import random
 def token(bits: int = 128) -> str:
     """`bits` random bits as lower-case hex (no prefix)."""
     return f"{random.getrandbits(bits):0{bits // 4}x}"
+
+
+def request_id() -> str:
+    """A request id the gateway mints (the `X-Request-ID` of an answer whose caller chose none)."""
+    return f"req_gw_{token(96)}"

@@ -11,10 +11,12 @@ import openai
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from aiohttp.web_runner import BaseRunner
 
 from gateway.app import build_app
 from gateway.config import Config, load_config, parse_config
 from gateway.domain import RunRecord
+from gateway.http.server import GatewayRunner
 from gateway.http.sse import SSEEvent
 from gateway.simulator import SIMULATOR_STATE, SimulatorSettings, build_simulator_app
 from tests.support import TEAM_KEY as TEAM_KEY  # re-exported: tests that import these from conftest
@@ -83,6 +85,32 @@ def sdk_imported() -> None:
     client.close()
 
 
+class GatewayTestServer(TestServer):
+    """A test server on the runner `gateway serve` uses (aiohttp_server's is aiohttp's own)."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return GatewayRunner(self.app, **kwargs)
+
+
+GatewayServer = Callable[..., Awaitable[TestServer]]
+
+
+@pytest.fixture
+async def gateway_server() -> AsyncIterator[GatewayServer]:
+    """Serve a gateway app as `gateway serve` does: `await gateway_server(app, **server_options)`."""
+    servers: list[TestServer] = []
+
+    async def start(app: web.Application, **options: Any) -> TestServer:
+        server = GatewayTestServer(app)
+        await server.start_server(**options)
+        servers.append(server)
+        return server
+
+    yield start
+    while servers:
+        await servers.pop().close()
+
+
 @pytest.fixture
 def simulator_settings() -> SimulatorSettings:
     return SimulatorSettings(poll_after_ms=1, hang_check_interval_s=0.01)
@@ -109,7 +137,7 @@ def protocol() -> str:
 
 @pytest.fixture
 def make_gateway(
-    aiohttp_server: Callable[..., Awaitable[TestServer]], simulator: TestServer, protocol: str
+    gateway_server: GatewayServer, simulator: TestServer, protocol: str
 ) -> Callable[..., Awaitable[Gateway]]:
     """Start a gateway on the simulator; `raw` sections are merged into the default config."""
 
@@ -127,7 +155,7 @@ def make_gateway(
             raw.setdefault("audit", {"enabled": False})  # tests that audit say so; the rest keep stdout quiet
             config = parse_config({"upstream": upstream, **raw}, env=env or {})
         runs = RunCollector()
-        server = await aiohttp_server(build_app(config, config_path=config_file, observers=[runs]))
+        server = await gateway_server(build_app(config, config_path=config_file, observers=[runs]))
         return Gateway(server, config, runs)
 
     return start

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from aiohttp import web
 from gateway.app import build_app
 from gateway.cli.logs import configure_logging
 from gateway.config import Config
+from gateway.http.server import GatewayRunner
 from gateway.keys import UPSTREAM_OVERRIDE
 from gateway.simulator import SimulatorSettings, build_simulator_app
 
@@ -63,22 +65,55 @@ collector with the defaults, 0.35 s with these and the frozen start-up heap."""
 
 
 def run_gateway(app: Awaitable[web.Application], config: Config, *, reuse_port: bool | None = None) -> None:
-    """Serve until SIGTERM, then drain; `reuse_port` lets several worker processes share the port."""
+    """Serve until SIGTERM, then drain; `reuse_port` lets several worker processes share the port.
+
+    What `web.run_app` does, on `GatewayRunner` (run_app's runner is always aiohttp's own, whose
+    answer to a request it cannot parse quotes the request). SIGTERM and SIGINT raise
+    `web.GracefulExit` out of the loop (the runner's handlers, or a worker's own: workers.py), then
+    the serving task is cancelled, which drains (`runner.cleanup`) before anything else stops."""
     gc.set_threshold(*GC_THRESHOLDS)
-    web.run_app(
-        _with_frozen_heap(app),
-        host=config.listen.host,
-        port=config.listen.port,
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    serving = loop.create_task(_serve(_with_frozen_heap(app), config, reuse_port))
+    try:
+        loop.run_until_complete(serving)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        if not serving.done():  # (a failed start-up keeps its own traceback: it is not awaited again)
+            serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(serving)
+        _close(loop)
+
+
+async def _serve(app: Awaitable[web.Application], config: Config, reuse_port: bool | None) -> None:
+    runner = GatewayRunner(
+        await app,
+        handle_signals=True,
         shutdown_timeout=config.listen.drain_timeout_s,
         # A client that disconnects cancels its handler at once, so an idle upstream stream is
         # closed now rather than at its next chunk; stages clean up in `finally`.
         handler_cancellation=True,
         access_log=None,
-        print=None,
-        loop=new_event_loop(),
-        reuse_port=reuse_port,
         **SERVER_OPTIONS,
     )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.listen.host, config.listen.port, reuse_port=reuse_port).start()
+        await asyncio.Event().wait()  # until cancelled by run_gateway
+    finally:
+        await runner.cleanup()
+
+
+def _close(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is left once the gateway has drained, then close the loop."""
+    left = asyncio.all_tasks(loop)
+    for task in left:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
 
 
 async def _with_frozen_heap(app: Awaitable[web.Application]) -> web.Application:

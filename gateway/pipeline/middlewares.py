@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway import ids
 from gateway.config import Config
 from gateway.errors import (
     ExpectationFailed,
@@ -23,7 +24,6 @@ from gateway.errors import (
     error_body,
 )
 from gateway.http.paths import canonical_path
-from gateway.ids import token
 from gateway.keys import CALLER, REQUEST_ID, REQUEST_RUNTIME, RUNTIME
 from gateway.pipeline.forward import API_ROOT
 from gateway.pipeline.passthrough import allowed
@@ -50,7 +50,7 @@ async def request_id(request: web.Request, handler: Handler) -> web.StreamRespon
 
 def _request_id_for(request: web.Request) -> str:
     given = request.headers.get("X-Request-ID", "")
-    return given if _CLIENT_REQUEST_ID.fullmatch(given) else f"req_gw_{token(96)}"
+    return given if _CLIENT_REQUEST_ID.fullmatch(given) else ids.request_id()
 
 
 @web.middleware

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from tests.http.test_server import MALFORMED, SECRET, exchange_raw
 from tests.support import free_port
 
 pytestmark = [pytest.mark.integration]  # each test runs `python -m gateway` as a process
@@ -108,3 +110,16 @@ def test_sigterm_lets_open_streams_finish(served):
                     urllib.request.urlopen(f"{url}/healthz", timeout=1)
     assert events[-1] == "thread.run.completed"
     assert process.wait(timeout=15) == 0
+
+
+def test_serve_answers_unparsable_http_in_the_envelope_and_logs_no_key(served):
+    """What `gateway serve` itself runs on (not a test server): the same envelope, and stderr (where
+    aiohttp logged a traceback quoting the request) holds one line naming the kind of error."""
+    url, process = served
+    port = int(url.rsplit(":", 1)[1])
+    answer = asyncio.run(exchange_raw("127.0.0.1", port, MALFORMED["obs_folded_authorization"]))
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=15)
+    assert answer.startswith(b"HTTP/1.0 400 ") and b'"code":"invalid_http"' in answer
+    assert SECRET not in answer and SECRET not in stderr
+    assert b"http_unparsable" in stderr and b"BadHttpMessage" in stderr

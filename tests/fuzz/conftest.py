@@ -14,13 +14,13 @@ from aiohttp.test_utils import TestServer
 from gateway.app import build_app
 from gateway.cli.serve import SERVER_OPTIONS
 from gateway.config import parse_config
-from tests.conftest import Gateway, RunCollector
+from tests.conftest import Gateway, GatewayServer, RunCollector
 from tests.fuzz.support import CASES, ENV, DiscardSpans, full_pipeline, team_headers
 
 
 @pytest.fixture
 def make_full_gateway(
-    aiohttp_server: Callable[..., Awaitable[TestServer]], simulator: TestServer, tmp_path: Path
+    gateway_server: GatewayServer, simulator: TestServer, tmp_path: Path
 ) -> Callable[..., Awaitable[Gateway]]:
     """A gateway with every stage on, served with the production server options."""
 
@@ -32,7 +32,7 @@ def make_full_gateway(
         config = parse_config(raw, env=ENV)
         runs = RunCollector()
         app = build_app(config, observers=[runs], span_exporter=DiscardSpans())
-        server = await aiohttp_server(app, **{**SERVER_OPTIONS, **(server_options or {})})
+        server = await gateway_server(app, **{**SERVER_OPTIONS, **(server_options or {})})
         return Gateway(server, config, runs)
 
     return start

@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway.app import build_app
 from gateway.cli.serve import SERVER_OPTIONS
 from gateway.config import parse_config
+from gateway.http.server import GatewayRunner
 from gateway.simulator import SimulatorSettings, build_simulator_app
 from tests.fuzz.support import ENV, DiscardSpans, full_pipeline
 
@@ -35,20 +36,21 @@ class LiveGateway:
         self._thread.join(10)
         self._loop.close()
 
-    async def _serve(self, app: web.Application, **options: object) -> str:
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, **options)
-        await runner.setup()
-        self._runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+    async def _serve(self, app: web.Application, runner: type[web.AppRunner] = web.AppRunner, **options: object) -> str:
+        """`runner`: the gateway's own (`GatewayRunner`) or aiohttp's, for the simulator."""
+        started = runner(app, handler_cancellation=True, access_log=None, **options)
+        await started.setup()
+        self._runners.append(started)
+        site = web.TCPSite(started, "127.0.0.1", 0)
         await site.start()
-        return f"http://127.0.0.1:{runner.addresses[0][1]}"
+        return f"http://127.0.0.1:{started.addresses[0][1]}"
 
     async def _start(self) -> str:
         simulator = await self._serve(build_simulator_app(SimulatorSettings(poll_after_ms=1, hang_check_interval_s=0.01)))
         raw = full_pipeline(self._tmp_path)
         raw["upstream"]["base_url"] = f"{simulator}/v1"
         app = build_app(parse_config(raw, env=ENV), span_exporter=DiscardSpans())
-        return await self._serve(app, **SERVER_OPTIONS)
+        return await self._serve(app, GatewayRunner, **SERVER_OPTIONS)
 
     async def _stop(self) -> None:
         for runner in reversed(self._runners):

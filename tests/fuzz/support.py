@@ -116,15 +116,14 @@ async def exchange(
 
 def check_answer(status: int, headers: Mapping[str, str], body: bytes, *, method: str = "POST") -> None:
     """What every answer to hostile input must be: a success, or a 4xx in the envelope; never the
-    gateway's own 5xx.
+    gateway's own 5xx. That includes a message that is not valid HTTP/1.1, which aiohttp's parser
+    refuses before any middleware runs (gateway/http/server.py answers it).
 
-    The one exception to the envelope: what aiohttp's HTTP layer refuses before any middleware runs,
-    in plain text: a message that is not valid HTTP/1.1 (a header its parser refuses, Content-Length
-    with Transfer-Encoding, ...) with 400, an `Expect` other than 100-continue with 417. Such a
-    request never reaches the app, let alone the upstream.
+    The one exception to the envelope: an `Expect` other than 100-continue on a route without the
+    gateway's expect handler (/healthz, /metrics, ...), which aiohttp refuses in plain text with 417.
     """
-    if "X-Request-ID" not in headers:  # every answer of the app carries one
-        assert status in (400, 417), (status, body[:300])
+    if "X-Request-ID" not in headers:  # every other answer carries one
+        assert status == 417, (status, body[:300])
         assert headers.get("Content-Type", "").startswith("text/plain"), (status, body[:300])
         return
     if status >= 400 and method != "HEAD":

@@ -168,11 +168,12 @@ async def test_compressed_run_bodies_are_refused(full_gateway, session, simulato
 )
 async def test_header_injection_never_reaches_the_upstream(full_gateway, simulator_state, header):
     """A lone CR or LF, NUL, obsolete folding, a bad name: aiohttp's parser refuses the message
-    (plain-text 400, connection closed) before the app sees it, so nothing can be smuggled upstream."""
+    (400 in the envelope, connection closed) before the app sees it, so nothing can be smuggled upstream."""
     status, headers, body = await raw_request(
         full_gateway, request_head("GET", "/v1/assistants", "OpenAI-Beta: assistants=v2", header, "Connection: close")
     )
-    assert status == 400 and "x-request-id" not in headers
+    assert status == 400
+    assert assert_envelope(status, {"X-Request-ID": headers["x-request-id"]}, body)["code"] == "invalid_http"
     assert simulator_state.requests == []
 
 
