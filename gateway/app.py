@@ -18,7 +18,17 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from gateway.config import Config
 from gateway.domain import Recorder
 from gateway.http.upstream import make_session
-from gateway.keys import AUDIT_ROOM, CONFIG_PATH, READINESS, RECORDER, RUNTIME, SESSION, STATE, Readiness
+from gateway.keys import (
+    AUDIT_ROOM,
+    AUDIT_WRITABLE,
+    CONFIG_PATH,
+    READINESS,
+    RECORDER,
+    RUNTIME,
+    SESSION,
+    STATE,
+    Readiness,
+)
 from gateway.ops.admin import admin_reload, admin_usage
 from gateway.ops.health import healthz, readyz
 from gateway.ops.openapi import openapi_endpoint
@@ -71,6 +81,8 @@ def build_app(
             on_failed=lambda n: records.labels("failed").inc(n),
         )
         app[AUDIT_ROOM] = audit.room
+        if config.audit.on_failure == "fail_closed":
+            app[AUDIT_WRITABLE] = lambda: audit.writable
         watching.append(audit)
         app.cleanup_ctx.append(_lifecycle_of(audit))  # stops after the last handler has recorded its outcome
     app[RECORDER] = Recorder([*watching, *observers])

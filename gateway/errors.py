@@ -163,6 +163,10 @@ class StateDown(ServiceUnavailable):
     code = "state_unavailable"
 
 
+class AuditDown(ServiceUnavailable):
+    code = "audit_unavailable"
+
+
 def upstream_failure(exc: BaseException, timeout: ClientTimeout | None = None) -> GatewayError:
     """What a transport failure means to the client: 504 for a timeout, 502 for the rest."""
     if isinstance(exc, TimeoutError):

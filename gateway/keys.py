@@ -32,6 +32,9 @@ RECORDER = web.AppKey("recorder", Recorder)  # the observers: run events, reload
 # Audit backpressure: one permit per run call whose two audit records are not written yet. Admission
 # takes one; the audit writer gives it back once the outcome record is written. Absent: audit off.
 AUDIT_ROOM = web.AppKey("audit_room", asyncio.Semaphore)
+# `audit.on_failure: fail_closed`: whether the audit writer can write now (False from a failed write
+# until one succeeds). Admission refuses run calls and /readyz says not ready while it is False.
+AUDIT_WRITABLE: web.AppKey[Callable[[], bool]] = web.AppKey("audit_writable")
 READINESS = web.AppKey("readiness", Readiness)
 # A worker of `serve --workers N`: asks the parent to reload the other workers too.
 RELOAD_PEERS: web.AppKey[Callable[[], None]] = web.AppKey("reload_peers")

@@ -38,9 +38,20 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("request", help="the request body, as JSON")
 
     audit = commands.add_parser("audit", help="audit log tools").add_subparsers(dest="audit_command", required=True)
-    verify = audit.add_parser("verify", help="check hash-chained audit files (exit 0 intact, 1 tampered, 3 intact but records lost)")
+    verify = audit.add_parser(
+        "verify", help="check hash-chained audit files (exit 0 intact, 1 tampered or cut, 2 unreadable or no key, "
+        "3 intact but records lost)",
+    )  # fmt: skip
     verify.add_argument("paths", nargs="+", metavar="path", help="each its own chain (one per worker with --workers)")
     verify.add_argument("--with-backups", action="store_true", help="also the rotated files, oldest first, as one chain")
+    verify.add_argument(
+        "--checkpoints", action="append", default=[], metavar="FILE",
+        help="the checkpoints file (audit.checkpoints.path) of each path, in order: catches records cut from either end",
+    )  # fmt: skip
+    verify.add_argument(
+        "--key-env", default="AUDIT_MAC_KEY", metavar="NAME",
+        help="the environment variable holding audit.mac_key (default AUDIT_MAC_KEY): checks each record's MAC",
+    )  # fmt: skip
 
     assistants = commands.add_parser("assistants", help="assistants tools").add_subparsers(
         dest="assistants_command", required=True
@@ -63,7 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "policy":
         return _explain(args)
     if args.command == "audit":
-        return max(_verify_audit(Path(path), args.with_backups) for path in args.paths)
+        from gateway.cli.audit import verify_audit
+
+        return verify_audit(args.paths, args.with_backups, args.checkpoints, args.key_env)
     if args.command == "assistants":
         from gateway.cli.assistants import run
 
@@ -109,20 +122,6 @@ def _explain(args: argparse.Namespace) -> int:
     code, report = explain(config, args.tenant, RunRoute(args.route), Path(args.request), args.assistant_model)
     print(report, file=sys.stderr if code == 2 else sys.stdout)
     return code
-
-
-def _verify_audit(path: Path, with_backups: bool) -> int:
-    from gateway.telemetry.audit.chain import rotated_files, verify, verify_chain
-
-    try:
-        report = verify_chain(rotated_files(path)) if with_backups else verify(path)
-    except OSError as exc:
-        print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
-        return 2
-    print(report)
-    if not report.ok:
-        return 1
-    return 3 if report.dropped else 0  # intact, but records were lost to sink failures: not a clean bill
 
 
 def _check_config(path: str) -> int:

@@ -76,13 +76,21 @@ def serve_workers(config: Config, *, config_path: Path | None, mock_upstream: bo
 
 
 def worker_config(config: Config, index: int) -> Config:
-    """Worker `index`'s config: its own audit file, `audit.w<index>.jsonl` for `audit.jsonl`."""
+    """Worker `index`'s config: its own audit file, `audit.w<index>.jsonl` for `audit.jsonl`, and its
+    own checkpoints file the same way (each checkpoints its own chain)."""
     audit = config.audit
     if audit.sink != "file" or audit.path is None:
         return config
-    path = Path(audit.path)
-    own = audit.model_copy(update={"path": str(path.with_name(f"{path.stem}.w{index}{path.suffix}"))})
+    own = audit.model_copy(update={"path": _of_worker(audit.path, index)})
+    if audit.checkpoints is not None:
+        checkpoints = audit.checkpoints.model_copy(update={"path": _of_worker(audit.checkpoints.path, index)})
+        own = own.model_copy(update={"checkpoints": checkpoints})
     return config.model_copy(update={"audit": own})
+
+
+def _of_worker(name: str, index: int) -> str:
+    path = Path(name)
+    return str(path.with_name(f"{path.stem}.w{index}{path.suffix}"))
 
 
 # The parent ---------------------------------------------------------------------------------------

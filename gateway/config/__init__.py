@@ -30,6 +30,7 @@ from gateway.config.assistants import AssistantConfig
 from gateway.config.audit import AuditConfig
 from gateway.config.limits import LimitsConfig
 from gateway.config.policy import PolicyConfig
+from gateway.config.secrets import EnvSecret, FromEnv
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -51,18 +52,8 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-class FromEnv(str):
-    """A string that came out of `${VAR}` interpolation (so it was not written in the file)."""
-
-
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _from_env(value: object) -> object:
-    if isinstance(value, str) and not isinstance(value, FromEnv):
-        raise ValueError("secrets must come from the environment (${VAR}), not the file")
-    return value or None  # `${KEY:-}` left empty means "not set", never an empty credential
 
 
 def _from_env_or_digest(value: object) -> object:
@@ -73,8 +64,6 @@ def _from_env_or_digest(value: object) -> object:
     return value
 
 
-# A credential the gateway sends upstream: only ever from the environment.
-EnvSecret = Annotated[SecretStr | None, BeforeValidator(_from_env)]
 # A caller key the gateway checks: from the environment, or stored as its digest.
 CallerKey = Annotated[SecretStr, BeforeValidator(_from_env_or_digest)]
 

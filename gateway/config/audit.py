@@ -6,6 +6,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.config.secrets import EnvSecret
+
+
+class CheckpointConfig(BaseModel):
+    """Signed checkpoints of where the chain stands, written to a second file: what verify needs to
+    see records cut from the end or the start of the log."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(description="a second file (best on another disk or host) the checkpoints are appended to")
+    interval_s: float = Field(60.0, gt=0, description="how often the chain's head is checkpointed while it moves")
+
 
 class AuditConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -19,6 +31,17 @@ class AuditConfig(BaseModel):
         "none", description="message texts, instructions, tool outputs: left out, as sha256 digests, or as is"
     )
     queue_size: int = Field(10_000, ge=2, description="records held before new run calls wait at admission")
+    mac_key: EnvSecret = Field(
+        None,
+        description="${VAR}: each record's hash becomes an HMAC-SHA256 with this key, so no one without it can re-chain",
+    )
+    checkpoints: CheckpointConfig | None = Field(
+        None, description="signed checkpoints of the chain's head (needs mac_key)"
+    )
+    on_failure: Literal["fail_open", "fail_closed"] = Field(
+        "fail_open",
+        description="the sink cannot write: run calls go on unaudited (the loss is noted in the chain), or get 503",
+    )
 
     @model_validator(mode="after")
     def _path_fits_sink(self) -> AuditConfig:
@@ -26,4 +49,6 @@ class AuditConfig(BaseModel):
             raise ValueError("path: required when sink is 'file'")
         if self.sink == "stdout" and self.path is not None:
             raise ValueError("path: only for sink 'file'")
+        if self.checkpoints is not None and self.mac_key is None:
+            raise ValueError("checkpoints: need mac_key (an unsigned checkpoint is as easy to rewrite as the log)")
         return self

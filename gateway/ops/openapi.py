@@ -37,7 +37,8 @@ _ERRORS: dict[str, str] = {
     "`retry-after` and `x-ratelimit-*` headers; or the upstream's own 429, passed through.",
     "500": "The upstream's own server error, passed through as is.",
     "502": "The upstream could not be reached or broke (`upstream_unavailable`, `upstream_response_too_large`).",
-    "503": "Shared state unreachable with `on_failure: fail_closed` (`state_unavailable`), or the upstream's own 503.",
+    "503": "Shared state unreachable with `state.on_failure: fail_closed` (`state_unavailable`), the audit log "
+    "unwritable with `audit.on_failure: fail_closed` (`audit_unavailable`, run calls), or the upstream's own 503.",
     "504": "The upstream did not answer in time (`upstream_timeout`).",
 }
 _RUN_CALL_ERRORS = ("400", "401", "403", "404", "408", "413", "429", "500", "502", "503", "504")

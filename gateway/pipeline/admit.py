@@ -9,12 +9,13 @@ or the reconciler) and settled exactly once.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from gateway.config.limits import TenantLimits
+from gateway.errors import AuditDown
 from gateway.ids import token
-from gateway.keys import AUDIT_ROOM
+from gateway.keys import AUDIT_ROOM, AUDIT_WRITABLE
 from gateway.limits import Ticket, checks_for, refusal
 from gateway.pipeline.call import RunCall
 from gateway.schema.requests import RunRoute
@@ -28,10 +29,23 @@ from gateway.state import (
 
 
 async def audit_room(call: RunCall) -> None:
-    """Wait for room in the audit log for the call's two records (while its sink is behind)."""
-    room = call.request.app.get(AUDIT_ROOM)
-    if room is not None:
-        await room.acquire()  # given back by the audit writer once the outcome record is written
+    """Wait for room in the audit log for the call's two records (while its sink is behind); under
+    `audit.on_failure: fail_closed`, refuse the call (503) while the sink cannot write."""
+    room, writable = call.request.app.get(AUDIT_ROOM), call.request.app.get(AUDIT_WRITABLE)
+    if room is None:
+        return
+    _refuse_unless_writable(writable)
+    await room.acquire()  # given back by the audit writer once the outcome record is written
+    try:
+        _refuse_unless_writable(writable)  # the sink may have failed while the call waited for room
+    except AuditDown:
+        room.release()
+        raise
+
+
+def _refuse_unless_writable(writable: Callable[[], bool] | None) -> None:
+    if writable is not None and not writable():
+        raise AuditDown("The audit log cannot be written, so no run call is made (audit.on_failure: fail_closed).")
 
 
 @asynccontextmanager

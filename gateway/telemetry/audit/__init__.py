@@ -8,18 +8,23 @@ per record, one fsync per batch. Backpressure is the `room` semaphore: admission
 permit per run call and the writer gives it back once that call's outcome record is written (or
 lost), so a slow sink slows new run calls down while relays already in flight never wait or drop.
 
-A record the sink fails to write is counted `failed` and dropped; the next record written carries
-how many were dropped just before it (`dropped`), so the loss shows inside the chain, which stays
-verifiable. A file sink continues the chain of the file it finds (the chain survives restarts).
+A record the sink fails to write is counted `failed` and dropped (`on_failure: fail_open`); the next
+record written carries how many were dropped just before it (`dropped`), so the loss shows inside the
+chain, which stays verifiable. Under `fail_closed` a record the sink fails to write is held and tried
+again every `RETRY_S` (nothing is lost unless the gateway stops first), and `writable` is False until
+one is written: admission refuses run calls meanwhile. A file sink continues the chain of the file it
+finds (the chain survives restarts). With `mac_key` the chain is keyed, and with `checkpoints` the
+head is checkpointed to a second file (`anchor.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -28,6 +33,7 @@ import structlog
 
 from gateway.config.audit import AuditConfig
 from gateway.domain import RunRecord
+from gateway.telemetry.audit.anchor import Checkpoints
 from gateway.telemetry.audit.chain import AuditSink, ChainHead, FileSink, StdoutSink
 
 log = structlog.get_logger("gateway.audit")
@@ -35,6 +41,7 @@ log = structlog.get_logger("gateway.audit")
 SCHEMA_VERSION = 1
 BATCH = 256  # records per trip to the writer thread
 GATHER_S = 0.01  # how long the writer lets records gather before a trip (a hand-off costs more than a record)
+RETRY_S = 0.5  # fail_closed: how often records held are tried again while the sink fails
 ERROR_CHARS = 1000  # error messages are cut to this length
 _TEXT_KEYS = frozenset({"instructions", "additional_instructions", "text", "output"})
 
@@ -124,9 +131,13 @@ def _seconds(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
+def mac_key(config: AuditConfig) -> bytes | None:
+    return config.mac_key.get_secret_value().encode() if config.mac_key else None
+
+
 def sink_for(config: AuditConfig) -> AuditSink:
     if config.sink == "file" and config.path:
-        return FileSink(config.path, config.max_bytes, config.backups)
+        return FileSink(config.path, config.max_bytes, config.backups, mac_key(config))
     return StdoutSink()
 
 
@@ -139,6 +150,8 @@ class _Batch:
     failed: int = 0
     error: BaseException | None = None
     sync_error: Exception | None = None
+    held: list[Entry] = field(default_factory=list)  # fail_closed: not written, to be tried again
+    sink_failed: bool = False  # the sink raised (not a record that could not be sealed)
 
 
 class AuditLog:
@@ -157,10 +170,13 @@ class AuditLog:
         self._on_written = on_written or _ignore
         self._on_failed = on_failed or _ignore
         self._where = config.path if config.sink == "file" else config.sink
+        self._key = mac_key(config)
+        self._checkpoints = Checkpoints(config.checkpoints, self._key) if config.checkpoints and self._key else None
         # app[AUDIT_ROOM]: a permit per run call whose records are not all written (admission takes one)
         self.room = asyncio.Semaphore(max(config.queue_size // 2, 1))
         self._queue: deque[Entry] = deque()
         self._wakeup = asyncio.Event()
+        self._stop_requested = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = self._stopped = self._failing = False
         self._head: ChainHead | None = None  # writer thread only, like `_dropped`
@@ -197,6 +213,11 @@ class AuditLog:
         for _ in range(outcomes):
             self.room.release()
 
+    @property
+    def writable(self) -> bool:
+        """False from a failed write until the next one succeeds (fail_closed refuses run calls meanwhile)."""
+        return not self._failing
+
     # Lifecycle.
 
     async def start(self) -> None:
@@ -208,6 +229,7 @@ class AuditLog:
         if self._stopping:
             return
         self._stopping = True
+        self._stop_requested.set()
         self._wakeup.set()
         await (self._task or self._drain())
         # Once stopped, admission never waits: whoever still wants room gets it (and its records are
@@ -230,10 +252,11 @@ class AuditLog:
         while True:
             if not self._queue:
                 if self._stopping:
+                    await self._checkpoint(now=True)
                     self._stopped = True
                     return
                 self._wakeup.clear()
-                await self._wakeup.wait()
+                await self._idle()
                 continue
             if len(self._queue) < BATCH and not self._stopping:
                 await asyncio.sleep(GATHER_S)  # one trip to the thread for many records, not one per record
@@ -243,32 +266,73 @@ class AuditLog:
             except Exception as exc:  # a bug, not the sink: the writer must outlive it
                 result = _Batch(failed=len(batch), error=exc)
             self._settle(result)
-            self._give_room(sum(entry["kind"] == "outcome" for entry in batch))  # written or counted lost
+            self._queue.extendleft(reversed(result.held))  # first in line once the sink writes again
+            self._give_room(_outcomes(batch) - _outcomes(result.held))  # written or counted lost
+            if result.held:
+                await self._pause()
+
+    async def _idle(self) -> None:
+        """Wait for records; meanwhile checkpoint the chain's head when it is due."""
+        due = self._checkpoints.due_in(self._head) if self._checkpoints else None
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), due)
+        except TimeoutError:
+            await self._checkpoint()
+
+    async def _checkpoint(self, now: bool = False) -> None:
+        if self._checkpoints is not None:
+            await asyncio.to_thread(self._checkpoints.head, self._head, now=now)
+
+    async def _pause(self) -> None:
+        """fail_closed: wait before trying the held records again (at once if the log is stopping)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_requested.wait(), RETRY_S)
 
     def _write(self, batch: list[Entry]) -> _Batch:
         """In the worker thread: seal each record onto the chain and write it; the chain moves on writes only."""
-        result = _Batch()
+        hold = self.config.on_failure == "fail_closed" and not self._stopping
         try:
             head = self._head = self._sink.resume() if self._head is None else self._head
         except Exception as exc:  # where the chain stands is unknown: try again with the next batch
-            self._dropped += len(batch)
-            return _Batch(failed=len(batch), error=exc)
-        for entry in batch:
+            return self._unwritten(_Batch(error=exc, sink_failed=True), batch, hold)
+        result = _Batch()
+        for index, entry in enumerate(batch):
             try:
-                line, after = head.seal(self._finish(entry))
-                self._sink.write(line)
-            except Exception as exc:
-                self._dropped += 1
-                result.failed += 1
+                line, after = head.seal(self._finish(entry), self._key)
+            except Exception as exc:  # a record that cannot be sealed never will be: lost, whatever the mode
                 result.error = result.error or exc
+                self._unwritten(result, [entry], hold=False)
                 continue
+            try:
+                began = self._sink.write(line)
+            except Exception as exc:
+                result.error, result.sink_failed = result.error or exc, True
+                if hold:
+                    return self._synced(self._unwritten(result, batch[index:], hold))
+                self._unwritten(result, [entry], hold)
+                continue
+            if began and self._checkpoints is not None:
+                self._checkpoints.began(head, after)
             head, self._head, self._dropped = after, after, 0
             result.written += 1
+        return self._synced(result)
+
+    def _unwritten(self, result: _Batch, entries: list[Entry], hold: bool) -> _Batch:
+        if hold:
+            result.held.extend(entries)
+        else:
+            self._dropped += len(entries)
+            result.failed += len(entries)
+        return result
+
+    def _synced(self, result: _Batch) -> _Batch:
         if result.written:
             try:
                 self._sink.sync()
             except Exception as exc:
                 result.sync_error = exc
+            if self._checkpoints is not None:
+                self._checkpoints.head(self._head)
         return result
 
     def _finish(self, entry: Entry) -> Entry:
@@ -281,8 +345,10 @@ class AuditLog:
             self._report(self._on_written, result.written)
         if result.failed:
             self._report(self._on_failed, result.failed)
+        if result.error is not None and (result.failed or not self._failing):  # held: logged once, not each retry
             error = f"{type(result.error).__name__}: {result.error}"
-            log.error("audit_sink_failed", sink=self._where, failed=result.failed, error=error)
+            log.error("audit_sink_failed", sink=self._where, failed=result.failed, held=len(result.held), error=error)
+        if result.sink_failed:
             self._failing = True
         elif result.written and self._failing:
             self._failing = False
@@ -299,3 +365,7 @@ class AuditLog:
 
 def _ignore(count: int) -> None:
     return None
+
+
+def _outcomes(entries: list[Entry]) -> int:
+    return sum(entry["kind"] == "outcome" for entry in entries)

@@ -6,6 +6,9 @@ their shortest round-trip form. Each line of an audit file is the canonical form
 
     hash = sha256(canonical(record without its "hash" key)).hexdigest()
 
+With `audit.mac_key`, records carry `"alg": "hmac-sha256"` and the hash is HMAC-SHA256 with that key
+over the same bytes: without the key no one can chain records anew (drop some and re-hash the rest).
+
 `seq` and `prev` are inside what the hash covers. The chain is one stream: `seq` counts from 1 and
 `prev` is the previous record's `hash` (`GENESIS`, 64 zeros, for seq 1). Rotated files are cuts of
 that stream, so a file's first record carries the previous file's last `seq` + 1 and last `hash`:
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import io
 import os
 import sys
@@ -37,6 +41,7 @@ import structlog
 log = structlog.get_logger("gateway.audit")
 
 GENESIS = "0" * 64
+MAC = "hmac-sha256"  # the `alg` of a keyed record; a record without `alg` is plain sha256
 _TAIL_BLOCK = 64 * 1024
 
 
@@ -44,8 +49,10 @@ def canonical(record: Mapping[str, Any]) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
 
 
-def record_hash(record: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical({k: v for k, v in record.items() if k != "hash"})).hexdigest()
+def record_hash(record: Mapping[str, Any], key: bytes | None = None) -> str:
+    """The record's hash: sha256 of its canonical form without `hash`, or HMAC-SHA256 with `key`."""
+    data = canonical({k: v for k, v in record.items() if k != "hash"})
+    return hmac.new(key, data, hashlib.sha256).hexdigest() if key else hashlib.sha256(data).hexdigest()
 
 
 @dataclass(slots=True)
@@ -55,19 +62,19 @@ class ChainHead:
     seq: int = 0
     hash: str = GENESIS
 
-    def seal(self, entry: Mapping[str, Any]) -> tuple[bytes, ChainHead]:
+    def seal(self, entry: Mapping[str, Any], key: bytes | None = None) -> tuple[bytes, ChainHead]:
         """The record's line as the next link, and the head it leaves if written (self is unchanged)."""
-        record = {**entry, "seq": self.seq + 1, "prev": self.hash}
-        digest = record_hash(record)
+        record = {**entry, "seq": self.seq + 1, "prev": self.hash, **({"alg": MAC} if key else {})}
+        digest = record_hash(record, key)
         return canonical({**record, "hash": digest}), ChainHead(self.seq + 1, digest)
 
     @classmethod
-    def after(cls, line: bytes | None) -> ChainHead | None:
+    def after(cls, line: bytes | None, key: bytes | None = None) -> ChainHead | None:
         """The head that continues after `line` (a file's last line); None if it is not a sound record."""
         if line is None:
             return cls()
         record = _parse(line)
-        if record is None or _problem(record, line) is not None:
+        if record is None or _problem(record, line, key) is not None:
             return None
         return cls(record["seq"], record["hash"])
 
@@ -102,6 +109,8 @@ class VerifyReport:
     last_seq: int | None = None
     last_hash: str | None = None
     dropped: int = 0  # records the writer failed to write, as noted in-chain by the records after them
+    first_prev: str | None = None  # the first record's `prev`: where the file joins the chain
+    keyed: bool = False  # some record carries a MAC (checked only if the key was given)
 
     def __str__(self) -> str:
         if not self.ok:
@@ -120,13 +129,14 @@ class _Link:
     record: dict[str, Any] | None
 
 
-def verify(path: Path, anchor: ChainHead | None = None) -> VerifyReport:
+def verify(path: Path, anchor: ChainHead | None = None, key: bytes | None = None) -> VerifyReport:
     """Check one audit file and report its first problem; `anchor` is the record expected before it.
 
     Without an anchor, a file starting at seq 1 must start from GENESIS; one starting later (a
-    rotated file) is taken to continue whatever came before it.
+    rotated file) is taken to continue whatever came before it. With `key`, every record must carry
+    a MAC made with it; without, MACs are not checked (the report says the log is `keyed`).
     """
-    state = _Walk(str(path), anchor)
+    state = _Walk(str(path), anchor, key)
     with open(path, "rb") as file:
         links = _links(file)
         current = next(links, None)
@@ -139,22 +149,26 @@ def verify(path: Path, anchor: ChainHead | None = None) -> VerifyReport:
     return state.report(None, None)
 
 
-def verify_chain(paths: Sequence[Path]) -> VerifyReport:
+def verify_chain(paths: Sequence[Path], key: bytes | None = None) -> VerifyReport:
     """Check rotated files oldest first (`audit.jsonl.3`, `.2`, `.1`, `audit.jsonl`) as one chain."""
     anchor: ChainHead | None = None
     first_seq: int | None = None
+    first_prev: str | None = None
     records = dropped = 0
+    keyed = False
     for path in paths:
-        report = verify(path, anchor)
+        report = verify(path, anchor, key)
         if not report.ok:
             return report
-        records, dropped = records + report.records, dropped + report.dropped
+        records, dropped, keyed = records + report.records, dropped + report.dropped, keyed or report.keyed
         if report.records:
-            first_seq = report.first_seq if first_seq is None else first_seq
+            if first_seq is None:
+                first_seq, first_prev = report.first_seq, report.first_prev
             anchor = ChainHead(report.last_seq or 0, report.last_hash or GENESIS)
     return VerifyReport(
         " + ".join(str(p) for p in paths) or "(no files)", True, records, first_seq=first_seq,
         last_seq=anchor.seq if anchor else None, last_hash=anchor.hash if anchor else None, dropped=dropped,
+        first_prev=first_prev, keyed=keyed,
     )  # fmt: skip
 
 
@@ -169,22 +183,27 @@ def rotated_files(path: Path) -> list[Path]:
 class _Walk:
     """The chain as read so far."""
 
-    def __init__(self, path: str, anchor: ChainHead | None) -> None:
+    def __init__(self, path: str, anchor: ChainHead | None, key: bytes | None) -> None:
         self.path = path
         self.anchor = anchor
+        self.key = key
         self.head: ChainHead | None = None
         self.first_seq: int | None = None
+        self.first_prev: str | None = None
+        self.keyed = False
         self.records = 0
         self.dropped = 0
 
     def check(self, link: _Link, following: _Link | None) -> str | None:
         if link.record is None:
             return "not JSON: the line is not a JSON object" if link.raw.endswith(b"\n") else "not JSON: cut-off line"
-        problem = _problem(link.record, link.raw) or self._link(link.record, following)
+        problem = _problem(link.record, link.raw, self.key) or self._link(link.record, following)
         if problem is None:
             record = link.record
             self.head = ChainHead(record["seq"], record["hash"])
-            self.first_seq = record["seq"] if self.first_seq is None else self.first_seq
+            if self.first_seq is None:
+                self.first_seq, self.first_prev = record["seq"], record["prev"]
+            self.keyed = self.keyed or record.get("alg") == MAC
             self.records += 1
             dropped = record.get("dropped")
             self.dropped += dropped if type(dropped) is int else 0
@@ -212,7 +231,7 @@ class _Walk:
         head = self.head
         return VerifyReport(
             self.path, problem is None, self.records, problem, line, self.first_seq,
-            head.seq if head else None, head.hash if head else None, self.dropped,
+            head.seq if head else None, head.hash if head else None, self.dropped, self.first_prev, self.keyed,
         )  # fmt: skip
 
 
@@ -229,12 +248,16 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _problem(record: Mapping[str, Any], raw: bytes) -> str | None:
-    """What is wrong with one record on its own: its shape, its hash, its bytes."""
-    seq, prev, digest = record.get("seq"), record.get("prev"), record.get("hash")
-    if type(seq) is not int or seq < 1 or not _is_hex(prev) or not _is_hex(digest):
+def _problem(record: Mapping[str, Any], raw: bytes, key: bytes | None = None) -> str | None:
+    """What is wrong with one record on its own: its shape, its hash (its MAC, given the key), its bytes."""
+    seq, prev, digest, alg = record.get("seq"), record.get("prev"), record.get("hash"), record.get("alg")
+    if type(seq) is not int or seq < 1 or not _is_hex(prev) or not _is_hex(digest) or alg not in (None, MAC):
         return "malformed: not an audit record (needs seq >= 1, prev and hash)"
-    if record_hash(record) != digest:
+    if key is not None and alg != MAC:
+        return f"tampered: seq {seq} carries no MAC (written without the key, or forged)"
+    if alg == MAC and key is not None and not hmac.compare_digest(record_hash(record, key), str(digest)):
+        return f"tampered: the MAC of seq {seq} does not match (forged, or not the key it was written with)"
+    if alg is None and record_hash(record) != digest:
         return f"tampered: the content of seq {seq} does not match its hash"
     if raw.rstrip(b"\n") != canonical(record):
         return f"tampered: seq {seq} is not in canonical form (the line was edited)"
@@ -253,8 +276,8 @@ class AuditSink(Protocol):
         """Where the chain continues, from what the sink already holds (may set a broken file aside)."""
         ...
 
-    def write(self, line: bytes) -> None:
-        """Write one record's line (no newline) and flush it to the OS, or raise."""
+    def write(self, line: bytes) -> bool:
+        """Write one record's line (no newline) and flush it to the OS, or raise; True if it began a file."""
         ...
 
     def sync(self) -> None:
@@ -269,14 +292,17 @@ class StdoutSink:
 
     def __init__(self, stream: BinaryIO | None = None) -> None:
         self._stream = stream
+        self._began = False
 
     def resume(self) -> ChainHead:
         return ChainHead()
 
-    def write(self, line: bytes) -> None:
+    def write(self, line: bytes) -> bool:
         stream = self._stream or sys.stdout.buffer
         stream.write(line + b"\n")
         stream.flush()
+        began, self._began = not self._began, True
+        return began
 
     def sync(self) -> None:
         return None
@@ -288,21 +314,22 @@ class StdoutSink:
 class FileSink:
     """A JSON-lines file, rotated by size with the stdlib's `RotatingFileHandler` rename scheme."""
 
-    def __init__(self, path: str | Path, max_bytes: int, backups: int) -> None:
+    def __init__(self, path: str | Path, max_bytes: int, backups: int, key: bytes | None = None) -> None:
         self.path = Path(path)
+        self._key = key
         self._max_bytes = max_bytes
         self._rotation = RotatingFileHandler(self.path, maxBytes=max_bytes, backupCount=backups, delay=True)
         self._file: io.BufferedWriter | None = None
 
     def resume(self) -> ChainHead:
-        head = ChainHead.after(last_line(self.path))
+        head = ChainHead.after(last_line(self.path), self._key)
         if head is None:  # a cut-off or foreign last line: keep it as evidence, start a new chain
             log.warning("audit_chain_restarted", path=str(self.path), reason="last line is not a sound record")
             self._rotate()
             head = ChainHead()
         return head
 
-    def write(self, line: bytes) -> None:
+    def write(self, line: bytes) -> bool:
         data = line + b"\n"
         file = self._open()
         size = file.tell()
@@ -315,6 +342,7 @@ class FileSink:
         except BaseException:
             self._discard(size)
             raise
+        return size == 0
 
     def sync(self) -> None:
         if self._file is not None:
