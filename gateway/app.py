@@ -17,8 +17,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.config import Config
 from gateway.domain import Recorder
+from gateway.http.drain import DrainDeadline
 from gateway.http.upstream import make_session
-from gateway.keys import AUDIT_ROOM, CONFIG_PATH, READINESS, RECORDER, RUNTIME, SESSION, STATE, Readiness
+from gateway.keys import AUDIT_ROOM, CONFIG_PATH, DRAIN, READINESS, RECORDER, RUNTIME, SESSION, STATE, Readiness
 from gateway.ops.admin import admin_reload, admin_usage
 from gateway.ops.health import healthz, readyz
 from gateway.ops.openapi import openapi_endpoint
@@ -75,6 +76,7 @@ def build_app(
         app.cleanup_ctx.append(_lifecycle_of(audit))  # stops after the last handler has recorded its outcome
     app[RECORDER] = Recorder([*watching, *observers])
     app[READINESS] = Readiness()
+    app[DRAIN] = DrainDeadline(config.listen.drain_timeout_s)  # the start-up value, as aiohttp's own timeout
     app.cleanup_ctx.extend([_upstream_pool(tracing), _shared_state, reconciler, reload_triggers])
     app.on_shutdown.append(_start_draining)
 
@@ -133,6 +135,7 @@ async def _shared_state(app: web.Application) -> AsyncIterator[None]:
 
 async def _start_draining(app: web.Application) -> None:
     app[READINESS].draining = True
+    app[DRAIN].start()
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

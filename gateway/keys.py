@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.domain import Recorder
+from gateway.http.drain import DrainDeadline
 from gateway.runtime import Runtime, RuntimeHolder
 from gateway.runtime.auth import Caller
 from gateway.state import StateStore
@@ -33,6 +34,7 @@ RECORDER = web.AppKey("recorder", Recorder)  # the observers: run events, reload
 # takes one; the audit writer gives it back once the outcome record is written. Absent: audit off.
 AUDIT_ROOM = web.AppKey("audit_room", asyncio.Semaphore)
 READINESS = web.AppKey("readiness", Readiness)
+DRAIN = web.AppKey("drain", DrainDeadline)  # set off on shutdown: streams still open then are cut
 # A worker of `serve --workers N`: asks the parent to reload the other workers too.
 RELOAD_PEERS: web.AppKey[Callable[[], None]] = web.AppKey("reload_peers")
 

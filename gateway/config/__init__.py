@@ -84,7 +84,9 @@ class ListenConfig(_Section):
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0, description="run-call JSON bodies; larger → 413")
     max_upload_bytes: int = Field(512 * 1024 * 1024, gt=0, description="pass-through bodies (file uploads)")
-    drain_timeout_s: float = Field(30.0, ge=0, description="SIGTERM: how long open streams may finish")
+    drain_timeout_s: float = Field(
+        30.0, ge=0, description="SIGTERM: how long open streams may go on; then each ends with an error event"
+    )
     body_timeout_s: float = Field(30.0, gt=0, description="the longest a client may take to send a run call's body → 408")
     upload_idle_timeout_s: float = Field(
         30.0, gt=0, description="the longest a pass-through body (an upload) may stall between chunks → 408"
