@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway.domain import Recorder
 from gateway.http.drain import DrainDeadline
 from gateway.runtime import Runtime, RuntimeHolder
+from gateway.runtime.attempts import FailedAttempts
 from gateway.runtime.auth import Caller
 from gateway.state import StateStore
 
@@ -34,6 +35,7 @@ RECORDER = web.AppKey("recorder", Recorder)  # the observers: run events, reload
 # takes one; the audit writer gives it back once the outcome record is written. Absent: audit off.
 AUDIT_ROOM = web.AppKey("audit_room", asyncio.Semaphore)
 READINESS = web.AppKey("readiness", Readiness)
+FAILED_ATTEMPTS = web.AppKey("failed_attempts", FailedAttempts)  # wrong admin / metrics keys, per address
 DRAIN = web.AppKey("drain", DrainDeadline)  # set off on shutdown: streams still open then are cut
 # A worker of `serve --workers N`: asks the parent to reload the other workers too.
 RELOAD_PEERS: web.AppKey[Callable[[], None]] = web.AppKey("reload_peers")
