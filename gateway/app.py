@@ -13,15 +13,17 @@ from pathlib import Path
 
 from aiohttp import web
 from opentelemetry.sdk.trace.export import SpanExporter
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.config import Config
 from gateway.domain import Recorder
+from gateway.http.drain import DrainDeadline
 from gateway.http.upstream import make_session
 from gateway.keys import (
     AUDIT_ROOM,
     AUDIT_WRITABLE,
     CONFIG_PATH,
+    DRAIN,
+    FAILED_ATTEMPTS,
     READINESS,
     RECORDER,
     RUNTIME,
@@ -31,6 +33,7 @@ from gateway.keys import (
 )
 from gateway.ops.admin import admin_reload, admin_usage
 from gateway.ops.health import healthz, readyz
+from gateway.ops.metrics_site import serve_metrics
 from gateway.ops.openapi import openapi_endpoint
 from gateway.ops.reconcile import reconciler
 from gateway.ops.reload import reload_triggers
@@ -39,6 +42,7 @@ from gateway.pipeline.forward import API_ROOT
 from gateway.pipeline.passthrough import passthrough
 from gateway.pipeline.run_call import run_call
 from gateway.runtime import Runtime, RuntimeHolder
+from gateway.runtime.attempts import FailedAttempts
 from gateway.schema.requests import RunRoute
 from gateway.state.factory import open_state
 from gateway.telemetry.audit import AuditLog
@@ -87,12 +91,14 @@ def build_app(
         app.cleanup_ctx.append(_lifecycle_of(audit))  # stops after the last handler has recorded its outcome
     app[RECORDER] = Recorder([*watching, *observers])
     app[READINESS] = Readiness()
+    app[FAILED_ATTEMPTS] = FailedAttempts()  # the app's, not the runtime's: a reload does not forgive them
+    app[DRAIN] = DrainDeadline(config.listen.drain_timeout_s)  # the start-up value, as aiohttp's own timeout
     app.cleanup_ctx.extend([_upstream_pool(tracing), _shared_state, reconciler, reload_triggers])
     app.on_shutdown.append(_start_draining)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_endpoint)
+    serve_metrics(app, config, lambda: exposition(metrics))  # here, or on telemetry.metrics.port
     app.router.add_get("/openapi.json", openapi_endpoint)
     app.router.add_post("/admin/reload", admin_reload)
     app.router.add_get("/admin/usage", admin_usage)
@@ -145,7 +151,4 @@ async def _shared_state(app: web.Application) -> AsyncIterator[None]:
 
 async def _start_draining(app: web.Application) -> None:
     app[READINESS].draining = True
-
-
-async def metrics_endpoint(request: web.Request) -> web.Response:
-    return web.Response(body=exposition(request.app[METRICS]), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    app[DRAIN].start()

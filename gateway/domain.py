@@ -128,6 +128,7 @@ class RunRecord:
     # How it ended.
     broken: bool = False
     client_gone: bool = False
+    drained: bool = False  # the gateway cut the stream: still open at its drain deadline (SIGTERM)
     error: str | None = None
     error_type: str | None = None  # a short, bounded kind: an error code or the upstream's status
     refused_by: str | None = None  # the limit that refused the call (requests_per_minute, ...)

@@ -10,7 +10,9 @@ import aiohttp
 from aiohttp import web
 
 from gateway.domain import Recorder
+from gateway.http.drain import DrainDeadline
 from gateway.runtime import Runtime, RuntimeHolder
+from gateway.runtime.attempts import FailedAttempts
 from gateway.runtime.auth import Caller
 from gateway.state import StateStore
 
@@ -36,6 +38,8 @@ AUDIT_ROOM = web.AppKey("audit_room", asyncio.Semaphore)
 # until one succeeds). Admission refuses run calls and /readyz says not ready while it is False.
 AUDIT_WRITABLE: web.AppKey[Callable[[], bool]] = web.AppKey("audit_writable")
 READINESS = web.AppKey("readiness", Readiness)
+FAILED_ATTEMPTS = web.AppKey("failed_attempts", FailedAttempts)  # wrong admin / metrics keys, per address
+DRAIN = web.AppKey("drain", DrainDeadline)  # set off on shutdown: streams still open then are cut
 # A worker of `serve --workers N`: asks the parent to reload the other workers too.
 RELOAD_PEERS: web.AppKey[Callable[[], None]] = web.AppKey("reload_peers")
 

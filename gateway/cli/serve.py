@@ -64,6 +64,13 @@ loop stopped: the p99 latency. Measured (bench/ config at saturation): 1.0 s of 
 collector with the defaults, 0.35 s with these and the frozen start-up heap."""
 
 
+DRAIN_GRACE_S = 1.0
+"""aiohttp's own shutdown timeout is `listen.drain_timeout_s` plus this: the gateway cuts its open
+streams at the drain timeout itself (`gateway/http/drain.py`), and each cut stream still writes its
+final event and settles its run after that; aiohttp's timeout is only the backstop for the rest
+(which it waits out twice before it cancels). Never 0 either: aiohttp reads 0 as "wait forever"."""
+
+
 def run_gateway(app: Awaitable[web.Application], config: Config, *, reuse_port: bool | None = None) -> None:
     """Serve until SIGTERM, then drain; `reuse_port` lets several worker processes share the port.
 
@@ -91,7 +98,7 @@ async def _serve(app: Awaitable[web.Application], config: Config, reuse_port: bo
     runner = GatewayRunner(
         await app,
         handle_signals=True,
-        shutdown_timeout=config.listen.drain_timeout_s,
+        shutdown_timeout=config.listen.drain_timeout_s + DRAIN_GRACE_S,
         # A client that disconnects cancels its handler at once, so an idle upstream stream is
         # closed now rather than at its next chunk; stages clean up in `finally`.
         handler_cancellation=True,

@@ -73,7 +73,9 @@ class ListenConfig(_Section):
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0, description="run-call JSON bodies; larger → 413")
     max_upload_bytes: int = Field(512 * 1024 * 1024, gt=0, description="pass-through bodies (file uploads)")
-    drain_timeout_s: float = Field(30.0, ge=0, description="SIGTERM: how long open streams may finish")
+    drain_timeout_s: float = Field(
+        30.0, ge=0, description="SIGTERM: how long open streams may go on; then each ends with an error event"
+    )
     body_timeout_s: float = Field(30.0, gt=0, description="the longest a client may take to send a run call's body → 408")
     upload_idle_timeout_s: float = Field(
         30.0, gt=0, description="the longest a pass-through body (an upload) may stall between chunks → 408"
@@ -117,8 +119,16 @@ class TenantConfig(_Section):
     )
 
 
+class FailedAttemptsConfig(_Section):
+    max_failures: int = Field(10, ge=1, description="wrong keys from one client address before it is locked out")
+    window_s: int = Field(60, ge=1, description="the window failures are counted in; a lockout lasts until it frees")
+
+
 class AdminConfig(_Section):
     keys: tuple[CallerKey, ...] = Field((), description="keys for /admin/*; none: the admin API is off")
+    failed_attempts: FailedAttemptsConfig = Field(
+        FailedAttemptsConfig(), description="wrong keys on /admin/* and a keyed /metrics → 429 for a while"
+    )
 
 
 class StateConfig(_Section):
@@ -144,6 +154,16 @@ class TracingConfig(_Section):
     capture_content: bool = Field(False, description="put prompt and completion text on spans")
 
 
+class MetricsConfig(_Section):
+    host: str | None = Field(None, description="the address of `port`; absent: listen.host")
+    port: int | None = Field(
+        None, ge=1, le=65535, description="serve /metrics on this port only, not on listen.port; absent: listen.port"
+    )
+    keys: tuple[CallerKey, ...] = Field(
+        (), description="`${ENV}` or `sha256:<hex>`: /metrics then needs one as a bearer key; none: open"
+    )
+
+
 class TelemetryConfig(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -151,6 +171,7 @@ class TelemetryConfig(_Section):
         DEFAULT_METRIC_MODELS, description="models that get their own metric label; any other is `other`"
     )
     tracing: TracingConfig = TracingConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
 
 class Config(_Section):
@@ -195,6 +216,13 @@ class Config(_Section):
                 raise ValueError(f"tenants.{name}: needs upstream_api_key, or set upstream.api_key")
             if tenant.policy is not None and tenant.policy not in self.policies:
                 raise ValueError(f"tenants.{name}.policy: no policy named {tenant.policy!r} under policies")
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_port_is_its_own(self) -> Config:
+        metrics = self.telemetry.metrics
+        if metrics.port is not None and metrics.port == self.listen.port:
+            raise ValueError("telemetry.metrics.port: the same as listen.port; leave it out to serve /metrics there")
         return self
 
     @model_validator(mode="after")

@@ -20,10 +20,12 @@ from multidict import CIMultiDict
 
 from gateway.domain import SSEEvent
 from gateway.errors import UpstreamUnavailable, error_body
+from gateway.http.drain import DrainDeadline, StreamCut
 from gateway.http.sse import SSEParser
 from gateway.http.upstream import Reply, strip_hop_by_hop
 
 _UPSTREAM_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+DRAIN_CUT = "The gateway is shutting down; the stream was cut."  # what a stream open at the drain deadline ends with
 
 JsonObserver = Callable[[bytes], Awaitable[None]]
 
@@ -42,6 +44,8 @@ class RunTee(Protocol):
     def on_broken(self, reason: str) -> None: ...
 
     def on_client_gone(self) -> None: ...
+
+    def on_cut(self, reason: str) -> None: ...
 
     def finish(self) -> None: ...
 
@@ -85,16 +89,18 @@ async def relay_run(
     request_id: str,
     tracker: RunTee,
     max_json_bytes: int,
+    drain: DrainDeadline,
     extra_headers: Mapping[str, str] | None = None,
 ) -> web.StreamResponse:
-    """A run call's response: streams are teed, run objects read, both told to the tracker."""
+    """A run call's response: streams are teed, run objects read, both told to the tracker; a stream
+    still open at the drain deadline is ended with an `error` event."""
     headers = response_headers(upstream, request_id)
     headers.update(extra_headers or {})
     streamed = is_event_stream(upstream)
     tracker.on_response(upstream.status, streamed)
     try:
         if streamed:
-            return await _tee_events(request, upstream, headers, tracker)
+            return await _tee_events(request, upstream, headers, tracker, drain)
         if upstream.status >= 400 and upstream.content_type == "application/json":
             return await _scrubbed_error(upstream, headers, max_json_bytes)
         if upstream.content_type == "application/json":
@@ -110,12 +116,13 @@ async def _tee_events(
     upstream: Reply,
     headers: CIMultiDict[str],
     tracker: RunTee,
+    drain: DrainDeadline,
 ) -> web.StreamResponse:
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
     await response.prepare(request)
     parser = SSEParser()
     try:
-        await _pump_events(response, upstream, parser, tracker)
+        await _pump_events(response, upstream, parser, tracker, drain)
     except asyncio.CancelledError:
         # The client went away and aiohttp cancelled the handler (handler_cancellation).
         tracker.on_client_gone()
@@ -124,12 +131,17 @@ async def _tee_events(
 
 
 async def _pump_events(
-    response: web.StreamResponse, upstream: Reply, parser: SSEParser, tracker: RunTee
+    response: web.StreamResponse, upstream: Reply, parser: SSEParser, tracker: RunTee, drain: DrainDeadline
 ) -> None:
     first = True
     while True:
         try:
-            chunk = await upstream.content.readany()
+            chunk = await drain.read(upstream.content)
+        except StreamCut:
+            tracker.on_cut(DRAIN_CUT)
+            error = {"message": DRAIN_CUT, "type": "server_error", "param": None, "code": "gateway_draining"}
+            await _end_with_error(response, parser, error)
+            return
         except _UPSTREAM_FAILURES as exc:
             await _end_broken_stream(response, parser, tracker, exc)
             return
@@ -150,17 +162,19 @@ async def _pump_events(
 async def _end_broken_stream(
     response: web.StreamResponse, parser: SSEParser, tracker: RunTee, exc: BaseException
 ) -> None:
-    """End the client's stream cleanly, with an `error` event the SDK raises as `openai.APIError`."""
     reason = "upstream stream timed out" if isinstance(exc, asyncio.TimeoutError) else "upstream stream broke"
     tracker.on_broken(reason)
-    payload = orjson.dumps(
-        {"error": {"message": f"The {reason} before the run finished.", "type": "upstream_error",
-                   "param": None, "code": "upstream_stream_broken"}}
-    )  # fmt: skip
+    error = {"message": f"The {reason} before the run finished.", "type": "upstream_error", "param": None,
+             "code": "upstream_stream_broken"}  # fmt: skip
+    await _end_with_error(response, parser, error)
+
+
+async def _end_with_error(response: web.StreamResponse, parser: SSEParser, error: Mapping[str, object]) -> None:
+    """End the client's stream cleanly, with an `error` event the SDK raises as `openai.APIError`."""
     # A half-sent event is closed first, so the error event cannot merge into it.
     prefix = b"\n\n" if parser.pending else b""
     try:
-        await response.write(prefix + b"event: error\ndata: " + payload + b"\n\n")
+        await response.write(prefix + b"event: error\ndata: " + orjson.dumps({"error": error}) + b"\n\n")
     except ConnectionResetError:
         return
     await _write_eof(response)

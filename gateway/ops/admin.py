@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from gateway.errors import InvalidRequest, NotFound
-from gateway.keys import RELOAD_PEERS, REQUEST_RUNTIME, RUNTIME, STATE
+from gateway.keys import FAILED_ATTEMPTS, RELOAD_PEERS, REQUEST_RUNTIME, RUNTIME, STATE
 from gateway.ops.reload import reload_config
-from gateway.runtime.auth import admin_check
+from gateway.runtime.auth import KeyRing
 
 USAGE_DAYS = 30
 
@@ -18,7 +18,14 @@ def _require_admin(request: web.Request) -> None:
     runtime = request[REQUEST_RUNTIME]
     if not runtime.admin_keys:
         raise NotFound(f"Unknown request URL: {request.method} {request.path}. The admin API is off (no admin.keys).")
-    admin_check(runtime.admin_keys, request.headers.get("Authorization"))
+    check_own_key(request.app, request, runtime.admin_keys)
+
+
+def check_own_key(app: web.Application, request: web.Request, keys: KeyRing) -> None:
+    """A key for the gateway's own endpoints (`app` is the gateway's, whichever app serves `request`):
+    401 if wrong, 429 once the client's address has failed too often (`admin.failed_attempts`)."""
+    limit = app[RUNTIME].current.config.admin.failed_attempts
+    app[FAILED_ATTEMPTS].check_key(keys, request.headers.get("Authorization"), request.remote or "unknown", limit)
 
 
 async def admin_reload(request: web.Request) -> web.Response:

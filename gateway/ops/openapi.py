@@ -34,7 +34,8 @@ _ERRORS: dict[str, str] = {
     "408": "The request body did not arrive in time (`request_timeout`); the connection is closed.",
     "413": "The request body is over the gateway's limit (`request_too_large`).",
     "429": "A rate limit or token budget (`rate_limit_exceeded`, type `requests` or `tokens`), with "
-    "`retry-after` and `x-ratelimit-*` headers; or the upstream's own 429, passed through.",
+    "`retry-after` and `x-ratelimit-*` headers; or the upstream's own 429, passed through. On /admin/* and a keyed "
+    "/metrics: too many wrong keys from the client's address (`too_many_failed_attempts`), with `retry-after`.",
     "500": "The upstream's own server error, passed through as is.",
     "502": "The upstream could not be reached or broke (`upstream_unavailable`, `upstream_response_too_large`).",
     "503": "Shared state unreachable with `state.on_failure: fail_closed` (`state_unavailable`), the audit log "
@@ -214,8 +215,11 @@ def _own_endpoints() -> dict[str, Any]:
         }},
         "/metrics": {"get": {
             "operationId": "metrics", "summary": "Prometheus metrics (text exposition format).", "tags": ["operations"],
+            "description": "Needs one of `telemetry.metrics.keys` as a bearer key when they are set; served on "
+                           "`telemetry.metrics.port` instead (404 here) when that is set.",
             "responses": {"200": {"description": "The gateway_* metrics.",
-                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          **_errors(("401", "404", "429"))},
         }},
         "/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document.", "tags": ["operations"],
@@ -226,7 +230,7 @@ def _own_endpoints() -> dict[str, Any]:
             "tags": ["admin"], "security": [{"adminKey": []}],
             "responses": {
                 "200": {"description": "Reloaded.", "content": {_JSON: {"schema": {"type": "object"}}}},
-                **_errors(("400", "401")),
+                **_errors(("400", "401", "429")),
                 "404": {"$ref": "#/components/responses/404"},
             },
         }},
@@ -241,7 +245,7 @@ def _own_endpoints() -> dict[str, Any]:
             ],
             "responses": {
                 "200": {"description": "Usage rows.", "content": {_JSON: {"schema": {"type": "object"}}}},
-                **_errors(("400", "401", "404", "503")),
+                **_errors(("400", "401", "404", "429", "503")),
             },
         }},
     }  # fmt: skip

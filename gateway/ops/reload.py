@@ -2,7 +2,7 @@
 
 The new file is validated in full and the runtime swapped in one assignment; an invalid file keeps
 the old config serving and is reported (log, a `config_reloaded` event for the observers, and
-the admin call's answer). The listen address and the pool size need a restart.
+the admin call's answer). The listen address, the pool size and the metrics port need a restart.
 """
 
 from __future__ import annotations
@@ -43,8 +43,13 @@ async def reload_config(app: web.Application) -> Reloaded:
         config = config.with_upstream(app[UPSTREAM_OVERRIDE])
     holder = app[RUNTIME]
     old = holder.current.config
-    if config.listen != old.listen or config.upstream.pool_size != old.upstream.pool_size:
-        log.warning("config_reload_partial", detail="listen and upstream.pool_size apply after a restart")
+    metrics, old_metrics = config.telemetry.metrics, old.telemetry.metrics
+    moved = (metrics.host, metrics.port) != (old_metrics.host, old_metrics.port)
+    if config.listen != old.listen or config.upstream.pool_size != old.upstream.pool_size or moved:
+        log.warning(
+            "config_reload_partial",
+            detail="listen, upstream.pool_size and telemetry.metrics host and port apply after a restart",
+        )
     holder.current = Runtime.from_config(config)
     app[RECORDER].config_reloaded(True)
     log.info("config_reloaded", path=str(path), summary=config.summary())

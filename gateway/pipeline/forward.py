@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway.http.relay import relay_run as tee
 from gateway.http.upstream import Body, Reply
-from gateway.keys import CALLER, REQUEST_ID, REQUEST_RUNTIME, SESSION, STATE
+from gateway.keys import CALLER, DRAIN, REQUEST_ID, REQUEST_RUNTIME, SESSION, STATE
 from gateway.pipeline.call import RunCall
 from gateway.upstreams import Call
 
@@ -33,4 +33,5 @@ async def forward_run(call: RunCall) -> Reply:
 async def relay_run(call: RunCall, upstream: Reply) -> web.StreamResponse:
     """Streams are teed to the tracker, run objects read by it; the client gets the bytes first."""
     max_json = call.runtime.config.upstream.max_response_bytes
-    return await tee(call.request, upstream, call.record.request_id, call.tracker, max_json, call.headers)
+    drain = call.request.app[DRAIN]
+    return await tee(call.request, upstream, call.record.request_id, call.tracker, max_json, drain, call.headers)

@@ -129,6 +129,12 @@ class RunTracker:
     def on_client_gone(self) -> None:
         self.record.client_gone = True
 
+    def on_cut(self, reason: str) -> None:
+        """The gateway itself ended the stream: it was still open at the drain deadline (SIGTERM)."""
+        self.record.drained = True
+        self.record.error = reason
+        self.record.error_type = "gateway_draining"
+
     @property
     def finished(self) -> bool:
         return self.record.duration_s is not None

@@ -25,6 +25,7 @@ class Runtime:
     authenticator: Authenticator
     upstream: UpstreamAdapter  # the upstream protocol's adapter: what the forward stage calls
     admin_keys: KeyRing
+    metrics_keys: KeyRing  # none: /metrics is open
     labels: Labels  # metric label values this config allows
     # (tenant, assistant id) → model; lives with the config, so a reload starts it afresh.
     assistant_models: TTLCache[tuple[str, str], str] = field(compare=False)
@@ -36,6 +37,7 @@ class Runtime:
             authenticator=Authenticator(config),
             upstream=adapter_for(config),
             admin_keys=KeyRing((key, "admin") for key in config.admin.keys),
+            metrics_keys=KeyRing((key, "metrics") for key in config.telemetry.metrics.keys),
             labels=Labels([*(config.tenants or {}), PASSTHROUGH], config.telemetry.metric_models),
             assistant_models=TTLCache(_ASSISTANTS_CACHED, ttl=config.upstream.assistant_cache_ttl_s or 1e-9),
         )

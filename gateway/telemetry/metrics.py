@@ -109,6 +109,10 @@ class Metrics:
         self.broken_streams = Counter(
             "gateway_broken_streams", "Streams the upstream broke off before the run ended.", ["tenant"], registry=r
         )
+        self.drained_streams = Counter(
+            "gateway_drained_streams", "Streams the gateway cut, still open at its drain deadline (SIGTERM).",
+            ["tenant"], registry=r,
+        )  # fmt: skip
         self.upstream_errors = Counter(
             "gateway_upstream_errors",
             "Upstream trouble by kind (unavailable, timeout, server_error, rate_limited, stream_broken, error_event).",
@@ -206,6 +210,8 @@ class RunMetrics:
             m.upstream_errors.labels(kind).inc()
         if record.broken:
             m.broken_streams.labels(tenant).inc()
+        if record.drained:
+            m.drained_streams.labels(tenant).inc()
         if record.decision == "deny":
             return
         requested = self.labels.model(record.requested_model or record.model)

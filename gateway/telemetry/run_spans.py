@@ -54,7 +54,8 @@ class RunTracing:
         if not span.is_recording():
             return  # sampled out
         span.set_attributes(run_attributes(record))
-        if record.broken or record.error_type == "error_event":  # the HTTP answer was 200, the run was not
+        # The HTTP answer was 200, the run was not.
+        if record.broken or record.drained or record.error_type == "error_event":
             span.set_status(StatusCode.ERROR, record.error_type)
         self._milestones(span, record)
         if self._capture_content() and record.body is not None:
@@ -97,6 +98,7 @@ def run_attributes(record: RunRecord) -> Attributes:
         "gateway.run.streamed": record.streamed,
         "gateway.run.broken": record.broken,
         "gateway.run.client_gone": record.client_gone,
+        "gateway.run.drained": record.drained,
     }
     optional: dict[str, AttributeValue | None] = {
         "gen_ai.agent.id": record.assistant_id,

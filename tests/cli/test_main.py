@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import openai
 import pytest
+import yaml
 
 from tests.http.test_server import MALFORMED, SECRET, exchange_raw
 from tests.support import free_port
@@ -65,11 +68,12 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError("the gateway did not become ready")
 
 
-@pytest.fixture
-def served() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+@contextlib.contextmanager
+def serving(*args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`serve --mock-upstream` with `args` on a free port, ready: its URL and process (killed after)."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--mock-upstream", "--port", str(port)],
+        [sys.executable, "-m", "gateway", "serve", "--mock-upstream", "--port", str(port), *args],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -80,6 +84,12 @@ def served() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    with serving() as running:
+        yield running
 
 
 def test_serve_mock_upstream_runs_an_sdk_call(served):
@@ -123,3 +133,28 @@ def test_serve_answers_unparsable_http_in_the_envelope_and_logs_no_key(served):
     assert answer.startswith(b"HTTP/1.0 400 ") and b'"code":"invalid_http"' in answer
     assert SECRET not in answer and SECRET not in stderr
     assert b"http_unparsable" in stderr and b"BadHttpMessage" in stderr
+
+
+def test_sigterm_cuts_streams_still_open_at_the_drain_timeout_with_an_error_event(tmp_path):
+    audit = tmp_path / "audit.jsonl"
+    config = tmp_path / "gateway.yaml"
+    config.write_text(yaml.safe_dump({"listen": {"drain_timeout_s": 3}, "audit": {"sink": "file", "path": str(audit)}}))
+    with serving("--config", str(config)) as (url, process):
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-anything", max_retries=0)
+        assistant = client.beta.assistants.create(model="gpt-4o")
+        after_sigterm = []
+        with client.beta.threads.create_and_run(  # a dozen events half a second apart: longer than the drain
+            assistant_id=assistant.id, stream=True, extra_headers={"X-Simulator-Event-Delay-Ms": "500"}
+        ) as stream:
+            events = iter(stream)
+            next(events)
+            process.send_signal(signal.SIGTERM)
+            with pytest.raises(openai.APIError) as cut:
+                after_sigterm.extend(event.event for event in events)
+        assert after_sigterm  # the stream kept flowing while the gateway drained
+        assert "thread.run.completed" not in after_sigterm
+        assert (cut.value.code, cut.value.type) == ("gateway_draining", "server_error"), repr(cut.value)
+        assert "shutting down" in cut.value.message
+        assert process.wait(timeout=30) == 0
+    outcome = [r for r in map(json.loads, audit.read_text().splitlines()) if r["kind"] == "outcome"][-1]
+    assert (outcome["error_type"], outcome["client_gone"], outcome["broken"]) == ("gateway_draining", False, False)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from tests.support import free_port, series
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # worker processes, a redis-server; seconds each
 
-ENV = {"UP": "sk-upstream", "TEAM": "sk-team", "CAPPED": "sk-capped", "ADMIN": "sk-admin"}
+ENV = {"UP": "sk-upstream", "TEAM": "sk-team", "CAPPED": "sk-capped", "ADMIN": "sk-admin", "METRICS": "sk-metrics"}
 THREAD = {"messages": [{"role": "user", "content": "hi"}]}
 RPM = 5
 BUDGET = 100_000
@@ -136,10 +137,11 @@ def listening(port: int, sockets: int = 1) -> bool:
 def serve_workers(tmp_path: Path, redis_server: Any) -> Iterator[Callable[..., Served]]:
     processes: list[subprocess.Popen[bytes]] = []
 
-    def start(*flags: str, upstream: str | None = None, **listen: Any) -> Served:
+    def start(*flags: str, upstream: str | None = None, telemetry: dict[str, Any] | None = None, **listen: Any) -> Served:
         port = free_port()
         config = gateway_config(redis_server.url, tmp_path / "audit.jsonl", port, upstream)
         config["listen"].update(listen)
+        config["telemetry"] = telemetry or {}
         path, log_path = tmp_path / "gateway.yaml", tmp_path / "gateway.log"
         write_config(path, config)
         with log_path.open("ab") as log:
@@ -329,6 +331,29 @@ def test_sigterm_drains_open_streams_then_every_worker_exits(serve_workers):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert not Path(served.logged("workers_started")[0]["metrics_dir"]).exists()
+
+
+def test_metrics_on_their_own_port_behind_a_key_sum_every_worker(serve_workers):
+    port = free_port()
+    served = serve_workers("--workers", "2", "--mock-upstream", telemetry={"metrics": {"port": port, "keys": ["${METRICS}"]}})
+    eventually(lambda: listening(port, sockets=2))
+    for _ in range(6):  # fresh connections: both workers answer some
+        with served.client() as client:
+            client.beta.assistants.create(model="gpt-4o")
+
+    def scrape(key: str = "sk-metrics") -> str:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.read().decode()
+
+    for _ in range(8):  # fresh connections: whichever worker answers shows the sum
+        assert sum(s.value for s in series(scrape(), "gateway_requests_total", tenant="team")) == 6
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        scrape("sk-team")
+    assert refused.value.code == 401
+    with pytest.raises(urllib.error.HTTPError) as elsewhere:
+        urllib.request.urlopen(f"{served.url}/metrics", timeout=10)
+    assert elsewhere.value.code == 404
 
 
 def test_a_worker_that_dies_stops_the_others(serve_workers):

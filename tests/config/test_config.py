@@ -134,3 +134,13 @@ def test_the_facades_sections_need_the_responses_protocol():
     [model_map] = problems({"upstream": {"model_map": {"gpt-4o": "gpt-4.1"}}})
     assert "upstream.model_map" in model_map and "upstream.protocol: responses" in model_map
     assert parse_config({"upstream": {"protocol": "responses", "model_map": {"gpt-4o": "gpt-4.1"}}}, env={})
+
+
+def test_metrics_keys_come_from_the_environment_and_their_port_is_not_the_main_one():
+    assert problems({"telemetry": {"metrics": {"keys": ["plain-secret"]}}}) == [
+        "telemetry.metrics.keys[0]: keys must come from the environment (${VAR}) or be a sha256:<hex> digest"
+    ]
+    assert problems({"listen": {"port": 9000}, "telemetry": {"metrics": {"port": 9000}}}) == [
+        "(top level): telemetry.metrics.port: the same as listen.port; leave it out to serve /metrics there"
+    ]
+    assert problems({"admin": {"failed_attempts": {"max_failures": 0}}})[0].startswith("admin.failed_attempts.max_failures")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import aiohttp
@@ -11,7 +12,7 @@ import pytest
 
 from gateway.keys import SESSION
 from tests.conftest import API_KEY, Gateway
-from tests.support import free_port
+from tests.support import free_port, series
 
 RUN = "/v1/threads/runs"
 
@@ -140,6 +141,30 @@ async def test_mid_stream_drop_ends_the_client_stream_cleanly(gateway):
     record = (await gateway.runs.wait())[-1]
     assert record.broken and record.events == 3 and record.error == "upstream stream broke"
     await settle(gateway, baseline)
+
+
+async def test_a_stream_open_at_the_drain_deadline_ends_with_an_error_event_recorded_as_drained(make_gateway):
+    gateway = await make_gateway(listen={"drain_timeout_s": 0.2})
+    assistant_id = await new_assistant(gateway)
+    slow = headers(**{"X-Simulator-Event-Delay-Ms": "300"})
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(gateway.server.make_url(RUN), json=body(assistant_id), headers=slow)
+        await response.content.readuntil(b"\n\n")
+        await gateway.app.shutdown()  # what SIGTERM sets off: the drain begins
+        text = (await response.read()).decode()  # a clean end: no ClientPayloadError here
+        async with session.get(gateway.server.make_url("/metrics")) as scraped:
+            metrics = await scraped.text()
+    assert text.endswith("\n\n") and "thread.run.completed" not in text
+    error = text.rsplit("event: error\ndata: ", 1)[1]
+    assert json.loads(error)["error"] == {
+        "message": "The gateway is shutting down; the stream was cut.", "type": "server_error", "param": None,
+        "code": "gateway_draining",
+    }  # fmt: skip
+    record = (await gateway.runs.wait())[-1]
+    assert (record.drained, record.client_gone, record.broken) == (True, False, False)
+    assert record.error_type == "gateway_draining"
+    assert [s.value for s in series(metrics, "gateway_drained_streams_total", tenant="passthrough")] == [1.0]
+    assert not series(metrics, "gateway_broken_streams_total", tenant="passthrough")
 
 
 async def test_sdk_raises_on_a_broken_stream(gateway):
