@@ -28,7 +28,9 @@ class TenantLimits(KeyLimits):
     @property
     def counts_runs(self) -> bool:
         """Whether the tenant's runs hold concurrency slots, to be given back when a run is seen ending."""
-        return self.concurrent_runs is not None or (self.per_key is not None and self.per_key.concurrent_runs is not None)
+        return self.concurrent_runs is not None or (
+            self.per_key is not None and self.per_key.concurrent_runs is not None
+        )
 
     @property
     def tokens(self) -> TokenLimits:
