@@ -15,7 +15,8 @@ nothing of the gateway, so every layer can speak in these terms.
     state_changed(transition)    the shared state went down or came back up
 
   A failing observer is logged and skipped: telemetry must never break the relay.
-- `settled_runs`: the one reading of "which runs in this upstream JSON are finished, with what usage".
+- `settled_runs`: the one reading of "which runs in this upstream JSON are finished, with what usage";
+  `ending_runs`: of "which runs in it do no more work" (their concurrency slots are given back).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def json_object(data: str | bytes) -> Mapping[str, Any]:
 
 
 TERMINAL_STATUSES = frozenset({"completed", "incomplete", "failed", "cancelled", "expired"})
+# A run in one of these does no more work for its client: it gives its concurrency slot back.
+# `cancelling` counts (the cancel was accepted): a client at its limit need not poll on to the end.
+ENDING_STATUSES = TERMINAL_STATUSES | {"cancelling"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,10 +214,22 @@ class SettledRun:
 
 def settled_runs(data: object) -> Iterator[SettledRun]:
     """Every finished run, with its usage, in a run object or a page of them (`object: list`)."""
+    for run in _runs_in(data, TERMINAL_STATUSES):
+        usage = Usage.from_json(run.get("usage"))
+        if usage is not None:
+            yield SettledRun(run["id"], str(run.get("model") or "unknown"), usage)
+
+
+def ending_runs(data: object) -> Iterator[str]:
+    """The id of every run in a run object or a page of them that does no more work (`ENDING_STATUSES`),
+    with or without its usage."""
+    for run in _runs_in(data, ENDING_STATUSES):
+        yield run["id"]
+
+
+def _runs_in(data: object, statuses: frozenset[str]) -> Iterator[Mapping[str, Any]]:
     runs: Iterable[Any] = data.get("data", ()) if isinstance(data, Mapping) and data.get("object") == "list" else [data]
     for run in runs:
-        if not isinstance(run, Mapping) or run.get("object") != "thread.run" or run.get("status") not in TERMINAL_STATUSES:
-            continue
-        usage = Usage.from_json(run.get("usage"))
-        if usage is not None and isinstance(run.get("id"), str):
-            yield SettledRun(run["id"], str(run.get("model") or "unknown"), usage)
+        if isinstance(run, Mapping) and run.get("object") == "thread.run" and run.get("status") in statuses:
+            if isinstance(run.get("id"), str):
+                yield run

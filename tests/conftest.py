@@ -128,6 +128,14 @@ def simulator_state(simulator: TestServer) -> Any:
     return simulator.app[SIMULATOR_STATE]  # type: ignore[index]
 
 
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The `state:` section of a gateway, once for each backend (Redis: a real redis-server)."""
+    if request.param == "memory":
+        return {"backend": "memory"}
+    return {"backend": "redis", "url": request.getfixturevalue("redis_server").url, "timeout_s": 1.0}
+
+
 @pytest.fixture
 def protocol() -> str:
     """The upstream protocol gateways are started with; a module runs in both modes with

@@ -3,13 +3,18 @@ the Prometheus text parser (never by hand)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+
+from gateway.keys import STATE
+from gateway.ops.reconcile import reconcile_once
 
 if TYPE_CHECKING:
     from tests.conftest import Gateway
@@ -103,3 +108,17 @@ class SteppedClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+async def reconcile_until_settled(gateway: Gateway, rounds: int = 40) -> None:
+    """Run the reconciler as if time passed between its passes, until nothing is pending. The
+    gateway's clock is moved on; the upstream's is not, so a background response the simulator is
+    still writing out (an abandoned stream with event delays) is given real time between passes."""
+    state, later = gateway.app[STATE], time.time()
+    for _ in range(rounds):
+        later += gateway.config.limits.reconcile_after_s + 1
+        await reconcile_once(gateway.app, now=later)
+        if not await state.due_runs(later + 3600, 10):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("runs still pending after the reconciler's passes")

@@ -26,6 +26,13 @@ class TenantLimits(KeyLimits):
     per_key: KeyLimits | None = None
 
     @property
+    def counts_runs(self) -> bool:
+        """Whether the tenant's runs hold concurrency slots, to be given back when a run is seen ending."""
+        return self.concurrent_runs is not None or (
+            self.per_key is not None and self.per_key.concurrent_runs is not None
+        )
+
+    @property
     def tokens(self) -> TokenLimits:
         return TokenLimits(self.tokens_per_minute, self.tokens_per_day, self.tokens_per_month)
 
@@ -40,6 +47,12 @@ class LimitsConfig(_Section):
     )
     lease_ttl_s: float = Field(
         3600.0, gt=0, description="a concurrency slot a crashed replica never gave back frees itself after this"
+    )
+    run_lease_ttl_s: float = Field(
+        600.0,
+        gt=0,
+        description="a run's concurrency slot, held from the end of its last call until the run is seen finished, "
+        "frees itself after this (OpenAI expires a run 10 minutes after it was created)",
     )
 
     def for_tenant(self, tenant: str) -> TenantLimits:

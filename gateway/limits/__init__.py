@@ -18,32 +18,42 @@ from gateway.state import CONCURRENT_RUNS, OPEN_STREAMS, Verdict, Window
 
 @dataclass(frozen=True, slots=True)
 class Checks:
-    """One run call's checks, in order: request rates (bucket, per minute), then leases (bucket, name, limit)."""
+    """One run call's checks, in order: request rates (bucket, per minute), then leases (bucket, name, limit);
+    and the run's slots: the concurrent-runs buckets its run holds from the end of the call until it finishes."""
 
     rates: tuple[tuple[str, int], ...]
     leases: tuple[tuple[str, str, int], ...]
+    run_slots: tuple[str, ...]
 
 
-def checks_for(limits: TenantLimits, tenant: str, key: str, stream: bool) -> Checks:
-    """The tenant's limits (and its key's, with `per_key`) that apply to one call; unset ones are skipped."""
+def checks_for(limits: TenantLimits, tenant: str, key: str, stream: bool, creates_run: bool = True) -> Checks:
+    """The tenant's limits (and its key's, with `per_key`) that apply to one call; unset ones are skipped.
+
+    A concurrent-runs slot is counted per run, not per call: a call that continues a run (tool outputs)
+    takes none, its run holds one already (a tenant at its limit must be able to finish its runs)."""
     rates = [(f"rpm:{tenant}", limits.requests_per_minute)]
-    leases = [(f"runs:{tenant}", CONCURRENT_RUNS, limits.concurrent_runs)]
+    runs = [(f"runs:{tenant}", limits.concurrent_runs)]
     if limits.per_key is not None:
         rates.append((f"rpm:{tenant}:{key}", limits.per_key.requests_per_minute))
-        leases.append((f"runs:{tenant}:{key}", CONCURRENT_RUNS, limits.per_key.concurrent_runs))
+        runs.append((f"runs:{tenant}:{key}", limits.per_key.concurrent_runs))
+    leases = [(bucket, CONCURRENT_RUNS, limit) for bucket, limit in runs] if creates_run else []
     if stream:
         leases.append((f"streams:{tenant}", OPEN_STREAMS, limits.open_streams))
     return Checks(
         tuple((bucket, limit) for bucket, limit in rates if limit is not None),
         tuple((bucket, name, limit) for bucket, name, limit in leases if limit is not None),
+        tuple(bucket for bucket, limit in runs if limit is not None),
     )
 
 
 @dataclass(slots=True)
 class Ticket:
-    """What one admitted call holds: leases to give back, and the windows to report."""
+    """What one admitted call holds: its lease (one id, in each bucket it was taken in) and the run's
+    slots, to give back or hand to the run; and the windows to report."""
 
-    leases: list[tuple[str, str]] = field(default_factory=list)
+    lease: str = ""
+    leases: list[str] = field(default_factory=list)  # the buckets the call's lease was taken in
+    run_slots: tuple[str, ...] = ()
     requests: Window | None = None
     tokens: Window | None = None
 

@@ -3,7 +3,8 @@ never polled, the stream was cut) are polled upstream until they end, then settl
 
 A background task per replica; the work list lives in the shared state, so any replica can finish
 a run another one started. A run that stays unknown past `limits.abandon_after_s` (say, a tenant in
-caller-credential mode, whose key the gateway never keeps) is charged its whole reservation.
+caller-credential mode, whose key the gateway never keeps) is charged its whole reservation. A run
+seen ended (or abandoned) gives its concurrency slots back.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from gateway.domain import BudgetReading, json_object, settled_runs
+from gateway.domain import BudgetReading, ending_runs, json_object, settled_runs
 from gateway.errors import GatewayError
 from gateway.keys import RECORDER, RUNTIME, SESSION, STATE
 from gateway.runtime import Runtime
@@ -36,15 +37,22 @@ async def reconcile_once(app: web.Application, now: float | None = None) -> int:
     limits = runtime.config.limits
     settled = 0
     for run in await state.due_runs(now - limits.reconcile_after_s, BATCH):
+        counts_runs = limits.for_tenant(run.tenant).counts_runs
         if now - run.created_at > limits.abandon_after_s:
             settled += await state.settle(run.run_id, run.tenant, "unknown", None, now)
+            if counts_runs:
+                await state.release_run(run.run_id)
             log.warning("run_abandoned", run_id=run.run_id, tenant=run.tenant)
             continue
-        settled += await _poll(app[SESSION], runtime, state, run, now)
+        settled += await _poll(app[SESSION], runtime, state, run, now, counts_runs)
     return settled
 
 
-async def _poll(session: aiohttp.ClientSession, runtime: Runtime, state: StateStore, run: PendingRun, now: float) -> bool:
+async def _poll(
+    session: aiohttp.ClientSession, runtime: Runtime, state: StateStore, run: PendingRun, now: float, counts_runs: bool
+) -> bool:
+    """Ask the upstream how the run stands: settle it once it has ended with its usage; free its
+    concurrency slots (with `counts_runs`) once it has ended, usage or not."""
     authorization = runtime.authenticator.upstream_authorization(run.tenant)
     if authorization is None:  # caller-credential mode: only the abandon rule can settle it
         await state.touch(run.run_id, now)
@@ -55,7 +63,10 @@ async def _poll(session: aiohttp.ClientSession, runtime: Runtime, state: StateSt
     except GatewayError:
         await state.touch(run.run_id, now)
         return False
-    settled = next(settled_runs(json_object(body)), None) if status == 200 else None
+    data = json_object(body) if status == 200 else {}
+    if counts_runs and next(ending_runs(data), None) is not None:
+        await state.release_run(run.run_id)
+    settled = next(settled_runs(data), None)
     if settled is not None:
         return await state.settle(run.run_id, run.tenant, settled.model, settled.usage, now)
     await state.touch(run.run_id, now)

@@ -2,8 +2,11 @@
 
 Runs after the policy (so the reservation is the policy's effective caps) and before forwarding;
 which checks apply and how a refusal reads are the pure `gateway.limits`. Leases are given back
-when the call ends; the token reservation lives on with the run until its usage is captured (stream end, a poll,
-or the reconciler) and settled exactly once.
+when the call ends, but for a run's concurrency slot: a call whose run is not finished when it ends
+(queued, paused at requires_action, a client gone mid-stream) hands its slot to the run, which holds
+it until it is seen finished (this call's end, a poll, a run list, a later call's stream, the
+reconciler) or `run_lease_ttl_s`. The token reservation lives on with the run until its usage is
+captured (stream end, a poll, or the reconciler) and settled exactly once.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from gateway.config.limits import TenantLimits
+from gateway.domain import ENDING_STATUSES
 from gateway.errors import AuditDown
 from gateway.ids import token
 from gateway.keys import AUDIT_ROOM, AUDIT_WRITABLE
@@ -22,7 +26,6 @@ from gateway.schema.requests import RunRoute
 from gateway.state import (
     REQUESTS_PER_MINUTE,
     TOKENS_PER_MINUTE,
-    StateStore,
     StateUnavailable,
     Verdict,
 )
@@ -55,28 +58,29 @@ async def admission(call: RunCall) -> AsyncIterator[None]:
     Tokens are reserved under the settlement's reservation, which the settle stage binds to the run
     and settles; leases are given back when the call ends. The windows ride on the response.
     """
-    ticket = Ticket()
+    ticket = Ticket(token())
     try:
         await _admit(call, call.runtime.config.limits.for_tenant(call.tenant), ticket)
         call.headers.update(ticket.headers())
         call.tracker.on_forward()
         yield
     finally:
-        await _give_back(call.state, ticket)
+        await _give_back(call, ticket)
 
 
 async def _admit(call: RunCall, limits: TenantLimits, ticket: Ticket) -> None:
     state, tenant = call.state, call.tenant
-    checks = checks_for(limits, tenant, call.caller.fingerprint or "-", call.data.get("stream") is True)
+    creates_run = call.route is not RunRoute.SUBMIT_TOOL_OUTPUTS
+    checks = checks_for(limits, tenant, call.caller.fingerprint or "-", call.data.get("stream") is True, creates_run)
+    ticket.run_slots = checks.run_slots
     for bucket, per_minute in checks.rates:
         verdict = await state.hit_requests(bucket, per_minute)
         ticket.saw_requests(verdict.window)
         _refuse_unless(call, verdict, REQUESTS_PER_MINUTE, ticket)
     ttl = call.runtime.config.limits.lease_ttl_s
     for bucket, name, limit in checks.leases:
-        lease = token()
-        _refuse_unless(call, await state.acquire(bucket, lease, limit, ttl), name, ticket)
-        ticket.leases.append((bucket, lease))
+        _refuse_unless(call, await state.acquire(bucket, ticket.lease, limit, ttl), name, ticket)
+        ticket.leases.append(bucket)
     if limits.tokens and call.route is not RunRoute.SUBMIT_TOOL_OUTPUTS:  # one reservation covers a run's tool rounds
         reservation = call.settlement.reservation
         verdict = await state.reserve(reservation, tenant, call.reserve_tokens, limits.tokens, time.time())
@@ -90,9 +94,22 @@ def _refuse_unless(call: RunCall, verdict: Verdict, limit: str, ticket: Ticket) 
         raise refusal(verdict, limit, call.tenant, ticket)
 
 
-async def _give_back(state: StateStore, ticket: Ticket) -> None:
-    for bucket, lease in ticket.leases:
+async def _give_back(call: RunCall, ticket: Ticket) -> None:
+    """The call's leases back; the run's slots to the run while it goes on, freed once it has ended."""
+    run_id, status, state = call.record.run_id, call.record.status, call.state
+    held = ticket.leases
+    try:
+        if run_id is not None and status is not None and ticket.run_slots:
+            if status in ENDING_STATUSES:
+                await state.release_run(run_id)  # a slot it held since an earlier call (tool outputs)
+            else:
+                ttl = call.runtime.config.limits.run_lease_ttl_s
+                await state.hold_for_run(run_id, ticket.run_slots, ticket.lease, ttl)
+                held = [bucket for bucket in held if bucket not in ticket.run_slots]
+    except StateUnavailable:
+        pass  # the call's leases are given back below; the run's expire by themselves (run_lease_ttl_s)
+    for bucket in held:
         try:
-            await state.release(bucket, lease)
+            await state.release(bucket, ticket.lease)
         except StateUnavailable:
             pass  # the lease expires by itself (lease_ttl_s)

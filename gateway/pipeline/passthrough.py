@@ -1,8 +1,8 @@
 """Everything else the SDK calls under `/v1/` (threads, messages, runs polled, assistants, files,
 vector stores): authenticated, kept to its tenant, forwarded with the body streaming both ways.
 
-Answers worth reading are read on the side: a new thread (ownership is claimed), runs polled or
-listed (usage is settled from them).
+Answers worth reading are read on the side: a new thread (ownership is claimed), runs polled, listed
+or cancelled (usage is settled from them, and runs that have ended give their concurrency slots back).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ log = structlog.get_logger("gateway.passthrough")
 
 
 _RUNS = re.compile(r"^/threads/[^/]+/runs(/[^/]+)?$")  # a run polled, or a thread's runs listed
+_CANCEL = re.compile(r"^/threads/[^/]+/runs/[^/]+/cancel$")
 _ONE_ASSISTANT = re.compile(r"^/assistants/[^/]+$")
 _API_METHODS = ("GET", "POST", "DELETE")  # all the API uses
 
@@ -64,12 +65,14 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
 
 
 def _observer_for(request: web.Request, api_path: str) -> JsonObserver | None:
-    """Pass-through answers worth reading: a new thread (ownership), runs polled or listed (usage)."""
+    """Pass-through answers worth reading: a new thread (ownership), runs polled, listed or cancelled
+    (usage, and the slots of runs that have ended)."""
     state, tenant = request.app[STATE], request[CALLER].tenant
     if request.method == "POST" and api_path == "/threads":
         return partial(_claim_thread, state, tenant)
-    if request.method == "GET" and _RUNS.match(api_path):
-        return partial(settle_polled, state, tenant)
+    if (request.method == "GET" and _RUNS.match(api_path)) or (request.method == "POST" and _CANCEL.match(api_path)):
+        counts_runs = request[REQUEST_RUNTIME].config.limits.for_tenant(tenant).counts_runs
+        return partial(settle_polled, state, tenant, counts_runs)
     return None
 
 

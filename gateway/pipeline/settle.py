@@ -3,7 +3,8 @@
 A run's reservation is bound to its run id as soon as the stream or response names it (so the
 reconciler can finish the job if the client walks away or this replica dies); its usage is
 settled from whichever shows it first — the terminal stream event, a polled run object, a run list —
-and a call that never created a run gives its reservation back.
+and a call that never created a run gives its reservation back. Polls and lists also free the
+concurrency slots of the runs they show ended (a call's own run frees its slot in `admit`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 
 import structlog
 
-from gateway.domain import TERMINAL_STATUSES, RunRecord, json_object, settled_runs
+from gateway.domain import TERMINAL_STATUSES, RunRecord, ending_runs, json_object, settled_runs
 from gateway.ids import token
 from gateway.state import PendingRun, StateStore, StateUnavailable
 
@@ -63,10 +64,17 @@ class Settlement:
             log.warning("state_unavailable", step="settle", run_id=record.run_id)
 
 
-async def settle_polled(state: StateStore, tenant: str, body: bytes) -> None:
-    """A polled run, or a page of them: settle every terminal run that carries its usage."""
-    for run in settled_runs(json_object(body)):
+async def settle_polled(state: StateStore, tenant: str, counts_runs: bool, body: bytes) -> None:
+    """A polled (or cancelled) run, or a page of them: settle every terminal run that carries its usage;
+    with `counts_runs` (the tenant's runs hold concurrency slots), every run that has ended gives its back."""
+    data = json_object(body)
+    for run in settled_runs(data):
         try:
             await state.settle(run.run_id, tenant, run.model, run.usage, time.time())
         except StateUnavailable:
             log.warning("state_unavailable", step="settle_polled", run_id=run.run_id)
+    for run_id in ending_runs(data) if counts_runs else ():
+        try:
+            await state.release_run(run_id)
+        except StateUnavailable:
+            log.warning("state_unavailable", step="release_run", run_id=run_id)  # it expires (run_lease_ttl_s)

@@ -8,6 +8,7 @@ read and write in memory). The admission stage and the usage capture only ever t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -91,6 +92,15 @@ class StateStore(Protocol):
     async def acquire(self, key: str, lease: str, limit: int, ttl_s: float) -> Verdict: ...
 
     async def release(self, key: str, lease: str) -> None: ...
+
+    # A run's slots: a call that ends with its run unfinished hands its lease in each of `keys` to the
+    # run (a lease named `run_id`, no limit checked, expiring after `ttl_s`; a key the call held no
+    # lease in is held all the same: submit_tool_outputs holds no slot of its own). `release_run` frees
+    # them wherever the run is seen finished, and a released run is never held again (a poll can see
+    # it finished before the call that made it has ended).
+    async def hold_for_run(self, run_id: str, keys: Sequence[str], lease: str, ttl_s: float) -> None: ...
+
+    async def release_run(self, run_id: str) -> None: ...
 
     # Tokens. `reserve` takes `amount` from every configured limit at once, or from none (all or
     # nothing, atomic across replicas); `bind` ties the reservation to its run once the run id is

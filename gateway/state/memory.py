@@ -26,6 +26,9 @@ Semantics shared with `RedisState` (the helpers below are used by both):
 - `bind` after the run was already settled gives the reservation back (the settle charged the
   usage without it) and does not list the run. A run has one reservation: bind it once.
 - `cancel` gives the whole reservation back, bound or not (a bound run then settles as unreserved).
+- `hold_for_run` replaces the call's lease by the run's in every key given; `release_run` drops the
+  run's leases and remembers the run as released for `RELEASED_TTL_S` (a later hold only drops the
+  call's leases).
 - Concurrency verdicts name `open_streams` for lease keys starting with `streams`, else
   `concurrent_runs`; a refused lease says retry after min(oldest lease's expiry, 1 s), since a slot
   usually frees long before its lease expires.
@@ -39,7 +42,7 @@ import functools
 import heapq
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -66,6 +69,7 @@ from gateway.state import (
 PENDING_TTL_S = 2 * 86400  # a reservation or pending run older than this is forgotten (reservation stays charged)
 SETTLED_TTL_S = 7 * 86400  # how long a second settle of the same run id is recognised
 LEDGER_DAYS = 400  # ledger days kept
+RELEASED_TTL_S = 86400  # how long a run whose slots were released is not held again
 LEASE_RETRY_AFTER_S = 1.0  # the longest retry-after a refused lease suggests
 _PRUNE_EVERY_S = 60.0
 
@@ -178,6 +182,8 @@ class MemoryState:
         self._rpm = SlidingWindowCounterRateLimiter(self._rpm_storage)
         self._rpm_items: dict[int, PerMinute] = {}
         self._leases: dict[str, dict[str, float]] = {}  # key → lease → expiry (monotonic)
+        self._run_slots: dict[str, set[str]] = {}  # run id → the lease keys it holds
+        self._released: dict[str, float] = {}  # run id → expiry (monotonic) of its "released" mark
         self._buckets: dict[str, list[float]] = {}  # key → [used, expiry]
         self._reservations: dict[str, _Reservation] = {}
         self._pending: dict[str, _Pending] = {}
@@ -219,6 +225,26 @@ class MemoryState:
         return Verdict(True, Window(limit, max(0, limit - len(held)), 0.0))
 
     async def release(self, key: str, lease: str) -> None:
+        self._drop(key, lease)
+
+    async def hold_for_run(self, run_id: str, keys: Sequence[str], lease: str, ttl_s: float) -> None:
+        now = self._monotonic()
+        released = self._released.get(run_id, now) > now
+        for key in keys:
+            self._drop(key, lease)
+            if not released:
+                self._leases.setdefault(key, {})[run_id] = now + ttl_s
+        if not released:
+            self._run_slots.setdefault(run_id, set()).update(keys)
+            self._bound(self._run_slots)
+
+    async def release_run(self, run_id: str) -> None:
+        for key in self._run_slots.pop(run_id, ()):
+            self._drop(key, run_id)
+        self._released[run_id] = self._monotonic() + RELEASED_TTL_S
+        self._bound(self._released)
+
+    def _drop(self, key: str, lease: str) -> None:
         held = self._leases.get(key)
         if held is not None:
             held.pop(lease, None)
@@ -412,6 +438,8 @@ class MemoryState:
             for day in [d for d in self._ledger if d < first_day]:
                 del self._ledger[day]
 
-    def _bound(self, entries: dict[str, _Reservation] | dict[str, _Pending] | dict[str, float]) -> None:
+    def _bound(
+        self, entries: dict[str, _Reservation] | dict[str, _Pending] | dict[str, float] | dict[str, set[str]]
+    ) -> None:
         while len(entries) > self._max:
             del entries[next(iter(entries))]

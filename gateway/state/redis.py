@@ -15,7 +15,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -35,6 +35,7 @@ from gateway.state.memory import (
     LEASE_RETRY_AFTER_S,
     LEDGER_DAYS,
     PENDING_TTL_S,
+    RELEASED_TTL_S,
     SETTLED_TTL_S,
     PerMinute,
     lease_limit_name,
@@ -97,6 +98,8 @@ class RedisState:
         self._claim = script(lua.CLAIM)
         self._owner = script(lua.OWNER)
         self._acquire = script(lua.ACQUIRE)
+        self._hold_for_run = script(lua.HOLD_FOR_RUN)
+        self._release_run = script(lua.RELEASE_RUN)
         self._reserve = script(lua.RESERVE)
         self._bind = script(lua.BIND)
         self._settle = script(lua.SETTLE)
@@ -157,6 +160,20 @@ class RedisState:
     async def release(self, key: str, lease: str) -> None:
         async with self._call():
             await self._redis.zrem(self._key("lease", key), lease)
+
+    async def hold_for_run(self, run_id: str, keys: Sequence[str], lease: str, ttl_s: float) -> None:
+        async with self._call():
+            await self._hold_for_run(
+                keys=[self._key("slots", run_id), self._key("slots", run_id, "released"),
+                      *(self._key("lease", key) for key in keys)],
+                args=[run_id, lease, max(1, math.ceil(ttl_s * 1000))],
+            )  # fmt: skip
+
+    async def release_run(self, run_id: str) -> None:
+        async with self._call():
+            await self._release_run(
+                keys=[self._key("slots", run_id), self._key("slots", run_id, "released")], args=[run_id, RELEASED_TTL_S]
+            )
 
     # Tokens.
     async def reserve(self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float) -> Verdict:

@@ -5,7 +5,9 @@ Keys (all under `prefix`, `gw:` by default, so deployments can share a Redis):
     own:t:{thread_id}, own:r:{run_id}   owning tenant; SET NX, TTL `ownership_ttl_s` refreshed on each look
     own:t:idx, own:r:idx                ZSET key → last use (ms); trimmed to `max_owned_objects` (LRU), if given
     limits:{key}                        requests per minute: the `limits` moving window (a list of timestamps)
-    lease:{key}                         ZSET lease → expiry (ms, Redis's clock)
+    lease:{key}                         ZSET lease → expiry (ms, Redis's clock); a run's lease is its run id
+    slots:{run_id}                      SET of the lease keys (full names) the run holds; TTL its lease's
+    slots:{run_id}:released             the run's slots were released: it is not held again; TTL a day
     tpm:{tenant}:{YYYYMMDDHHMM}         tokens counted in that UTC minute (TTL 120 s)
     tpd:{tenant}:{YYYY-MM-DD}           … that UTC day (TTL a day past its end)
     tpmo:{tenant}:{YYYY-MM}             … that UTC month (TTL a day past its end)
@@ -86,6 +88,32 @@ redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
 if not held then count = count + 1 end
 return {1, limit - count, 0}
+"""
+
+# KEYS: run's slots, its released mark, the lease sets. ARGV: run id, the call's lease, ttl_ms.
+HOLD_FOR_RUN = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+local released = redis.call('EXISTS', KEYS[2]) == 1
+for i = 3, #KEYS do
+  redis.call('ZREM', KEYS[i], ARGV[2])
+  if not released then
+    redis.call('ZADD', KEYS[i], now + ttl, ARGV[1])
+    if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+    redis.call('SADD', KEYS[1], KEYS[i])
+  end
+end
+if not released and #KEYS > 2 then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+"""
+
+# KEYS: run's slots, its released mark. ARGV: run id, the mark's TTL (s).
+RELEASE_RUN = """
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do redis.call('ZREM', key, ARGV[1]) end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+return 1
 """
 
 # KEYS: reservation, minute, day, month buckets.

@@ -9,7 +9,8 @@ per request; the first call that succeeds ends the episode. Each episode is logg
 starts and once when it ends, and reported through `on_outage("down" | "up")`.
 
 What was taken locally is given back locally: a lease or a reservation the fallback granted is
-released / cancelled there even after Redis is back. A run bound while Redis was down is listed in
+released / cancelled there even after Redis is back, and a run that took over local leases holds
+(and releases) them there. A run bound while Redis was down is listed in
 the fallback; once Redis answers, its settle is recorded in Redis (the shared ledger, exactly once
 across replicas) and in the fallback (freeing its local reservation), and `due_runs` lists the
 fallback's runs next to Redis's. Threads claimed while Redis was down stay visible to this replica
@@ -20,7 +21,7 @@ runs) are written through to the fallback too, so this replica still reads its o
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal, TypeVar
 
 import structlog
@@ -58,6 +59,7 @@ class ResilientState:
         self._local_leases: TTLCache[tuple[str, str], bool] = TTLCache(_LOCAL_MAX, PENDING_TTL_S)
         self._local_reservations: TTLCache[str, bool] = TTLCache(_LOCAL_MAX, PENDING_TTL_S)
         self._local_runs: TTLCache[str, bool] = TTLCache(_LOCAL_MAX, PENDING_TTL_S)
+        self._local_run_slots: TTLCache[str, bool] = TTLCache(_LOCAL_MAX, PENDING_TTL_S)
 
     @property
     def down(self) -> bool:
@@ -173,6 +175,20 @@ class ResilientState:
             await self._local(lambda s: s.release(key, lease))
         else:
             await self._call(lambda s: s.release(key, lease))
+
+    async def hold_for_run(self, run_id: str, keys: Sequence[str], lease: str, ttl_s: float) -> None:
+        if [key for key in keys if self._local_leases.pop((key, lease), None)]:  # the call's slots are local
+            await self._local(lambda s: s.hold_for_run(run_id, keys, lease, ttl_s))
+            self._local_run_slots[run_id] = True
+            return
+        _, primary = await self._call(lambda s: s.hold_for_run(run_id, keys, lease, ttl_s))
+        if not primary:
+            self._local_run_slots[run_id] = True
+
+    async def release_run(self, run_id: str) -> None:
+        if self._local_run_slots.pop(run_id, None):
+            await self._local(lambda s: s.release_run(run_id))
+        await self._call(lambda s: s.release_run(run_id))  # marks it released there too, so it is not held again
 
     # Tokens.
     async def reserve(self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float) -> Verdict:

@@ -1,6 +1,7 @@
 """Faults at every phase of a run call, with limits on: each ends in a clear OpenAI-format error or a
 clean end of stream, leaks no task, socket, lease or token reservation (a tenant allowed one run at a
-time, and a token budget of exactly one run, can run again right after), and usage the upstream
+time, and a token budget of exactly one run, can run again right after; a run that went on upstream
+after its stream broke holds its slot until the reconciler sees it end), and usage the upstream
 reported is still counted.
 
 Complements tests/test_relay.py (the same faults without limits) and tests/test_main.py (SIGTERM).
@@ -23,7 +24,7 @@ from gateway.keys import STATE
 from gateway.simulator import build_simulator_app
 from tests.conftest import Gateway
 from tests.http.test_relay import body, own_tasks, settle
-from tests.support import team_tenant
+from tests.support import reconcile_until_settled, team_tenant
 
 RUN = "/v1/threads/runs"
 TEAM = "sk-team"
@@ -176,6 +177,7 @@ async def test_a_stream_that_breaks_ends_cleanly(make_gateway, upstream, fault, 
     record = (await gateway.runs.wait())[-1]
     assert record.error
     await settle(gateway, baseline)
+    await reconcile_until_settled(gateway)  # the run went on upstream: its slot is free once it has ended
     await runs_again(gateway, assistant_id)
 
 
@@ -261,6 +263,7 @@ async def test_client_gone_mid_stream(make_gateway, upstream, after_events):
     record = (await gateway.runs.wait())[-1]
     assert record.client_gone and not record.broken
     await settle(gateway, baseline)
+    await reconcile_until_settled(gateway)  # a run the client left goes on upstream, holding its slot to its end
     await runs_again(gateway, assistant_id)
 
 
@@ -280,4 +283,5 @@ async def test_sdk_sees_each_fault_as_its_own_error(make_gateway, upstream):
             )
             async for _event in stream:
                 pass
+    await reconcile_until_settled(gateway)  # the broken stream's run went on upstream
     await runs_again(gateway, assistant_id)

@@ -3,7 +3,6 @@ OpenAI's own 429 and x-ratelimit-* headers."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import openai
@@ -11,11 +10,13 @@ import pytest
 
 from gateway.config import ConfigError, parse_config
 from tests.conftest import Gateway
-from tests.support import both_protocols, limited_tenant
+from tests.support import both_protocols, limited_tenant, reconcile_until_settled
+
+FN = {"type": "function", "function": {"name": "get_weather"}}
 
 
-async def team(make_gateway, limits: dict[str, Any]) -> tuple[Gateway, openai.AsyncOpenAI, str]:
-    gateway = await make_gateway(**limited_tenant(limits))
+async def team(make_gateway, limits: dict[str, Any], **extra: Any) -> tuple[Gateway, openai.AsyncOpenAI, str]:
+    gateway = await make_gateway(**limited_tenant(limits, **extra))
     client = gateway.async_client(api_key="sk-team")
     assistant = await client.beta.assistants.create(model="gpt-4o")
     return gateway, client, assistant.id
@@ -58,10 +59,70 @@ async def test_concurrent_run_slots_are_refused_while_held(make_gateway):
     slow = {"X-Simulator-Event-Delay-Ms": "20"}
     stream = await client.beta.threads.create_and_run(assistant_id=assistant, stream=True, extra_headers=slow)
     await stream.__anext__()
+    created = await stream.__anext__()
+    assert created.event == "thread.run.created"
     with pytest.raises(openai.RateLimitError, match="concurrent runs"):
         await client.beta.threads.create_and_run(assistant_id=assistant)
-    await stream.close()
-    await asyncio.sleep(0.1)
+    await stream.close()  # the client left mid-stream: the run goes on upstream, and holds its slot
+    with pytest.raises(openai.RateLimitError, match="concurrent runs"):
+        await client.beta.threads.create_and_run(assistant_id=assistant)
+    run = created.data
+    await client.beta.threads.runs.poll(run.id, thread_id=run.thread_id, poll_interval_ms=5)  # seen to its end
+    assert (await client.beta.threads.create_and_run(assistant_id=assistant)).status == "queued"
+
+
+@both_protocols
+async def test_a_run_holds_its_slot_until_it_is_seen_finished(make_gateway, simulator_state, backend):
+    gateway, client, assistant = await team(make_gateway, {"concurrent_runs": 2}, state=backend)
+    first = await client.beta.threads.create_and_run(assistant_id=assistant)  # queued: the call ends, the run goes on
+    await client.beta.threads.create_and_run(assistant_id=assistant)
+    forwarded = len(simulator_state.requests)
+    with pytest.raises(openai.RateLimitError, match="concurrent runs") as caught:
+        await client.beta.threads.create_and_run(assistant_id=assistant)
+    assert (caught.value.body["type"], caught.value.body["code"]) == ("requests", "rate_limit_exceeded")
+    assert len(simulator_state.requests) == forwarded  # refused before the upstream heard of it
+    assert [r.refused_by for r in await gateway.runs.wait(3)] == [None, None, "concurrent_runs"]
+    done = await client.beta.threads.runs.poll(first.id, thread_id=first.thread_id, poll_interval_ms=5)
+    assert done.status == "completed"
+    assert (await client.beta.threads.create_and_run(assistant_id=assistant)).status == "queued"
+    with pytest.raises(openai.RateLimitError, match="concurrent runs"):
+        await client.beta.threads.create_and_run(assistant_id=assistant)
+
+
+@both_protocols
+async def test_a_paused_run_keeps_its_slot_and_its_tool_outputs_are_admitted_at_the_limit(make_gateway, backend):
+    _gateway, client, assistant = await team(make_gateway, {"concurrent_runs": 1}, state=backend)
+    tools = (await client.beta.assistants.create(model="gpt-4o", tools=[FN])).id
+    async with client.beta.threads.create_and_run_stream(assistant_id=tools) as stream:
+        paused = await stream.get_final_run()
+    assert paused.status == "requires_action"
+    with pytest.raises(openai.RateLimitError, match="concurrent runs"):
+        await client.beta.threads.create_and_run(assistant_id=assistant)
+    outputs = [{"tool_call_id": c.id, "output": "sun"} for c in paused.required_action.submit_tool_outputs.tool_calls]
+    async with client.beta.threads.runs.submit_tool_outputs_stream(
+        run_id=paused.id, thread_id=paused.thread_id, tool_outputs=outputs
+    ) as stream:
+        assert (await stream.get_final_run()).status == "completed"
+    assert (await client.beta.threads.create_and_run(assistant_id=assistant)).status == "queued"
+
+
+@both_protocols
+async def test_a_cancelled_run_gives_its_slot_back(make_gateway, backend):
+    _gateway, client, assistant = await team(make_gateway, {"concurrent_runs": 1}, state=backend)
+    run = await client.beta.threads.create_and_run(assistant_id=assistant)
+    with pytest.raises(openai.RateLimitError, match="concurrent runs"):
+        await client.beta.threads.create_and_run(assistant_id=assistant)
+    await client.beta.threads.runs.cancel(run.id, thread_id=run.thread_id)
+    assert (await client.beta.threads.create_and_run(assistant_id=assistant)).status == "queued"
+
+
+@both_protocols
+async def test_a_run_nobody_polls_gives_its_slot_back_when_the_reconciler_sees_it_end(make_gateway, backend):
+    gateway, client, assistant = await team(make_gateway, {"concurrent_runs": 1}, state=backend)
+    await client.beta.threads.create_and_run(assistant_id=assistant)
+    with pytest.raises(openai.RateLimitError, match="concurrent runs"):
+        await client.beta.threads.create_and_run(assistant_id=assistant)
+    await reconcile_until_settled(gateway)
     assert (await client.beta.threads.create_and_run(assistant_id=assistant)).status == "queued"
 
 

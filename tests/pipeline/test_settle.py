@@ -3,29 +3,17 @@ records equal the tokens the simulator reported."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import aiohttp
 import openai
-import pytest
 
-from gateway.keys import STATE
-from gateway.ops.reconcile import reconcile_once
 from tests.conftest import Gateway
-from tests.support import both_protocols, upstream_usage
+from tests.support import both_protocols, reconcile_until_settled, upstream_usage
 
 ENV = {"UP": "sk-upstream", "TEAM": "sk-team", "ADMIN": "sk-admin"}
 MESSAGE = {"messages": [{"role": "user", "content": "hi"}]}
 FN = {"type": "function", "function": {"name": "get_weather"}}
-
-
-@pytest.fixture(params=["memory", "redis"])
-def backend(request) -> dict[str, Any]:
-    if request.param == "memory":
-        return {"backend": "memory"}
-    return {"backend": "redis", "url": request.getfixturevalue("redis_server").url, "timeout_s": 1.0}
 
 
 async def accounted(make_gateway, state: dict[str, Any] | None = None) -> tuple[Gateway, openai.AsyncOpenAI]:
@@ -46,20 +34,6 @@ async def ledger(gateway: Gateway) -> list[dict[str, Any]]:
         )
         assert response.status == 200
         return (await response.json())["data"]
-
-
-async def reconcile_until_settled(gateway: Gateway, rounds: int = 40) -> None:
-    """Run the reconciler as if time passed between its passes, until nothing is pending. The
-    gateway's clock is moved on; the upstream's is not, so a background response the simulator is
-    still writing out (an abandoned stream with event delays) is given real time between passes."""
-    state, later = gateway.app[STATE], time.time()
-    for _ in range(rounds):
-        later += gateway.config.limits.reconcile_after_s + 1
-        await reconcile_once(gateway.app, now=later)
-        if not await state.due_runs(later + 3600, 10):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("runs still pending after the reconciler's passes")
 
 
 @both_protocols

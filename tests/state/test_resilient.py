@@ -168,6 +168,21 @@ async def test_what_was_taken_locally_is_given_back_locally(redis_server: RedisS
         await check.close()
 
 
+async def test_a_run_holds_a_slot_taken_locally_where_it_was_taken(redis_server: RedisServer) -> None:
+    store, fallback = resilient(redis_server, "fail_open", [])
+    try:
+        redis_server.stop()
+        assert (await store.acquire("runs:a", "call1", 1, 600)).ok
+        redis_server.start()
+        CLOCK.advance(RETRY_S)
+        await store.hold_for_run("run_1", ["runs:a"], "call1", 600)  # the call ends: its run holds the local slot
+        assert not (await fallback.acquire("runs:a", "l9", 1, 600)).ok
+        await store.release_run("run_1")
+        assert (await fallback.acquire("runs:a", "l9", 1, 600)).ok
+    finally:
+        await store.close()
+
+
 class Flaky:
     """A primary that fails on demand and counts how often it is asked."""
 

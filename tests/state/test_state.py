@@ -155,6 +155,37 @@ async def test_leases_expire(replicas: Replicas) -> None:
     assert (await b.acquire("runs:team-a", "l2", 1, 60)).ok
 
 
+async def test_a_run_holds_the_slots_its_call_handed_over_until_it_is_released(replicas: Replicas) -> None:
+    a, b = await replicas(2)
+    assert (await a.acquire("runs:team-a", "call1", 1, 60)).ok
+    await a.hold_for_run("run_1", ["runs:team-a"], "call1", 60)  # the call ends, its run goes on
+    await a.release("runs:team-a", "call1")  # giving back the moved lease changes nothing
+    assert not (await b.acquire("runs:team-a", "call2", 1, 60)).ok
+    await a.hold_for_run("run_1", ["runs:team-a"], "call3", 60)  # a later call of the same run: still one slot
+    second = await b.acquire("runs:team-a", "call2", 2, 60)
+    assert second.ok and second.window is not None and second.window.remaining == 0
+    await b.release("runs:team-a", "call2")
+    await b.release_run("run_1")  # seen ended, by another replica
+    assert (await a.acquire("runs:team-a", "call2", 1, 60)).ok
+
+
+async def test_a_released_run_is_not_held_again(replicas: Replicas) -> None:
+    a, b = await replicas(2)
+    assert (await a.acquire("runs:team-a", "call1", 1, 60)).ok
+    await b.release_run("run_1")  # a poll saw it finished before its call had ended
+    await a.hold_for_run("run_1", ["runs:team-a"], "call1", 60)
+    assert (await b.acquire("runs:team-a", "call2", 1, 60)).ok  # the call's slot was given back all the same
+
+
+async def test_a_run_slot_expires(replicas: Replicas) -> None:
+    a, b = await replicas(2)
+    await a.hold_for_run("run_1", ["runs:team-a", "runs:team-a:fp"], "call1", 0.15)  # no lease taken: held anyway
+    assert not (await b.acquire("runs:team-a:fp", "call2", 1, 60)).ok
+    await asyncio.sleep(0.2)
+    assert (await b.acquire("runs:team-a", "call2", 1, 60)).ok
+    assert (await b.acquire("runs:team-a:fp", "call2", 1, 60)).ok
+
+
 # Token reservations.
 
 
