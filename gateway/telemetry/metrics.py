@@ -24,6 +24,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from gateway.domain import BudgetReading, RunRecord, SSEEvent
 from gateway.keys import CALLER, REQUEST_RUNTIME, RUNTIME
 from gateway.runtime import RuntimeHolder
+from gateway.runtime.auth import PASSTHROUGH
 from gateway.runtime.labels import OTHER, Labels
 
 OPERATION = "invoke_agent"  # an Assistants run is an agent invocation in the GenAI conventions
@@ -168,6 +169,8 @@ class RunMetrics:
     def __init__(self, metrics: Metrics, runtime: RuntimeHolder) -> None:
         self.m = metrics
         self._runtime = runtime
+        for tenant in runtime.current.config.tenants or (PASSTHROUGH,):  # rare: a first cut must show in increase()
+            metrics.drained_streams.labels(tenant)
 
     @property
     def labels(self) -> Labels:
