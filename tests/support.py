@@ -38,13 +38,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def team_tenant(policy: dict[str, Any] | None = None, *, limits: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+def team_tenant(
+    policy: dict[str, Any] | None = None, *, limits: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
     """`make_gateway` arguments for one tenant `team` (key sk-team, upstream key sk-upstream) under the
-    policy `team` (`policy`, empty if none), with `limits` if given; `extra` sections are added."""
+    policy `team` (`policy`, empty if none), with `limits` if given; `extra` sections are added. The
+    tenant may use objects made on the simulator behind the gateway's back (`unknown_objects: allow`)."""
     return {
         "env": {"UPSTREAM_KEY": UPSTREAM_KEY, "TEAM_KEY": TEAM_KEY},
         "upstream": {"api_key": "${UPSTREAM_KEY}"},
-        "tenants": {"team": {"keys": ["${TEAM_KEY}"], "policy": "team"}},
+        "tenants": {"team": {"keys": ["${TEAM_KEY}"], "policy": "team", "unknown_objects": "allow"}},
         "policies": {"team": policy if policy is not None else {}},
         **({"limits": {"tenants": {"team": limits}}} if limits is not None else {}),
         **extra,

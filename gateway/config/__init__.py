@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -76,7 +77,9 @@ class ListenConfig(_Section):
     drain_timeout_s: float = Field(
         30.0, ge=0, description="SIGTERM: how long open streams may go on; then each ends with an error event"
     )
-    body_timeout_s: float = Field(30.0, gt=0, description="the longest a client may take to send a run call's body → 408")
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="the longest a client may take to send a run call's body → 408"
+    )
     upload_idle_timeout_s: float = Field(
         30.0, gt=0, description="the longest a pass-through body (an upload) may stall between chunks → 408"
     )
@@ -114,8 +117,10 @@ class TenantConfig(_Section):
     keys: tuple[CallerKey, ...] = Field(min_length=1, description="`${ENV}` or `sha256:<hex>` digests")
     policy: str | None = Field(None, description="a name under `policies`; absent: the `default` policy, if any")
     upstream_api_key: EnvSecret = Field(None, description="this tenant's own upstream credential")
-    unknown_threads: Literal["allow", "deny"] = Field(
-        "allow", description="threads the gateway never saw created (before it ran, or by another route)"
+    unknown_objects: Literal["allow", "deny"] = Field(
+        "deny",
+        validation_alias=AliasChoices("unknown_objects", "unknown_threads"),  # (its name before files and stores)
+        description="objects the gateway never saw created (before it ran, or by another route): deny → 404",
     )
 
 
@@ -138,7 +143,9 @@ class StateConfig(_Section):
     on_failure: Literal["fail_open", "fail_closed"] = Field(
         "fail_open", description="Redis unreachable: admit and count locally, or answer 503"
     )
-    max_owned_objects: int = Field(1_000_000, gt=0, description="threads and runs remembered (oldest forgotten)")
+    max_owned_objects: int = Field(
+        1_000_000, gt=0, description="owned objects remembered; the least recently used is forgotten, and then denied"
+    )
 
     @model_validator(mode="after")
     def _redis_needs_a_url(self) -> StateConfig:

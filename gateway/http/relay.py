@@ -230,6 +230,13 @@ async def _read_bounded(upstream: Reply, max_bytes: int) -> bytes:
     return b"".join(parts)
 
 
+async def read_json(upstream: Reply, max_bytes: int) -> bytes | None:
+    """A JSON answer read whole (bounded) and decoded, for the gateway to read itself; None if its
+    encoding is one the gateway cannot read. The caller releases `upstream`."""
+    body = await _read_bounded(upstream, max_bytes)
+    return _decoded(body, upstream.headers.get("Content-Encoding", "identity"), max_bytes)
+
+
 def _decoded(body: bytes, encoding: str, max_bytes: int) -> bytes | None:
     """The body as the tracker needs it; the client still gets the encoded bytes."""
     if encoding == "identity":

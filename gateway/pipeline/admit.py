@@ -26,6 +26,7 @@ from gateway.schema.requests import RunRoute
 from gateway.state import (
     REQUESTS_PER_MINUTE,
     TOKENS_PER_MINUTE,
+    StateStore,
     StateUnavailable,
     Verdict,
 )
@@ -73,10 +74,9 @@ async def _admit(call: RunCall, limits: TenantLimits, ticket: Ticket) -> None:
     creates_run = call.route is not RunRoute.SUBMIT_TOOL_OUTPUTS
     checks = checks_for(limits, tenant, call.caller.fingerprint or "-", call.data.get("stream") is True, creates_run)
     ticket.run_slots = checks.run_slots
-    for bucket, per_minute in checks.rates:
-        verdict = await state.hit_requests(bucket, per_minute)
-        ticket.saw_requests(verdict.window)
-        _refuse_unless(call, verdict, REQUESTS_PER_MINUTE, ticket)
+    refused = await _hit_rates(state, checks.rates, ticket)
+    if refused is not None:
+        _refuse_unless(call, refused, REQUESTS_PER_MINUTE, ticket)
     ttl = call.runtime.config.limits.lease_ttl_s
     for bucket, name, limit in checks.leases:
         _refuse_unless(call, await state.acquire(bucket, ticket.lease, limit, ttl), name, ticket)
@@ -86,6 +86,25 @@ async def _admit(call: RunCall, limits: TenantLimits, ticket: Ticket) -> None:
         verdict = await state.reserve(reservation, tenant, call.reserve_tokens, limits.tokens, time.time())
         ticket.tokens = verdict.window
         _refuse_unless(call, verdict, verdict.refused_by or TOKENS_PER_MINUTE, ticket)
+
+
+async def count_request(state: StateStore, limits: TenantLimits, tenant: str, key: str) -> None:
+    """Requests per minute alone, for a pass-through call that creates an object (a thread, a file, ...):
+    creating is bounded like running, reading is not (polling must not eat a tenant's rate)."""
+    ticket = Ticket()
+    refused = await _hit_rates(state, checks_for(limits, tenant, key, stream=False, creates_run=False).rates, ticket)
+    if refused is not None:
+        raise refusal(refused, REQUESTS_PER_MINUTE, tenant, ticket)
+
+
+async def _hit_rates(state: StateStore, rates: tuple[tuple[str, int], ...], ticket: Ticket) -> Verdict | None:
+    """Each request window counts the call; the first that refuses it, if any."""
+    for bucket, per_minute in rates:
+        verdict = await state.hit_requests(bucket, per_minute)
+        ticket.saw_requests(verdict.window)
+        if not verdict.ok:
+            return verdict
+    return None
 
 
 def _refuse_unless(call: RunCall, verdict: Verdict, limit: str, ticket: Ticket) -> None:

@@ -18,10 +18,15 @@ from gateway.upstreams import Call
 API_ROOT = "/v1"
 
 
-async def forward(request: web.Request, body: Body) -> Reply:
+async def forward(request: web.Request, body: Body, *, query: str | None = None) -> Reply:
+    """The call upstream; `query` (encoded) in place of the client's, for a call the gateway pages itself."""
     upstream, caller = request[REQUEST_RUNTIME].upstream, request[CALLER]
     headers = upstream.headers(request.headers, request[REQUEST_ID], caller.upstream_authorization)
-    raw_path, query = request.rel_url.raw_path.removeprefix(API_ROOT), request.rel_url.raw_query_string
+    if body is None:  # (a body the client sent with a GET is not passed on: its length must not be)
+        headers.popall("Content-Length", None)
+        headers.popall("Transfer-Encoding", None)
+    raw_path = request.rel_url.raw_path.removeprefix(API_ROOT)
+    query = request.rel_url.raw_query_string if query is None else query
     call = Call(request.app[SESSION], request.method, raw_path, query, headers, body, caller.tenant, request.app[STATE])
     return await upstream.forward(call)
 

@@ -1,40 +1,55 @@
-"""The ownership stage: which tenant owns which thread and run, so no tenant reaches another's.
+"""The ownership stage: no tenant reaches another tenant's objects (the objects: `pipeline/tenancy.py`).
 
-The gateway claims a thread or run for the tenant whose call created it (from the response or the
-stream), first claim wins. Another tenant asking for it gets the upstream's own 404, as if it did
-not exist. The claims live in the shared state (`gateway.state`), in memory or in Redis.
+The gateway claims an object for the tenant whose call created it (from the answer: first claim
+wins). A call that names an object — in its path or anywhere in its body — is refused with a 404,
+as if the object did not exist, unless the caller owns it; an object the gateway never saw created
+is the caller's only under `unknown_objects: allow`, and one whose claim was dropped (a bounded
+memory, expiry) is nobody's. The claims live in the shared state (`gateway.state`).
 """
 
 from __future__ import annotations
 
+import structlog
+
+from gateway.domain import json_object
 from gateway.errors import NotFound
 from gateway.pipeline.call import RunCall
+from gateway.pipeline.tenancy import ASSISTANT, THREAD, Kind, Ref, named_in_path, referenced_in
 from gateway.runtime import Runtime
 from gateway.schema.requests import RunRoute
-from gateway.state import StateStore
+from gateway.state import StateStore, StateUnavailable
 from gateway.state.resilient import ResilientState
 
-
-def thread_id_of(api_path: str) -> str | None:
-    """`/threads/{id}/…` → id; `/threads` and `/threads/runs` (create thread and run) name none."""
-    parts = api_path.split("/", 3)
-    if len(parts) >= 3 and parts[1] == "threads" and parts[2] not in ("", "runs"):
-        return parts[2]
-    return None
+log = structlog.get_logger("gateway.ownership")
 
 
-async def check_thread_access(store: StateStore, tenant: str, thread_id: str, unknown_allowed: bool) -> None:
-    owner = await store.owner(thread_id)
-    if owner == tenant or (owner is None and unknown_allowed):
-        return
-    raise NotFound(f"No thread found with id '{thread_id}'.")
+def owned_by(owner: str | None, tenant: str, unknown_allowed: bool) -> bool:
+    return owner == tenant or (owner is None and unknown_allowed)
 
 
-async def guard_thread(runtime: Runtime, state: StateStore, tenant: str, thread_id: str) -> None:
-    """Another tenant's thread answers 404, as if it did not exist."""
+def guards(runtime: Runtime, kind: Kind) -> bool:
+    """Whether the gateway keeps `kind` to its tenants: not without tenants (pass-through mode: one
+    anonymous tenant), and not the facade's assistants (it keeps those itself, each tenant's own)."""
     if runtime.config.tenants is None:
-        return  # pass-through mode: one anonymous tenant, nothing to separate
-    await check_thread_access(state, tenant, thread_id, runtime.unknown_threads_allowed(tenant))
+        return False
+    return not (kind is ASSISTANT and runtime.config.upstream.protocol == "responses")
+
+
+async def check_owned(runtime: Runtime, state: StateStore, tenant: str, refs: list[Ref]) -> None:
+    """404 for the first object named that is not the caller's."""
+    refs = [ref for ref in refs if guards(runtime, ref.kind)]
+    if not refs:
+        return
+    unknown_allowed = runtime.unknown_objects_allowed(tenant)
+    for ref, owner in zip(refs, await state.owners([ref.object_id for ref in refs]), strict=True):
+        if not owned_by(owner, tenant, unknown_allowed):
+            raise NotFound(f"No {ref.kind.name} found with id '{ref.object_id}'.")
+
+
+def refs_of(api_path: str, data: object) -> list[Ref]:
+    """What a call names: the object in its path, then those its body refers to."""
+    named = named_in_path(api_path)
+    return ([named] if named is not None else []) + referenced_in(data)
 
 
 async def owner_recordable(state: StateStore) -> None:
@@ -44,11 +59,22 @@ async def owner_recordable(state: StateStore) -> None:
         await state.probe()
 
 
-async def own_thread(call: RunCall) -> None:
-    """The ownership stage of a run call: the thread must be the caller's; what the run will create
-    (a run, a thread) must be recordable as the caller's."""
+async def claim_created(state: StateStore, tenant: str, kind: Kind, body: bytes) -> None:
+    """Read on the side of a creating call's answer: the new object is the caller's."""
+    created = json_object(body)
+    object_id = created.get("id")
+    if created.get("object") == kind.object and isinstance(object_id, str):
+        try:
+            await state.claim(tenant, object_id)
+        except StateUnavailable:  # fail_open: the claim is lost, and the object reads as unknown
+            log.warning("state_unavailable", step="claim", object=kind.object, object_id=object_id)
+
+
+async def own_objects(call: RunCall) -> None:
+    """The ownership stage of a run call: the thread, assistant, files and vector stores it names
+    must be the caller's; what the run will create (a run, a thread) must be recordable as the caller's."""
     thread_id = call.request.match_info.get("thread_id")
-    if thread_id is not None:
-        await guard_thread(call.runtime, call.state, call.tenant, thread_id)
+    refs = ([Ref(THREAD, thread_id)] if thread_id is not None else []) + referenced_in(call.data)
+    await check_owned(call.runtime, call.state, call.tenant, refs)
     if call.runtime.config.tenants is not None and call.route is not RunRoute.SUBMIT_TOOL_OUTPUTS:
         await owner_recordable(call.state)

@@ -16,7 +16,7 @@ from gateway.pipeline.admit import admission, audit_room
 from gateway.pipeline.call import RunCall
 from gateway.pipeline.enforce import enforce
 from gateway.pipeline.forward import forward_run, relay_run
-from gateway.pipeline.ownership import own_thread
+from gateway.pipeline.ownership import own_objects
 from gateway.pipeline.validate import validate
 from gateway.schema.requests import RunRoute
 
@@ -25,7 +25,7 @@ def run_call(route: RunRoute) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         call = RunCall.begin(request, route)  # caller, tenant, runtime, state; the clock starts
         await validate(call)  # parse + validate: 400, 408, 413
-        await own_thread(call)  # another tenant's thread: 404
+        await own_objects(call)  # another tenant's thread, assistant, file or vector store: 404
         await audit_room(call)  # audit backpressure: waits while the audit sink is behind
         try:
             await enforce(call)  # policy: 403 naming every violation, or clamped caps

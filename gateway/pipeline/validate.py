@@ -44,6 +44,13 @@ async def read_run_request(
     timeout_s: float,
 ) -> tuple[bytes, dict[str, Any], RunRequest]:
     """The raw bytes (forwarded unless the policy changes them), the parsed body, the typed request."""
+    body, data = await read_json_body(request, max_bytes, timeout_s)
+    return body, data, validate_run_request(route, data, unknown_fields=unknown_fields)
+
+
+async def read_json_body(request: web.Request, max_bytes: int, timeout_s: float) -> tuple[bytes, Any]:
+    """A JSON body read whole, within `max_bytes` and `timeout_s`, and parsed strictly: the bytes
+    forwarded are the bytes judged."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise too_large(request.content_length, max_bytes)
     if request.content_type != "application/json":
@@ -67,8 +74,7 @@ async def read_run_request(
         raise RequestTimeout(f"The request body did not arrive within {timeout_s:g}s.") from None
     except web.RequestPayloadError as exc:  # broken chunked framing, or a body that does not decode
         raise InvalidRequest(f"The request body could not be read: {exc}", code="invalid_body") from None
-    data = parse_json(body)
-    return body, data, validate_run_request(route, data, unknown_fields=unknown_fields)
+    return body, parse_json(body)
 
 
 async def _read_within(request: web.Request, timeout_s: float) -> bytes:
@@ -103,7 +109,9 @@ def parse_json(body: bytes) -> Any:
                 code="duplicate_key",
             ) from None
         except (ValueError, RecursionError) as exc:  # never seen: the two parsers agree on what is JSON
-            raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}", code="invalid_json") from None
+            raise InvalidRequest(
+                f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
+            ) from None
     return data
 
 

@@ -45,9 +45,9 @@ class Runtime:
     def policy_for(self, tenant: str) -> PolicyConfig | None:
         return self.config.policy_for(tenant)
 
-    def unknown_threads_allowed(self, tenant: str) -> bool:
+    def unknown_objects_allowed(self, tenant: str) -> bool:
         tenants = self.config.tenants
-        return tenants is None or tenant not in tenants or tenants[tenant].unknown_threads == "allow"
+        return tenants is None or tenant not in tenants or tenants[tenant].unknown_objects == "allow"
 
 
 class RuntimeHolder:

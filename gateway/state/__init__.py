@@ -78,11 +78,18 @@ class UsageRow:
     total_tokens: int
 
 
-class StateStore(Protocol):
-    # Ownership (see gateway/ownership.py): first claim wins.
-    async def owner(self, thread_id: str) -> str | None: ...
+# The owner of an object whose claim a bounded store had to drop (`max_owned_objects`): once any
+# claim was dropped, "never seen" cannot be told from "forgotten", so every unknown object reads as
+# this owner, which is no tenant's: forgetting denies, it never hands an object to anyone.
+FORGOTTEN = "\x00forgotten"
 
-    async def claim(self, tenant: str, thread_id: str | None, run_id: str | None = None) -> None: ...
+
+class StateStore(Protocol):
+    # Ownership (see gateway/pipeline/tenancy.py): first claim wins. `object_id` is any object a
+    # tenant owns (thread, assistant, file, vector store): their ids never collide across kinds.
+    async def owners(self, object_ids: Sequence[str]) -> list[str | None]: ...
+
+    async def claim(self, tenant: str, object_id: str | None, run_id: str | None = None) -> None: ...
 
     # Requests per minute, counted on a moving window (the `limits` library).
     async def hit_requests(self, key: str, per_minute: int) -> Verdict: ...
@@ -108,9 +115,7 @@ class StateStore(Protocol):
     # per run id (True the first time) and turns its reservation into what was really used
     # (usage None: charge the whole reservation, the run's real usage could not be learnt);
     # `cancel` gives back a reservation whose call never created a run.
-    async def reserve(
-        self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float
-    ) -> Verdict: ...
+    async def reserve(self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float) -> Verdict: ...
 
     async def bind(self, reservation: str, run: PendingRun) -> None: ...
 

@@ -55,6 +55,7 @@ from limits.limits import safe_string
 from gateway.domain import TokenLimits, Usage
 from gateway.state import (
     CONCURRENT_RUNS,
+    FORGOTTEN,
     OPEN_STREAMS,
     REQUESTS_PER_MINUTE,
     TOKENS_PER_DAY,
@@ -161,6 +162,16 @@ class _Reservation:
     expires: float  # on the store's clock (the latest `now` seen)
 
 
+class _Owners(LRUCache[str, str]):
+    """Object → owning tenant, least recently used dropped first; remembers that it ever dropped one."""
+
+    forgot = False
+
+    def popitem(self) -> tuple[str, str]:
+        self.forgot = True
+        return super().popitem()
+
+
 @dataclass(slots=True)
 class _Pending:
     run: PendingRun
@@ -174,7 +185,7 @@ class MemoryState:
     def __init__(self, max_owned_objects: int, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic  # lease expiry; tests step it instead of sleeping
         self._max = max_owned_objects
-        self._threads: LRUCache[str, str] = LRUCache(max_owned_objects)
+        self._owners = _Owners(max_owned_objects)
         self._records: LRUCache[str, tuple[bytes, float]] = LRUCache(max_owned_objects)  # → (data, expiry)
         self._lists: LRUCache[str, tuple[dict[str, None], float]] = LRUCache(max_owned_objects)  # → (ids, expiry)
         self._runs: LRUCache[str, str] = LRUCache(max_owned_objects)
@@ -193,12 +204,13 @@ class MemoryState:
         self._next_prune = 0.0
 
     # Ownership.
-    async def owner(self, thread_id: str) -> str | None:
-        return self._threads.get(thread_id)
+    async def owners(self, object_ids: Sequence[str]) -> list[str | None]:
+        unknown = FORGOTTEN if self._owners.forgot else None
+        return [self._owners.get(object_id, unknown) for object_id in object_ids]
 
-    async def claim(self, tenant: str, thread_id: str | None, run_id: str | None = None) -> None:
-        if thread_id is not None:
-            self._threads.setdefault(thread_id, tenant)
+    async def claim(self, tenant: str, object_id: str | None, run_id: str | None = None) -> None:
+        if object_id is not None:
+            self._owners.setdefault(object_id, tenant)
         if run_id is not None:
             self._runs.setdefault(run_id, tenant)
 

@@ -29,7 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from gateway.domain import TokenLimits, Usage
-from gateway.state import PendingRun, StateUnavailable, UsageRow, Verdict, Window
+from gateway.state import FORGOTTEN, PendingRun, StateUnavailable, UsageRow, Verdict, Window
 from gateway.state import redis_scripts as lua
 from gateway.state.memory import (
     LEASE_RETRY_AFTER_S,
@@ -49,6 +49,7 @@ from gateway.state.memory import (
 OWNERSHIP_TTL_S = 30 * 86400
 _ERRORS = (RedisError, OSError, TimeoutError, limits.errors.StorageError)
 _METRICS = ("runs", "prompt", "completion", "total")
+
 
 def _limits_uri(url: str) -> str:
     """`limits` wants `async+redis://…`; it only parses the address, connections come from our pool."""
@@ -96,7 +97,7 @@ class RedisState:
         self._rpm_items: dict[int, PerMinute] = {}
         script = self._redis.register_script
         self._claim = script(lua.CLAIM)
-        self._owner = script(lua.OWNER)
+        self._owners = script(lua.OWNERS)
         self._acquire = script(lua.ACQUIRE)
         self._hold_for_run = script(lua.HOLD_FOR_RUN)
         self._release_run = script(lua.RELEASE_RUN)
@@ -118,21 +119,23 @@ class RedisState:
         return self._prefix + ":".join(parts)
 
     # Ownership.
-    async def owner(self, thread_id: str) -> str | None:
+    async def owners(self, object_ids: Sequence[str]) -> list[str | None]:
+        if not object_ids:
+            return []
         async with self._call():
-            found = await self._owner(
-                keys=[self._key("own:t", thread_id), self._key("own:t:idx")],
-                args=[self._ownership_ttl_s, self._max_owned],
+            found = await self._owners(
+                keys=[self._key("own:forgot"), self._key("own:t:idx"), *(self._key("own:t", i) for i in object_ids)],
+                args=[self._ownership_ttl_s, self._max_owned, FORGOTTEN],
             )
-        return found if isinstance(found, str) else None
+        return [owner or None for owner in found]
 
-    async def claim(self, tenant: str, thread_id: str | None, run_id: str | None = None) -> None:
-        keys: list[str] = []
-        if thread_id is not None:
-            keys += [self._key("own:t", thread_id), self._key("own:t:idx")]
+    async def claim(self, tenant: str, object_id: str | None, run_id: str | None = None) -> None:
+        keys = [self._key("own:forgot")]
+        if object_id is not None:
+            keys += [self._key("own:t", object_id), self._key("own:t:idx")]
         if run_id is not None:
             keys += [self._key("own:r", run_id), self._key("own:r:idx")]
-        if keys:
+        if len(keys) > 1:
             async with self._call():
                 await self._claim(keys=keys, args=[tenant, self._ownership_ttl_s, self._max_owned])
 

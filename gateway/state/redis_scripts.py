@@ -2,8 +2,11 @@
 
 Keys (all under `prefix`, `gw:` by default, so deployments can share a Redis):
 
-    own:t:{thread_id}, own:r:{run_id}   owning tenant; SET NX, TTL `ownership_ttl_s` refreshed on each look
+    own:t:{object_id}, own:r:{run_id}   owning tenant (of a thread, assistant, file, vector store; of a run);
+                                        SET NX, TTL `ownership_ttl_s` refreshed on each look
     own:t:idx, own:r:idx                ZSET key → last use (ms); trimmed to `max_owned_objects` (LRU), if given
+    own:forgot                          set once any claim was dropped (trimmed or expired): from then on an
+                                        object with no owner reads as forgotten (denied), never as unknown
     limits:{key}                        requests per minute: the `limits` moving window (a list of timestamps)
     lease:{key}                         ZSET lease → expiry (ms, Redis's clock); a run's lease is its run id
     slots:{run_id}                      SET of the lease keys (full names) the run holds; TTL its lease's
@@ -37,36 +40,47 @@ local function give_back(resv)
 end
 """
 
-# KEYS: (object, index) pairs. ARGV: tenant, ttl_s, max objects (0: no index).
+# KEYS: the forgot flag, then (object, index) pairs. ARGV: tenant, ttl_s, max objects (0: no index).
 CLAIM = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local max = tonumber(ARGV[3])
-for i = 1, #KEYS, 2 do
+for i = 2, #KEYS, 2 do
   if redis.call('SET', KEYS[i], ARGV[1], 'NX', 'EX', ARGV[2]) and max > 0 then
     redis.call('ZADD', KEYS[i + 1], now, KEYS[i])
-    redis.call('ZREMRANGEBYSCORE', KEYS[i + 1], '-inf', now - tonumber(ARGV[2]) * 1000)
+    local dropped = redis.call('ZREMRANGEBYSCORE', KEYS[i + 1], '-inf', now - tonumber(ARGV[2]) * 1000)
     local extra = redis.call('ZCARD', KEYS[i + 1]) - max
     if extra > 0 then
       local evicted = redis.call('ZPOPMIN', KEYS[i + 1], extra)
       for j = 1, #evicted, 2 do redis.call('DEL', evicted[j]) end
+      dropped = dropped + extra
     end
+    if dropped > 0 then redis.call('SET', KEYS[1], 1) end
   end
 end
 return 1
 """
 
-# KEYS: object, index. ARGV: ttl_s, max objects (0: no index).
-OWNER = """
-local owner = redis.call('GET', KEYS[1])
-if owner then
-  redis.call('EXPIRE', KEYS[1], ARGV[1])
-  if tonumber(ARGV[2]) > 0 then
-    local t = redis.call('TIME')
-    redis.call('ZADD', KEYS[2], 'XX', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), KEYS[1])
+# KEYS: the forgot flag, the index, then the objects. ARGV: ttl_s, max objects (0: no index), the
+# forgotten marker. → each object's owner; '' for none (or the marker, once anything was forgotten)
+OWNERS = """
+local forgot = redis.call('EXISTS', KEYS[1]) == 1
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local found = {}
+for i = 3, #KEYS do
+  local owner = redis.call('GET', KEYS[i])
+  if owner then
+    redis.call('EXPIRE', KEYS[i], ARGV[1])
+    if tonumber(ARGV[2]) > 0 then redis.call('ZADD', KEYS[2], 'XX', now, KEYS[i]) end
+    found[#found + 1] = owner
+  elseif forgot then
+    found[#found + 1] = ARGV[3]
+  else
+    found[#found + 1] = ''
   end
 end
-return owner
+return found
 """
 
 # KEYS: lease set. ARGV: lease, limit, ttl_ms. → {ok, remaining, ms until the oldest lease expires}

@@ -14,7 +14,7 @@ released / cancelled there even after Redis is back, and a run that took over lo
 the fallback; once Redis answers, its settle is recorded in Redis (the shared ledger, exactly once
 across replicas) and in the fallback (freeing its local reservation), and `due_runs` lists the
 fallback's runs next to Redis's. Threads claimed while Redis was down stay visible to this replica
-(`owner` asks the fallback when Redis knows no owner). In `fail_open`, the facade's records (assistants,
+(`owners` asks the fallback when Redis knows no owner). In `fail_open`, the facade's records (assistants,
 runs) are written through to the fallback too, so this replica still reads its own through an outage.
 """
 
@@ -28,7 +28,7 @@ import structlog
 from cachetools import TTLCache
 
 from gateway.domain import TokenLimits, Usage
-from gateway.state import PendingRun, StateStore, StateUnavailable, UsageRow, Verdict
+from gateway.state import FORGOTTEN, PendingRun, StateStore, StateUnavailable, UsageRow, Verdict
 from gateway.state.memory import PENDING_TTL_S
 
 T = TypeVar("T")
@@ -149,14 +149,15 @@ class ResilientState:
                 log.exception("state_outage_callback_failed")
 
     # Ownership.
-    async def owner(self, thread_id: str) -> str | None:
-        found, primary = await self._call(lambda s: s.owner(thread_id))
-        if found is None and primary:
-            return await self._local(lambda s: s.owner(thread_id))
+    async def owners(self, object_ids: Sequence[str]) -> list[str | None]:
+        found, primary = await self._call(lambda s: s.owners(object_ids))
+        if primary and any(owner in (None, FORGOTTEN) for owner in found):  # claimed here while Redis was down?
+            local = await self._local(lambda s: s.owners(object_ids))
+            return [_either(owner, fallback) for owner, fallback in zip(found, local, strict=True)]
         return found
 
-    async def claim(self, tenant: str, thread_id: str | None, run_id: str | None = None) -> None:
-        await self._call(lambda s: s.claim(tenant, thread_id, run_id))
+    async def claim(self, tenant: str, object_id: str | None, run_id: str | None = None) -> None:
+        await self._call(lambda s: s.claim(tenant, object_id, run_id))
 
     # Requests per minute.
     async def hit_requests(self, key: str, per_minute: int) -> Verdict:
@@ -278,3 +279,8 @@ class ResilientState:
                 await store.close()
             except Exception:  # closing is best effort
                 log.warning("state_close_failed", exc_info=True)
+
+
+def _either(owner: str | None, fallback: str | None) -> str | None:
+    """Redis's owner, or the one claimed locally during an outage where Redis knows none."""
+    return fallback if owner in (None, FORGOTTEN) and fallback not in (None, FORGOTTEN) else owner

@@ -31,8 +31,8 @@ async def assistant_on(gateway: Gateway) -> str:
 
 @both_protocols
 async def test_two_replicas_enforce_one_limit(make_gateway, redis_server):
-    a, b = await replicas(make_gateway, redis_server, {"requests_per_minute": 3})
-    assistant = await assistant_on(a)
+    a, b = await replicas(make_gateway, redis_server, {"requests_per_minute": 4})
+    assistant = await assistant_on(a)  # the first request of the minute: creating counts too
     clients = [a.async_client(api_key="sk-team"), b.async_client(api_key="sk-team")]
     for i in range(3):
         await clients[i % 2].beta.threads.create_and_run(assistant_id=assistant)
@@ -99,7 +99,6 @@ async def test_redis_outage_fail_closed_answers_503_then_recovers(make_gateway, 
     assert (await client.beta.threads.create_and_run(assistant_id=assistant)).status == "queued"
 
 
-
 async def test_readiness_follows_a_fail_closed_state(make_gateway, redis_server):
     a, _b = await replicas(make_gateway, redis_server, {"requests_per_minute": 100}, on_failure="fail_closed")
     client, ready = a.async_client(api_key="sk-team"), a.server.make_url("/readyz")
@@ -115,12 +114,17 @@ async def test_readiness_follows_a_fail_closed_state(make_gateway, redis_server)
         assert (await session.get(ready)).status == 200
 
 
-async def test_fail_closed_forwards_no_creation_whose_owner_cannot_be_written(make_gateway, redis_server, simulator_state):
+async def test_fail_closed_forwards_no_creation_whose_owner_cannot_be_written(
+    make_gateway, redis_server, simulator_state
+):
     state = {"backend": "redis", "url": redis_server.url, "timeout_s": 1.0, "on_failure": "fail_closed"}
     gateway = await make_gateway(**team_tenant(state=state))  # no limits: admission never asks the state
     client = gateway.async_client(api_key="sk-team")
     redis_server.stop()
-    for create in (lambda: client.beta.threads.create(), lambda: client.beta.threads.create_and_run(assistant_id="asst_1")):
+    for create in (
+        lambda: client.beta.threads.create(),
+        lambda: client.beta.threads.create_and_run(assistant_id="asst_1"),
+    ):
         with pytest.raises(openai.InternalServerError) as caught:
             await create()
         assert (caught.value.status_code, caught.value.body["code"]) == (503, "state_unavailable")
@@ -128,4 +132,4 @@ async def test_fail_closed_forwards_no_creation_whose_owner_cannot_be_written(ma
     redis_server.start()
     await asyncio.sleep(0.6)
     thread = await client.beta.threads.create()
-    assert await gateway.app[STATE].owner(thread.id) == "team"
+    assert (await gateway.app[STATE].owners([thread.id]))[0] == "team"

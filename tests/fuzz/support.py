@@ -44,8 +44,8 @@ def full_pipeline(tmp_path: Path) -> dict[str, Any]:
         "listen": {"max_body_bytes": MAX_BODY, "max_upload_bytes": MAX_BODY},
         "upstream": {"api_key": "${UP}", "read_timeout_s": 10},
         "tenants": {
-            "team": {"keys": ["${TEAM}"], "policy": "team"},
-            "other": {"keys": ["${OTHER}"], "policy": "team", "unknown_threads": "deny"},
+            "team": {"keys": ["${TEAM}"], "policy": "team", "unknown_objects": "allow"},  # (generated ids)
+            "other": {"keys": ["${OTHER}"], "policy": "team", "unknown_objects": "deny"},
         },
         "policies": {
             "team": {

@@ -294,21 +294,29 @@ async def test_a_slow_run_call_body_is_408_and_closed(make_full_gateway, simulat
     assert simulator_state.requests == []
 
 
-async def test_a_stalled_upload_is_408(make_full_gateway):
-    """A pass-through body that stops mid-way: 408 once it has stalled for the idle bound, the
-    upstream request is abandoned, nothing leaks."""
-    full_gateway = await make_full_gateway(listen={"upload_idle_timeout_s": 0.3})
+STALLED = {  # a JSON body is read whole (its object references are checked) within body_timeout_s
+    "json": ("/v1/vector_stores", JSON, b'{"name": "a vector store", "metadata": {', "body_timeout_s"),
+    "upload": ("/v1/files", {"Content-Type": "multipart/form-data; boundary=b"}, b"--b\r\n", "upload_idle_timeout_s"),
+}
+
+
+@pytest.mark.parametrize("kind", STALLED)
+async def test_a_stalled_upload_is_408(make_full_gateway, kind):
+    """A pass-through body that stops mid-way: 408 once it has stalled for its bound, the upstream
+    request is abandoned, nothing leaks."""
+    path, content_type, start, bound = STALLED[kind]
+    full_gateway = await make_full_gateway(listen={bound: 0.3})
     baseline = own_tasks()
     stall = asyncio.Event()
 
     async def upload():
-        yield b'{"name": "a vector store", "metadata": {'
+        yield start
         await stall.wait()
 
     async with aiohttp.ClientSession() as session:
         started = time.monotonic()
         status, headers, raw = await exchange(
-            session, "POST", full_gateway.server.make_url("/v1/vector_stores"), data=upload(), headers=team_headers(**JSON)
+            session, "POST", full_gateway.server.make_url(path), data=upload(), headers=team_headers(**content_type)
         )
         assert time.monotonic() - started < 3
     assert assert_envelope(status, headers, raw)["code"] == "request_timeout" and status == 408

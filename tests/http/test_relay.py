@@ -120,9 +120,7 @@ async def test_validated_body_is_forwarded_byte_for_byte(gateway, simulator_stat
 async def test_sdk_sees_upstream_rate_limit(gateway):
     client = gateway.async_client()
     with pytest.raises(openai.RateLimitError) as caught:
-        await client.beta.threads.create_and_run(
-            assistant_id="asst_1", extra_headers={"X-Simulator-Fault": "http-429"}
-        )
+        await client.beta.threads.create_and_run(assistant_id="asst_1", extra_headers={"X-Simulator-Fault": "http-429"})
     assert caught.value.response.headers["retry-after"]
 
 
@@ -213,7 +211,9 @@ async def test_upstream_error_event_is_relayed_and_recorded(gateway):
 
 async def test_hop_by_hop_and_credentials_hygiene(make_gateway, simulator_state):
     gateway = await make_gateway(
-        env={"UP": "sk-upstream", "TEAM": "team-key"}, upstream={"api_key": "${UP}"}, tenants={"t": {"keys": ["${TEAM}"]}}
+        env={"UP": "sk-upstream", "TEAM": "team-key"},
+        upstream={"api_key": "${UP}"},
+        tenants={"t": {"keys": ["${TEAM}"]}},
     )
     sent = {
         "Authorization": "Bearer team-key",
@@ -254,7 +254,9 @@ async def test_base_url_with_path_prefix(make_gateway, aiohttp_server):
 @pytest.mark.parametrize("path", ["/v1/assistants", "/v1/threads/runs"])
 async def test_an_upstream_error_never_shows_the_upstream_key(make_gateway, path):
     gateway = await make_gateway(
-        env={"UP": "sk-upstream", "TEAM": "team-key"}, upstream={"api_key": "${UP}"}, tenants={"t": {"keys": ["${TEAM}"]}}
+        env={"UP": "sk-upstream", "TEAM": "team-key"},
+        upstream={"api_key": "${UP}"},
+        tenants={"t": {"keys": ["${TEAM}"], "unknown_objects": "allow"}},  # (asst_1 is nobody's)
     )
     headers = {"Authorization": "Bearer team-key", "OpenAI-Beta": "assistants=v2", "X-Simulator-Fault": "http-401"}
     async with aiohttp.ClientSession() as session:

@@ -24,9 +24,10 @@ async def team(make_gateway, limits: dict[str, Any], **extra: Any) -> tuple[Gate
 
 @both_protocols
 async def test_requests_per_minute_gives_the_sdk_a_rate_limit_error(make_gateway):
-    _gateway, client, assistant = await team(make_gateway, {"requests_per_minute": 2})
+    # Creating the assistant was the first request of the minute (creations count, reads do not).
+    _gateway, client, assistant = await team(make_gateway, {"requests_per_minute": 3})
     raw = await client.beta.threads.with_raw_response.create_and_run(assistant_id=assistant)
-    assert (raw.headers["x-ratelimit-limit-requests"], raw.headers["x-ratelimit-remaining-requests"]) == ("2", "1")
+    assert (raw.headers["x-ratelimit-limit-requests"], raw.headers["x-ratelimit-remaining-requests"]) == ("3", "1")
     assert raw.headers["x-ratelimit-reset-requests"].endswith("s")
     await client.beta.threads.create_and_run(assistant_id=assistant)
     with pytest.raises(openai.RateLimitError) as caught:
@@ -151,7 +152,7 @@ async def test_tokens_per_minute_window_in_headers(make_gateway):
 
 @both_protocols
 async def test_per_key_limits(make_gateway):
-    config = limited_tenant({"per_key": {"requests_per_minute": 1}})
+    config = limited_tenant({"per_key": {"requests_per_minute": 2}})  # one for creating the assistant
     config["env"] = {**config["env"], "TEAM2": "sk-team-2"}
     config["tenants"]["team"]["keys"].append("${TEAM2}")
     gateway = await make_gateway(**config)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
 import openai
 import pytest
 
-from gateway.pipeline.ownership import thread_id_of
+from gateway.state import FORGOTTEN
 from gateway.state.memory import MemoryState
 from tests.conftest import Gateway
 from tests.support import both_protocols
@@ -18,13 +17,13 @@ ENV = {"UPSTREAM_KEY": "sk-upstream", "ALICE_KEY": "sk-alice", "BOB_KEY": "sk-bo
 MESSAGE = {"messages": [{"role": "user", "content": "hi"}]}
 
 
-def two_teams(bob_unknown_threads: str = "allow") -> dict[str, Any]:
+def two_teams(bob_unknown_threads: str = "allow", alice_unknown_threads: str = "deny") -> dict[str, Any]:
     return {
         "env": ENV,
         "upstream": {"api_key": "${UPSTREAM_KEY}"},
         "tenants": {
-            "alice": {"keys": ["${ALICE_KEY}"]},
-            "bob": {"keys": ["${BOB_KEY}"], "unknown_threads": bob_unknown_threads},
+            "alice": {"keys": ["${ALICE_KEY}"], "unknown_objects": alice_unknown_threads},
+            "bob": {"keys": ["${BOB_KEY}"], "unknown_objects": bob_unknown_threads},
         },
     }
 
@@ -95,27 +94,19 @@ async def test_threads_the_gateway_never_saw(make_gateway, simulator, policy, st
         assert response.status == status
 
 
-def test_thread_ids_in_paths():
-    assert thread_id_of("/threads/thread_1/runs/run_2/steps") == "thread_1"
-    assert thread_id_of("/threads/thread_1") == "thread_1"
-    assert thread_id_of("/threads/runs") is None
-    assert thread_id_of("/threads") is None
-    assert thread_id_of("/assistants/asst_1") is None
-
-
 async def test_first_claim_wins_and_memory_is_bounded():
     store = MemoryState(max_owned_objects=2)
     await store.claim("alice", "thread_1", "run_1")
     await store.claim("bob", "thread_1")
-    assert await store.owner("thread_1") == "alice"
+    assert (await store.owners(["thread_1"]))[0] == "alice"
     await store.claim("bob", "thread_2")
     await store.claim("bob", "thread_3")
-    assert await store.owner("thread_1") is None  # the oldest was forgotten
-    assert await asyncio.gather(store.owner("thread_2"), store.owner("thread_3")) == ["bob", "bob"]
+    assert (await store.owners(["thread_1"]))[0] == FORGOTTEN  # the oldest was dropped: no one's, not anyone's
+    assert await store.owners(["thread_2", "thread_3"]) == ["bob", "bob"]
 
 
 async def test_a_run_on_a_thread_nobody_claimed_does_not_take_it(make_gateway, simulator):
-    gateway = await make_gateway(**two_teams(bob_unknown_threads="allow"))
+    gateway = await make_gateway(**two_teams(bob_unknown_threads="allow", alice_unknown_threads="allow"))
     direct = openai.AsyncOpenAI(base_url=str(simulator.make_url("/v1")), api_key="sk-any")
     thread = await direct.beta.threads.create()  # behind the gateway's back: nobody's
     assistant = await direct.beta.assistants.create(model="gpt-4o")

@@ -49,7 +49,7 @@ async def test_fail_open_counts_locally_and_recovers(redis_server: RedisServer) 
         assert (await store.hit_requests("rpm:a", 2)).ok
         assert not (await store.hit_requests("rpm:a", 2)).ok  # Redis counted 2
         await store.claim("team-a", "thread_1")
-        assert await check.owner("thread_1") == "team-a"
+        assert (await check.owners(["thread_1"]))[0] == "team-a"
 
         redis_server.stop()
         verdicts = []
@@ -61,16 +61,16 @@ async def test_fail_open_counts_locally_and_recovers(redis_server: RedisServer) 
         assert verdicts[2].refused_by == REQUESTS_PER_MINUTE
         assert events == ["down"] and store.down
         await store.claim("team-b", "thread_2")
-        assert await store.owner("thread_2") == "team-b"
-        assert await store.owner("thread_1") is None  # Redis's claims are out of reach
+        assert (await store.owners(["thread_2"]))[0] == "team-b"
+        assert (await store.owners(["thread_1"]))[0] is None  # Redis's claims are out of reach
 
         redis_server.start()  # empty: nothing was saved
         CLOCK.advance(RETRY_S)
         await store.claim("team-c", "thread_3")
         assert events == ["down", "up"] and not store.down
-        assert await check.owner("thread_3") == "team-c"  # went to Redis
-        assert await check.owner("thread_2") is None
-        assert await store.owner("thread_2") == "team-b"  # claimed locally, still known to this replica
+        assert (await check.owners(["thread_3"]))[0] == "team-c"  # went to Redis
+        assert (await check.owners(["thread_2"]))[0] is None
+        assert (await store.owners(["thread_2"]))[0] == "team-b"  # claimed locally, still known to this replica
         assert (await store.hit_requests("rpm:b", 1)).ok
         assert not (await check.hit_requests("rpm:b", 1)).ok  # counted in Redis
     finally:
@@ -106,11 +106,11 @@ async def test_a_frozen_redis_costs_one_timeout_per_retry_interval(redis_server:
     store, _ = resilient(redis_server, "fail_open", events)
     try:
         await direct.claim("team-a", "thread_1")
-        assert await store.owner("thread_1") == "team-a"
+        assert (await store.owners(["thread_1"]))[0] == "team-a"
         redis_server.pause()
         started = time.monotonic()
         with pytest.raises(StateUnavailable):
-            await direct.owner("thread_1")
+            (await direct.owners(["thread_1"]))[0]
         assert TIMEOUT_S * 0.9 < time.monotonic() - started < TIMEOUT_S + 0.3
 
         first, elapsed = await timed(store.hit_requests("rpm:a", 10))
@@ -119,12 +119,12 @@ async def test_a_frozen_redis_costs_one_timeout_per_retry_interval(redis_server:
         _, elapsed = await timed(asyncio.gather(*(store.hit_requests("rpm:a", 10) for _ in range(20))))
         assert elapsed < TIMEOUT_S / 2  # within the retry interval: straight to the fallback, no waiting on Redis
         CLOCK.advance(RETRY_S)
-        _, elapsed = await timed(store.owner("thread_1"))  # one probe, one timeout
+        _, elapsed = await timed(store.owners(["thread_1"]))  # one probe, one timeout
         assert TIMEOUT_S * 0.9 < elapsed < TIMEOUT_S + 0.3
 
         redis_server.resume()
         CLOCK.advance(RETRY_S)
-        assert await store.owner("thread_1") == "team-a"
+        assert (await store.owners(["thread_1"]))[0] == "team-a"
         assert events == ["down", "up"]
     finally:
         if not redis_server.running:
@@ -210,10 +210,10 @@ async def test_only_state_unavailable_escapes(error: Exception) -> None:
     store = ResilientState(primary, MemoryState(100), "fail_closed", events.append, retry_interval_s=60)  # type: ignore[arg-type]
     for _ in range(5):
         with pytest.raises(StateUnavailable):
-            await store.owner("thread_1")
+            (await store.owners(["thread_1"]))[0]
     assert primary.calls == 1 and events == ["down"]
     open_store = ResilientState(primary, MemoryState(100), "fail_open", retry_interval_s=60)  # type: ignore[arg-type]
-    assert await open_store.owner("thread_1") is None
+    assert (await open_store.owners(["thread_1"]))[0] is None
 
 
 async def test_recovers_after_the_retry_interval() -> None:
@@ -235,7 +235,7 @@ async def test_recovers_after_the_retry_interval() -> None:
     clock.advance(1.0)
     await store.claim("team-a", "thread_4")
     assert primary.calls == 2 and events == ["down", "up"]
-    assert await primary.inner.owner("thread_4") == "team-a"
+    assert (await primary.inner.owners(["thread_4"]))[0] == "team-a"
 
 
 async def test_open_state(redis_server: RedisServer) -> None:
@@ -245,7 +245,7 @@ async def test_open_state(redis_server: RedisServer) -> None:
     assert isinstance(shared, ResilientState)
     try:
         await shared.claim("team-a", "thread_1")
-        assert await shared.owner("thread_1") == "team-a"
+        assert (await shared.owners(["thread_1"]))[0] == "team-a"
     finally:
         await shared.close()
         await memory.close()

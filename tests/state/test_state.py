@@ -15,6 +15,7 @@ import pytest
 from gateway.domain import TokenLimits, Usage
 from gateway.state import (
     CONCURRENT_RUNS,
+    FORGOTTEN,
     OPEN_STREAMS,
     REQUESTS_PER_MINUTE,
     TOKENS_PER_DAY,
@@ -70,22 +71,24 @@ def run(run_id: str, at: float, tenant: str = "team-a") -> PendingRun:
 
 async def test_first_claim_wins(replicas: Replicas) -> None:
     a, b = await replicas(2)
-    assert await a.owner("thread_1") is None
+    assert (await a.owners(["thread_1"]))[0] is None
     await a.claim("team-a", "thread_1", "run_1")
     await b.claim("team-b", "thread_1", "run_2")
     await b.claim("team-b", None, None)  # nothing named: nothing happens
-    assert await a.owner("thread_1") == "team-a"
-    assert await b.owner("thread_1") == "team-a"
+    assert (await a.owners(["thread_1"]))[0] == "team-a"
+    assert (await b.owners(["thread_1"]))[0] == "team-a"
     await b.claim("team-b", "thread_2")
-    assert await a.owner("thread_2") == "team-b"
+    assert (await a.owners(["thread_2"]))[0] == "team-b"
 
 
 async def test_ownership_is_bounded() -> None:
     store = MemoryState(max_owned_objects=2)
-    for n in range(3):
+    for n in range(2):
         await store.claim("team-a", f"thread_{n}")
-    assert await store.owner("thread_0") is None
-    assert await store.owner("thread_2") == "team-a"
+    assert await store.owners(["thread_1", "never-claimed"]) == ["team-a", None]
+    await store.claim("team-a", "thread_3")  # pushes thread_0 out
+    # Once a claim was dropped, no object without an owner can be told from a forgotten one: both deny.
+    assert await store.owners(["thread_0", "never-claimed", "thread_3"]) == [FORGOTTEN, FORGOTTEN, "team-a"]
 
 
 async def test_redis_ownership_is_bounded_least_recently_used_first(redis_server: RedisServer) -> None:
@@ -95,12 +98,11 @@ async def test_redis_ownership_is_bounded_least_recently_used_first(redis_server
         await asyncio.sleep(0.002)
         await store.claim("team-a", "thread_1")
         await asyncio.sleep(0.002)
-        assert await store.owner("thread_0") == "team-a"  # now the most recently used
+        assert (await store.owners(["thread_0"]))[0] == "team-a"  # now the most recently used
         await asyncio.sleep(0.002)
         await store.claim("team-a", "thread_2")
-        assert await store.owner("thread_1") is None
-        assert await store.owner("thread_0") == "team-a"
-        assert await store.owner("thread_2") == "team-a"
+        assert await store.owners(["thread_1", "never-claimed"]) == [FORGOTTEN, FORGOTTEN]
+        assert await store.owners(["thread_0", "thread_2"]) == ["team-a", "team-a"]
     finally:
         await store.close()
 

@@ -43,6 +43,7 @@ async def mixed_workload(gateway) -> int:
     """Streamed, polled, tool-call, denied, upstream-failed and abandoned runs; returns how many run calls."""
     alice, bob = gateway.async_client(api_key="sk-alice"), gateway.async_client(api_key="sk-bob")
     assistant = await alice.beta.assistants.create(model="gpt-4o")
+    bobs = await bob.beta.assistants.create(model="gpt-4o")
     async with alice.beta.threads.create_and_run_stream(assistant_id=assistant.id, thread=MESSAGE) as stream:
         await stream.until_done()
     await alice.beta.threads.create_and_run_poll(assistant_id=assistant.id, thread=MESSAGE, poll_interval_ms=5)
@@ -55,9 +56,11 @@ async def mixed_workload(gateway) -> int:
         paused.id, thread_id=paused.thread_id, tool_outputs=[{"tool_call_id": call.id, "output": "shipped"}]
     )
     with pytest.raises(openai.PermissionDeniedError):
-        await bob.beta.threads.create_and_run(assistant_id=assistant.id, model="gpt-4o-mini")
+        await bob.beta.threads.create_and_run(assistant_id=bobs.id, model="gpt-4o-mini")
     with pytest.raises(openai.InternalServerError):
-        await alice.beta.threads.create_and_run(assistant_id=assistant.id, extra_headers={"X-Simulator-Fault": "http-500"})
+        await alice.beta.threads.create_and_run(
+            assistant_id=assistant.id, extra_headers={"X-Simulator-Fault": "http-500"}
+        )
     stream = await alice.beta.threads.create_and_run(
         assistant_id=assistant.id, stream=True, extra_headers={"X-Simulator-Event-Delay-Ms": "30"}
     )

@@ -32,6 +32,7 @@ async def teams(make_gateway) -> Gateway:
 async def test_counters_match_an_sdk_workload(teams):
     alice, bob = teams.async_client(api_key="sk-alice"), teams.async_client(api_key="sk-bob")
     assistant = await alice.beta.assistants.create(model="gpt-4o")
+    bobs = await bob.beta.assistants.create(model="gpt-4o")
     deltas: Counter[str] = Counter()
     usage = {"input": 0, "output": 0}
     for _ in range(2):
@@ -43,9 +44,11 @@ async def test_counters_match_an_sdk_workload(teams):
         usage["output"] += final.usage.completion_tokens
     await alice.beta.threads.create_and_run(assistant_id=assistant.id, thread=MESSAGE)
     with pytest.raises(openai.PermissionDeniedError):
-        await bob.beta.threads.create_and_run(assistant_id=assistant.id, model="gpt-4o-mini")
+        await bob.beta.threads.create_and_run(assistant_id=bobs.id, model="gpt-4o-mini")
     with pytest.raises(openai.InternalServerError):
-        await alice.beta.threads.create_and_run(assistant_id=assistant.id, extra_headers={"X-Simulator-Fault": "http-500"})
+        await alice.beta.threads.create_and_run(
+            assistant_id=assistant.id, extra_headers={"X-Simulator-Fault": "http-500"}
+        )
     await teams.runs.wait(5)
 
     m = await scrape(teams)
@@ -82,7 +85,9 @@ async def test_labels_stay_bounded(teams, simulator):
     run = await alice.beta.threads.create_and_run_poll(assistant_id=assistant.id, poll_interval_ms=5)
     await alice.beta.threads.messages.list(run.thread_id)
     async with aiohttp.ClientSession() as session:
-        await session.get(teams.server.make_url("/v1/threads/thread_abc/../../etc"), headers={"Authorization": "Bearer x"})
+        await session.get(
+            teams.server.make_url("/v1/threads/thread_abc/../../etc"), headers={"Authorization": "Bearer x"}
+        )
     m = await scrape(teams)
     labels: set[tuple[str, str]] = {pair for (_name, pairs) in m for pair in pairs}
     values = {v for k, v in labels if k in ("route", "model", "tenant", "gen_ai_request_model")}
