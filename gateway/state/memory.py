@@ -6,152 +6,46 @@ atomic on the event loop. Everything that could grow is bounded: ownership by an
 (and by `max_owned_objects` each, oldest dropped first); token buckets by their window; the
 ledger by `LEDGER_DAYS`.
 
-Semantics shared with `RedisState` (the helpers below are used by both):
-
-- Token buckets are fixed windows per tenant: the UTC minute (`tpm:{tenant}:{YYYYMMDDHHMM}`), the
-  UTC day (`tpd:{tenant}:{YYYY-MM-DD}`) and the UTC month (`tpmo:{tenant}:{YYYY-MM}`). A
-  reservation or an unreserved settle counts in all three buckets, whether or not a limit is
-  configured for it, so a limit added by a reload starts from what was really spent; only the
-  configured limits are checked.
-- `reserve` refuses naming the first limit (minute, day, month) that `amount` would push over,
-  with `retry_after_s` = the seconds until that bucket resets. The verdict carries a `Window` for
-  tokens per minute whenever that limit is configured (after the reservation when admitted).
-  Reserving again under an id already held admits without charging twice.
-- `settle` charges the reservation's own buckets (those of the minute/day/month it was made in) by
-  `total_tokens − reserved` (floored at 0); with `usage=None` the whole reservation stays charged.
-  A run with no reservation (never bound, cancelled, or its reservation expired) charges
-  `total_tokens` to the buckets of `now`; with `usage=None` it charges nothing. The ledger row of
-  `now`'s UTC day gets `runs + 1` and the usage's tokens; with `usage=None` it gets `runs + 1` and
-  no tokens (the ledger holds what the upstream reported; the budget holds the worst case).
-- `bind` after the run was already settled gives the reservation back (the settle charged the
-  usage without it) and does not list the run. A run has one reservation: bind it once.
-- `cancel` gives the whole reservation back, bound or not (a bound run then settles as unreserved).
-- `hold_for_run` replaces the call's lease by the run's in every key given; `release_run` drops the
-  run's leases and remembers the run as released for `RELEASED_TTL_S` (a later hold only drops the
-  call's leases).
-- Concurrency verdicts name `open_streams` for lease keys starting with `streams`, else
-  `concurrent_runs`; a refused lease says retry after min(oldest lease's expiry, 1 s), since a slot
-  usually frees long before its lease expires.
+The semantics it shares with `RedisState` are `gateway/state/semantics.py`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import heapq
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
 
 from cachetools import LRUCache
-from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from limits.limits import safe_string
 
 from gateway.domain import TokenLimits, Usage
 from gateway.state import (
-    CONCURRENT_RUNS,
     FORGOTTEN,
-    OPEN_STREAMS,
-    REQUESTS_PER_MINUTE,
-    TOKENS_PER_DAY,
-    TOKENS_PER_MINUTE,
-    TOKENS_PER_MONTH,
     PendingRun,
     UsageRow,
     Verdict,
     Window,
 )
+from gateway.state.semantics import (
+    LEASE_RETRY_AFTER_S,
+    LEDGER_DAYS,
+    PENDING_TTL_S,
+    RELEASED_TTL_S,
+    SETTLED_TTL_S,
+    PerMinute,
+    lease_limit_name,
+    limit_values,
+    token_buckets,
+    token_verdict,
+    utc_day,
+    window_of,
+)
 
-PENDING_TTL_S = 2 * 86400  # a reservation or pending run older than this is forgotten (reservation stays charged)
-SETTLED_TTL_S = 7 * 86400  # how long a second settle of the same run id is recognised
-LEDGER_DAYS = 400  # ledger days kept
-RELEASED_TTL_S = 86400  # how long a run whose slots were released is not held again
-LEASE_RETRY_AFTER_S = 1.0  # the longest retry-after a refused lease suggests
 _PRUNE_EVERY_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    """One fixed token window of a tenant at some instant."""
-
-    name: str  # TOKENS_PER_MINUTE, TOKENS_PER_DAY or TOKENS_PER_MONTH
-    key: str  # e.g. `tpm:{tenant}:{YYYYMMDDHHMM}` (the Redis backend adds its prefix)
-    reset_s: float  # seconds from the instant until the window ends
-    ttl_s: int  # how long to keep the counter: past its end, with room for late settles
-
-
-def token_buckets(tenant: str, now: float) -> tuple[Bucket, Bucket, Bucket]:
-    """The minute, day and month buckets `now` falls in (UTC)."""
-    minute_start = math.floor(now / 60) * 60
-    minute, day, month, day_end, month_end = _calendar(minute_start)
-    minute_reset = minute_start + 60 - now
-    day_reset = day_end - now
-    month_reset = month_end - now
-    return (
-        Bucket(TOKENS_PER_MINUTE, f"tpm:{tenant}:{minute}", minute_reset, 120),
-        Bucket(TOKENS_PER_DAY, f"tpd:{tenant}:{day}", day_reset, math.ceil(day_reset) + 86400),
-        Bucket(TOKENS_PER_MONTH, f"tpmo:{tenant}:{month}", month_reset, math.ceil(month_reset) + 86400),
-    )
-
-
-@functools.lru_cache(maxsize=4)
-def _calendar(minute_start: int) -> tuple[str, str, str, float, float]:
-    """A UTC minute's names (`YYYYMMDDHHMM`, `YYYY-MM-DD`, `YYYY-MM`) and the ends of its day and month:
-    the same for every call within the minute, and datetime arithmetic costs more than the rest."""
-    at = datetime.fromtimestamp(minute_start, UTC)
-    next_day = datetime(at.year, at.month, at.day, tzinfo=UTC) + timedelta(days=1)
-    next_month = datetime(at.year + at.month // 12, at.month % 12 + 1, 1, tzinfo=UTC)
-    return f"{at:%Y%m%d%H%M}", f"{at:%Y-%m-%d}", f"{at:%Y-%m}", next_day.timestamp(), next_month.timestamp()
-
-
-def limit_values(limits: TokenLimits) -> tuple[int | None, int | None, int | None]:
-    return (limits.per_minute, limits.per_day, limits.per_month)
-
-
-def token_verdict(
-    buckets: tuple[Bucket, Bucket, Bucket], limits: TokenLimits, used_minute: int, refused: int | None
-) -> Verdict:
-    """`used_minute`: the minute bucket after an admitted reservation, before a refused one;
-    `refused`: the index (0 minute, 1 day, 2 month) of the limit that refused, None if admitted."""
-    window = None
-    if limits.per_minute is not None:
-        window = Window(limits.per_minute, max(0, limits.per_minute - used_minute), buckets[0].reset_s)
-    if refused is None:
-        return Verdict(True, window)
-    bucket = buckets[refused]
-    return Verdict(False, window, bucket.name, bucket.reset_s)
-
-
-def lease_limit_name(key: str) -> str:
-    return OPEN_STREAMS if key.startswith(("streams", OPEN_STREAMS)) else CONCURRENT_RUNS
-
-
-def utc_day(now: float) -> str:
-    return _calendar(math.floor(now / 60) * 60)[1]
-
-
-class PerMinute(RateLimitItemPerMinute):
-    """A per-minute limit whose storage key is just the caller's key (no amount, no namespace), so a
-    reload that changes the limit keeps the requests already counted."""
-
-    def key_for(self, *identifiers: bytes | str | int | float) -> str:
-        return "/".join(safe_string(k) for k in identifiers)
-
-
-def window_of(per_minute: int, reset_time: float, remaining: int, ok: bool) -> Verdict:
-    now = time.time()
-    reset_s = reset_time - now
-    if reset_s <= 0:  # `limits` says "now" when a counter's TTL is a whole number of windows: the window's end
-        reset_s = 60 - now % 60
-    window = Window(per_minute, max(0, remaining), reset_s)
-    if ok:
-        return Verdict(True, window)
-    return Verdict(False, window, REQUESTS_PER_MINUTE, reset_s)
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 from gateway.domain import TokenLimits, Usage
 from gateway.state import FORGOTTEN, PendingRun, StateUnavailable, UsageRow, Verdict, Window
 from gateway.state import redis_scripts as lua
-from gateway.state.memory import (
+from gateway.state.semantics import (
     LEASE_RETRY_AFTER_S,
     LEDGER_DAYS,
     PENDING_TTL_S,

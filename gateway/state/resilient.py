@@ -29,7 +29,7 @@ from cachetools import TTLCache
 
 from gateway.domain import TokenLimits, Usage
 from gateway.state import FORGOTTEN, PendingRun, StateStore, StateUnavailable, UsageRow, Verdict
-from gateway.state.memory import PENDING_TTL_S
+from gateway.state.semantics import PENDING_TTL_S
 
 T = TypeVar("T")
 log = structlog.get_logger("gateway.state")

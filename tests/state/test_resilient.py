@@ -12,9 +12,10 @@ import pytest
 from gateway.domain import Usage
 from gateway.state import REQUESTS_PER_MINUTE, TOKENS_PER_DAY, PendingRun, StateUnavailable, TokenLimits, UsageRow
 from gateway.state.factory import open_state
-from gateway.state.memory import MemoryState, utc_day
+from gateway.state.memory import MemoryState
 from gateway.state.redis import RedisState
 from gateway.state.resilient import ResilientState
+from gateway.state.semantics import utc_day
 from tests.redis_server import RedisServer
 from tests.support import SteppedClock
 
