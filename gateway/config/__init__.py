@@ -98,7 +98,7 @@ class UpstreamConfig(_Section):
     max_response_bytes: int = Field(32 * 1024 * 1024, gt=0, description="largest JSON body read to observe")
     unknown_fields: Literal["reject", "pass"] = "reject"
     allowed_paths: tuple[str, ...] = ("/threads", "/assistants", "/files", "/vector_stores")
-    assistant_cache_ttl_s: float = Field(60.0, ge=0, description="how long an assistant's model is trusted")
+    assistant_cache_ttl_s: float = Field(60.0, ge=0, description="how long an assistant's model, tools and instructions are trusted")
     protocol: Literal["assistants", "responses"] = Field(
         "assistants", description="assistants: forward as is; responses: serve the Assistants API on Responses"
     )

@@ -1,6 +1,7 @@
 """The policy stage's edges: gather facts, ask the pure `policy.decide`, act on its decision.
 
-Deny → 403 `policy_violation` naming every violation; clamped or injected fields → the body is
+Run calls and assistants' create and update bodies (`judge_assistant`: what an assistant stores runs
+on every run of it). Deny → 403 `policy_violation` naming every violation; clamped or injected fields → the body is
 re-serialised (the only time the gateway changes one) and the fields are named in
 `x-gateway-policy-modified`. Shadowed violations are recorded and the request goes on. The token
 caps the decision leaves in force are what admission reserves.
@@ -12,16 +13,19 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+import structlog
 
 from gateway.config.policy import PolicyConfig
 from gateway.domain import token_caps
 from gateway.errors import PolicyViolation
 from gateway.pipeline.call import RunCall
-from gateway.pipeline.facts import assistant_model
-from gateway.policy.decision import Facts, decide, denial_message, needs_assistant_model
-from gateway.schema.requests import CreateRunRequest, CreateThreadAndRunRequest
+from gateway.pipeline.facts import assistant_facts
+from gateway.policy.decision import Facts, decide, decide_assistant, denial_message, needs_assistant
+from gateway.runtime import Runtime
+from gateway.schema.requests import CreateRunRequest, CreateThreadAndRunRequest, RunRoute, validate_run_request
 
 MODIFIED_HEADER = "x-gateway-policy-modified"
+log = structlog.get_logger("gateway.enforce")
 
 
 async def enforce(call: RunCall) -> None:
@@ -68,7 +72,28 @@ async def _judge(call: RunCall) -> Mapping[str, Any]:
 
 async def _facts(call: RunCall, policy: PolicyConfig) -> Facts:
     request = call.run_request
-    if request is None or not needs_assistant_model(call.route, request, policy):
+    if request is None or not needs_assistant(call.route, request, policy):
         return Facts()
     assert isinstance(request, CreateThreadAndRunRequest | CreateRunRequest)
-    return Facts(assistant_model=await assistant_model(call, request.assistant_id))
+    return await assistant_facts(call, request.assistant_id)
+
+
+# What of an assistant's body runs on every run of it: judged as a run's would be.
+_ASSISTANT_FIELDS = ("model", "instructions", "tools", "tool_resources", "temperature", "top_p", "response_format")
+
+
+def judge_assistant(runtime: Runtime, tenant: str, data: object) -> None:
+    """An assistant's create or update body under the tenant's policy: 403 naming every violation, as
+    for a run (nothing is changed: an assistant has no token caps to clamp). Shadowed rules are logged."""
+    policy = runtime.policy_for(tenant)
+    if policy is None or not isinstance(data, dict):
+        return
+    as_run = {"assistant_id": "-", **{name: data[name] for name in _ASSISTANT_FIELDS if data.get(name) is not None}}
+    request = validate_run_request(RunRoute.CREATE_THREAD_AND_RUN, as_run, unknown_fields="pass")
+    assert isinstance(request, CreateThreadAndRunRequest)
+    decision = decide_assistant(request, as_run, policy)
+    if decision.shadowed:
+        log.info("policy_shadow_deny", tenant=tenant, call="assistant", rules=[v.rule for v in decision.shadowed])
+    if not decision.allowed:
+        name = runtime.config.policy_name_for(tenant)
+        raise PolicyViolation(denial_message(decision.violations, policy=name), param=decision.violations[0].param)

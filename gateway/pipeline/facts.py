@@ -1,8 +1,9 @@
-"""Facts the policy needs but the body does not carry: the assistant's own model.
+"""Facts the policy needs but the body does not carry: the assistant's own model, tools and instructions.
 
 Fetched through the upstream with the caller's upstream credential and cached per tenant with a
-TTL (see `Runtime.assistant_models`). If the upstream refuses (say, 404 for an unknown assistant)
-its answer goes back to the client as is, exactly as the run call itself would have been answered.
+TTL (see `Runtime.assistant_facts`; an update or delete through the gateway drops the entry). If
+the upstream refuses (say, 404 for an unknown assistant) its answer goes back to the client as is,
+exactly as the run call itself would have been answered.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from urllib.parse import quote
 from gateway.domain import json_object
 from gateway.errors import UpstreamAnswer
 from gateway.pipeline.call import RunCall
+from gateway.policy.decision import Facts
 
 
-async def assistant_model(call: RunCall, assistant_id: str) -> str | None:
+async def assistant_facts(call: RunCall, assistant_id: str) -> Facts:
     runtime, key = call.runtime, (call.tenant, assistant_id)
-    cached = runtime.assistant_models.get(key)
+    cached = runtime.assistant_facts.get(key)
     if cached is not None:
         return cached
     status, body, content_type = await runtime.upstream.fetch(
@@ -30,8 +32,23 @@ async def assistant_model(call: RunCall, assistant_id: str) -> str | None:
     )
     if status != 200:
         raise UpstreamAnswer(status, body, content_type)
-    model = json_object(body).get("model")
-    if isinstance(model, str):
-        runtime.assistant_models[key] = model
-        return model
-    return None
+    assistant = json_object(body)
+    model, tools, instructions = assistant.get("model"), assistant.get("tools"), assistant.get("instructions")
+    facts = Facts(
+        assistant_model=model if isinstance(model, str) else None,
+        assistant_tools=tuple(tools) if isinstance(tools, list) else (),
+        assistant_instructions=bool(instructions) and await _written_by_tenant(call, assistant_id),
+    )
+    runtime.assistant_facts[key] = facts
+    return facts
+
+
+async def _written_by_tenant(call: RunCall, assistant_id: str) -> bool:
+    """Whether the caller's tenant wrote the assistant (its instructions are then the tenant's words):
+    one it created through the gateway, or on the facade any but the platform's own (`assistants:`)."""
+    config = call.runtime.config
+    if assistant_id in config.assistants:
+        return False
+    if config.upstream.protocol == "responses":  # the facade serves only the tenant's own and the platform's
+        return True
+    return (await call.state.owners([assistant_id]))[0] == call.tenant

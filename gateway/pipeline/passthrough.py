@@ -19,11 +19,12 @@ from gateway.http.body import BodyStream
 from gateway.http.relay import JsonObserver, relay
 from gateway.keys import CALLER, REQUEST_ID, REQUEST_RUNTIME, STATE
 from gateway.pipeline.admit import count_request
+from gateway.pipeline.enforce import judge_assistant
 from gateway.pipeline.forward import API_ROOT, forward
 from gateway.pipeline.lists import owned_list
 from gateway.pipeline.ownership import check_owned, claim_created, guards, owner_recordable, refs_of
 from gateway.pipeline.settle import settle_polled
-from gateway.pipeline.tenancy import created_by, listed_by
+from gateway.pipeline.tenancy import ASSISTANT, collection_of, created_by, listed_by
 from gateway.pipeline.validate import read_json_body
 
 _RUNS = re.compile(r"^/threads/[^/]+/runs(/[^/]+)?$")  # a run polled, or a thread's runs listed
@@ -59,7 +60,7 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
             raise body.failure from None  # the client's fault (413, 408), not a broken upstream
         raise
     if request.method in ("POST", "DELETE") and _ONE_ASSISTANT.match(api_path):  # changed: judge it afresh
-        runtime.assistant_models.pop((request[CALLER].tenant, api_path.rsplit("/", 1)[1]), None)
+        runtime.assistant_facts.pop((request[CALLER].tenant, api_path.rsplit("/", 1)[1]), None)
     observe = _observer_for(request, api_path)
     return await relay(
         request, upstream_response, request[REQUEST_ID], observe, runtime.config.upstream.max_response_bytes
@@ -67,18 +68,25 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
 
 
 async def _owned_call(request: web.Request, api_path: str) -> bytes | None:
-    """The tenancy checks of a pass-through call: the objects its path and JSON body name are the
-    caller's (404), and a call that creates one counts against the request rate (429) and is sent
-    only if its owner can be recorded (503). The JSON body, read to check it, is what goes on."""
+    """The checks of a pass-through call: the objects its path and JSON body name are the caller's
+    (404); an assistant's body meets the policy (403); a call that creates an object counts against
+    the request rate (429) and is sent only if its owner can be recorded (503). The JSON body, read
+    to check it, is what goes on."""
     runtime, state, caller = request[REQUEST_RUNTIME], request.app[STATE], request[CALLER]
-    if runtime.config.tenants is None:
+    tenancy = runtime.config.tenants is not None
+    policy = runtime.policy_for(caller.tenant)
+    judged = request.method == "POST" and collection_of(api_path) is ASSISTANT and policy is not None
+    if not (tenancy or judged):
         return None
     body, data = None, None
     if request.method == "POST" and request.body_exists and request.content_type != "multipart/form-data":
         listen = runtime.config.listen
         body, data = await read_json_body(request, listen.max_body_bytes, listen.body_timeout_s)
-    await check_owned(runtime, state, caller.tenant, refs_of(api_path, data))
-    if created_by(request.method, api_path) is not None:
+    if tenancy:
+        await check_owned(runtime, state, caller.tenant, refs_of(api_path, data))
+    if judged:
+        judge_assistant(runtime, caller.tenant, data)
+    if tenancy and created_by(request.method, api_path) is not None:
         limits = runtime.config.limits.for_tenant(caller.tenant)
         await count_request(state, limits, caller.tenant, caller.fingerprint or "-")
         await owner_recordable(state)

@@ -50,6 +50,12 @@ def named_in_path(api_path: str) -> Ref | None:
     return None if kind is None else Ref(kind, parts[2])
 
 
+def collection_of(api_path: str) -> Kind | None:
+    """The kind a path is the collection or one object of: `/assistants`, `/assistants/{id}`."""
+    parts = api_path.split("/")
+    return KINDS.get(parts[1]) if len(parts) in (2, 3) else None
+
+
 def created_by(method: str, api_path: str) -> Kind | None:
     """The kind of object a call creates: a POST to its collection's root."""
     return KINDS.get(api_path[1:]) if method == "POST" else None

@@ -4,8 +4,11 @@
     if decision.violations: 403 with denial_message(decision.violations, policy=name)
     forward decision.body (re-serialised only if decision.modified); record decision.shadowed
 
-The gateway calls `needs_assistant_model` first: when it is true the body names no model, so the
-gateway fetches the assistant's model into `Facts` (None if it could not: model rules then fail closed).
+The gateway calls `needs_assistant` first: when it is true the body leaves its model, tools or
+instructions to the assistant, so the gateway reads the assistant into `Facts` (no model if it could
+not: model rules then fail closed). A run is judged on what will run: the body's own settings, and
+the assistant's where the body sends none. `decide_assistant` judges an assistant's create or update
+body by the same rules, so what a tenant may not send in a run it may not store in an assistant.
 
 Rule ids (`RULE_IDS`) and what each judges. Absent config = not judged. Unless noted, a rule only
 applies to create-thread-and-run (CTR) and create-run (CR); submit_tool_outputs is only judged by
@@ -14,9 +17,9 @@ content.max_text_chars.
     models.allow / models.deny        the effective model (body `model`, else the assistant's) against
                                       globs; unknown model → violation (fail closed); deny beats allow
     assistants.allow / .deny          `assistant_id`, exact ids
-    tools.allowed_types               types in `tools[]`, in every attachment's `tools[]`, and a forced
-                                      `tool_choice.type` (tools rules see what the request sends; an
-                                      assistant's own tools are governed by choosing the assistant)
+    tools.allowed_types               types in `tools[]` (the assistant's when the run sends none: param
+                                      `assistant_id`), in every attachment's `tools[]`, and a forced
+                                      `tool_choice.type`
     tools.functions                   `tools[].function.name` and a forced `tool_choice.function.name`
     tools.max_tools                   len(`tools`)
     tools.max_file_search_results     a sent `tools[].file_search.max_num_results` over the ceiling
@@ -37,7 +40,8 @@ content.max_text_chars.
                                       thread.tool_resources + attachments given to code_interpreter
     content.vector_store_helper       thread.tool_resources.file_search.vector_stores: refused, or a
                                       store with more file_ids than max_files
-    content.instructions_override     a non-null `instructions` (additional_instructions is fine)
+    content.instructions_override     a non-null `instructions` (additional_instructions is fine), or
+                                      none on an assistant whose instructions its tenant wrote
     metadata.required                 keys missing from the run's `metadata` (param metadata.<key>)
     metadata.allowed_values           a present key whose value is not listed
 
@@ -50,13 +54,16 @@ applies from the first request, and shadowing is only about what would be refuse
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from gateway.config.policy import RULE_IDS, PolicyConfig
 from gateway.policy.rules import (
     Findings,
+    RunOptions,
     Violation,
     judge_assistants,
     judge_content,
@@ -68,6 +75,7 @@ from gateway.policy.rules import (
     judge_tools,
     messages_of,
 )
+from gateway.schema.parts import UNKNOWN_FIELDS, Tool, Tools
 from gateway.schema.requests import (
     CreateRunRequest,
     CreateThreadAndRunRequest,
@@ -76,7 +84,7 @@ from gateway.schema.requests import (
     SubmitToolOutputsRequest,
 )
 
-__all__ = ["RULE_IDS", "Decision", "Facts", "Violation", "decide", "denial_message", "needs_assistant_model"]
+__all__ = ["RULE_IDS", "Decision", "Facts", "Violation", "decide", "decide_assistant", "denial_message", "needs_assistant"]
 
 _REQUEST_TYPES: dict[RunRoute, type[RunRequest]] = {
     RunRoute.CREATE_THREAD_AND_RUN: CreateThreadAndRunRequest,
@@ -87,9 +95,12 @@ _REQUEST_TYPES: dict[RunRoute, type[RunRequest]] = {
 
 @dataclass(frozen=True, slots=True)
 class Facts:
-    """What the body does not say but the policy needs, fetched by the gateway beforehand."""
+    """What the body does not say but the policy needs: the assistant's own settings, which run
+    wherever the run sends none of its own (read by the gateway beforehand)."""
 
     assistant_model: str | None = None
+    assistant_tools: tuple[Mapping[str, Any], ...] | None = None  # as the upstream lists them; None: not read
+    assistant_instructions: bool = False  # the assistant carries instructions its tenant wrote
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +115,34 @@ class Decision:
         return not self.violations
 
 
-def needs_assistant_model(route: RunRoute, request: RunRequest, policy: PolicyConfig) -> bool:
-    """True when a model rule must be judged and the body names no model (so fetch the assistant's)."""
+def needs_assistant(route: RunRoute, request: RunRequest, policy: PolicyConfig) -> bool:
+    """True when a rule judges what the body leaves to the assistant (its model, tools or
+    instructions): the gateway then reads the assistant into `Facts`."""
     if route is RunRoute.SUBMIT_TOOL_OUTPUTS or isinstance(request, SubmitToolOutputsRequest):
         return False
-    return policy.has_model_rules and request.model is None
+    content = policy.content
+    return (
+        (policy.has_model_rules and request.model is None)
+        or (policy.tools is not None and request.tools is None)
+        or (content is not None and not content.allow_instructions_override and request.instructions is None)
+    )
+
+
+def decide_assistant(request: CreateThreadAndRunRequest, body: dict[str, Any], policy: PolicyConfig) -> Decision:
+    """An assistant's create or update body, judged as every run on it will be: its model, tools,
+    sampling and instructions (`request` holds just those, validated as a run's; a field not sent
+    is not judged, so an update leaves the rest as the assistant has it)."""
+    found = Findings(policy, body)
+    if policy.has_model_rules and policy.models is not None and request.model is not None:
+        judge_models(request.model, True, policy.models, found)
+    messages = messages_of(request)
+    if policy.tools is not None:
+        judge_tools(request, messages, policy.tools, found)
+    if policy.sampling is not None:
+        judge_sampling(request, policy.sampling, found)
+    if policy.content is not None:
+        judge_content(request, messages, policy.content, found)
+    return Decision(tuple(found.violations), tuple(found.shadowed), (), body)
 
 
 def decide(route: RunRoute, request: RunRequest, body: dict[str, Any], policy: PolicyConfig, facts: Facts) -> Decision:
@@ -135,15 +169,32 @@ def _judge_run(
         judge_assistants(request.assistant_id, policy.assistants, found)
     messages = messages_of(request)
     if policy.tools is not None:
-        judge_tools(request, messages, policy.tools, found)
+        judge_tools(request, messages, policy.tools, found, inherited=_inherited_tools(request, facts, found))
     if policy.tokens is not None:
         judge_tokens(request, policy.tokens, found)
     if policy.sampling is not None:
         judge_sampling(request, policy.sampling, found)
     if policy.content is not None:
         judge_content(request, messages, policy.content, found)
+        if not policy.content.allow_instructions_override and request.instructions is None and facts.assistant_instructions:
+            message = "the assistant carries instructions its tenant wrote, and this policy lets it write none"
+            found.add("content.instructions_override", "assistant_id", message)
     if policy.metadata is not None:
         judge_metadata(request.metadata, policy.metadata, found)
+
+
+_TOOLS: TypeAdapter[list[Tool]] = TypeAdapter(Tools)
+
+
+def _inherited_tools(request: RunOptions, facts: Facts, found: Findings) -> list[Tool]:
+    """The assistant's tools, which run when the request sends no `tools` of its own."""
+    if request.tools is not None or not facts.assistant_tools:
+        return []
+    try:
+        return _TOOLS.validate_python(list(facts.assistant_tools), context={UNKNOWN_FIELDS: "pass"})
+    except ValidationError:  # a tool the gateway does not know cannot be judged: refused, as unknown models are
+        found.add("tools.allowed_types", "assistant_id", "the assistant has a tool this gateway cannot judge")
+        return []
 
 
 def denial_message(violations: Sequence[Violation], *, policy: str | None = None) -> str:

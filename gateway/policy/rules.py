@@ -7,7 +7,7 @@ enforced or shadowed and owns the copy-on-write body. None of them stops at the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +30,7 @@ from gateway.schema.parts import (
     FunctionTool,
     ImageUrlPart,
     TextPart,
+    Tool,
     ToolChoiceFunction,
 )
 from gateway.schema.requests import CreateRunRequest, CreateThreadAndRunRequest, SubmitToolOutputsRequest
@@ -113,22 +114,29 @@ def judge_assistants(assistant_id: str, rules: AssistantRules, f: Findings) -> N
 # --- tools ----------------------------------------------------------------------------------
 
 
-def judge_tools(request: RunOptions, messages: Messages, rules: ToolRules, f: Findings) -> None:
+def judge_tools(
+    request: RunOptions, messages: Messages, rules: ToolRules, f: Findings, inherited: Sequence[Tool] = ()
+) -> None:
+    """The tools the run will have: its own `tools`, or (`inherited`) the assistant's when it sends
+    none; an inherited tool's violation names `assistant_id`, the choice that brought it."""
     types, functions = rules.allowed_types, rules.functions
-    tools = request.tools or []
+    own = request.tools is not None
+    tools, whose = (request.tools or [], "") if own else (inherited, "the assistant's ")
+    at: Callable[[str], str] = (lambda path: path) if own else (lambda _path: "assistant_id")
     if rules.max_tools is not None and len(tools) > rules.max_tools:
-        f.add("tools.max_tools", "tools", f"{len(tools)} tools sent, at most {rules.max_tools} allowed")
+        count = f"{len(tools)} tools sent" if own else f"the assistant has {len(tools)} tools"
+        f.add("tools.max_tools", at("tools"), f"{count}, at most {rules.max_tools} allowed")
     for i, tool in enumerate(tools):
         if types is not None and tool.type not in types:
-            f.add("tools.allowed_types", f"tools[{i}].type", f"tool type {tool.type!r} is not allowed")
+            f.add("tools.allowed_types", at(f"tools[{i}].type"), f"{whose}tool type {tool.type!r} is not allowed")
         if isinstance(tool, FunctionTool):
-            _judge_function(tool.function.name, f"tools[{i}].function.name", functions, f)
+            _judge_function(tool.function.name, at(f"tools[{i}].function.name"), functions, f)
         elif isinstance(tool, FileSearchTool) and rules.max_file_search_results is not None:
             wanted = tool.file_search.max_num_results if tool.file_search is not None else None
             if wanted is not None and wanted > rules.max_file_search_results:
                 f.add(
                     "tools.max_file_search_results",
-                    f"tools[{i}].file_search.max_num_results",
+                    at(f"tools[{i}].file_search.max_num_results"),
                     f"file_search max_num_results {wanted} exceeds the ceiling of {rules.max_file_search_results}",
                 )
     if types is not None:  # attachments name tools too, and each one enables it for that file

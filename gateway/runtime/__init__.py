@@ -12,6 +12,7 @@ from cachetools import TTLCache
 
 from gateway.config import Config
 from gateway.config.policy import PolicyConfig
+from gateway.policy.decision import Facts
 from gateway.runtime.auth import PASSTHROUGH, Authenticator, KeyRing
 from gateway.runtime.labels import Labels
 from gateway.upstreams import UpstreamAdapter, adapter_for
@@ -27,8 +28,8 @@ class Runtime:
     admin_keys: KeyRing
     metrics_keys: KeyRing  # none: /metrics is open
     labels: Labels  # metric label values this config allows
-    # (tenant, assistant id) → model; lives with the config, so a reload starts it afresh.
-    assistant_models: TTLCache[tuple[str, str], str] = field(compare=False)
+    # (tenant, assistant id) → its model, tools, instructions; lives with the config, so a reload starts it afresh.
+    assistant_facts: TTLCache[tuple[str, str], Facts] = field(compare=False)
 
     @classmethod
     def from_config(cls, config: Config) -> Runtime:
@@ -39,7 +40,7 @@ class Runtime:
             admin_keys=KeyRing((key, "admin") for key in config.admin.keys),
             metrics_keys=KeyRing((key, "metrics") for key in config.telemetry.metrics.keys),
             labels=Labels([*(config.tenants or {}), PASSTHROUGH], config.telemetry.metric_models),
-            assistant_models=TTLCache(_ASSISTANTS_CACHED, ttl=config.upstream.assistant_cache_ttl_s or 1e-9),
+            assistant_facts=TTLCache(_ASSISTANTS_CACHED, ttl=config.upstream.assistant_cache_ttl_s or 1e-9),
         )
 
     def policy_for(self, tenant: str) -> PolicyConfig | None:

@@ -453,6 +453,9 @@ async def test_assistants_made_through_the_api_belong_to_their_tenant(make_gatew
 async def test_the_policy_judges_the_assistants_own_model(make_gateway) -> None:
     gateway = await make_gateway(**TWO_TEAMS)
     a = gateway.async_client(api_key="sk-team-a")
-    o3 = await a.beta.assistants.create(model="o3")
+    with pytest.raises(openai.PermissionDeniedError, match="models"):  # an assistant's body is judged as its runs
+        await a.beta.assistants.create(model="o3")
+    o3 = {**TWO_TEAMS, "assistants": {"asst_o3": {"model": "o3"}}}  # the platform's, never judged as a body
+    a = (await make_gateway(**o3)).async_client(api_key="sk-team-a")
     with pytest.raises(openai.PermissionDeniedError, match="models"):  # the body names no model: the assistant's is judged
-        await a.beta.threads.create_and_run(assistant_id=o3.id, thread=THREAD, stream=True)
+        await a.beta.threads.create_and_run(assistant_id="asst_o3", thread=THREAD, stream=True)

@@ -8,9 +8,18 @@ from typing import Any, NamedTuple
 import pytest
 
 from gateway.config.policy import PolicyConfig
-from gateway.policy.decision import RULE_IDS, Decision, Facts, Violation, decide, denial_message, needs_assistant_model
+from gateway.policy.decision import (
+    RULE_IDS,
+    Decision,
+    Facts,
+    Violation,
+    decide,
+    decide_assistant,
+    denial_message,
+    needs_assistant,
+)
 from gateway.policy.rules import image_host
-from gateway.schema.requests import RunRoute, validate_run_request
+from gateway.schema.requests import CreateThreadAndRunRequest, RunRoute, validate_run_request
 
 CTR, RUN, SUBMIT = RunRoute.CREATE_THREAD_AND_RUN, RunRoute.CREATE_RUN, RunRoute.SUBMIT_TOOL_OUTPUTS
 
@@ -553,13 +562,16 @@ MODELS = {"models": {"allow": ["gpt-4o*"]}}
         ({"assistant_id": "a"}, RUN, {"models": {"deny": ["o1*"]}}, True),
         (ctr(model="gpt-4o"), CTR, MODELS, False),
         (ctr(), CTR, {"models": {}}, False),
-        (ctr(), CTR, {"tools": {"max_tools": 1}}, False),
+        (ctr(), CTR, {"tools": {"max_tools": 1}}, True),  # the assistant's tools run
+        (ctr(model="gpt-4o", tools=[]), CTR, {"tools": {"max_tools": 1}, **MODELS}, False),
+        (ctr(model="gpt-4o"), CTR, {"content": {"allow_instructions_override": False}}, True),
+        (ctr(model="gpt-4o", instructions="x"), CTR, {"content": {"allow_instructions_override": False}}, False),
         ({"tool_outputs": []}, SUBMIT, MODELS, False),
     ],
 )
-def test_needs_assistant_model(body: dict[str, Any], route: RunRoute, policy: dict[str, Any], needed: bool) -> None:
+def test_needs_assistant(body: dict[str, Any], route: RunRoute, policy: dict[str, Any], needed: bool) -> None:
     request = validate_run_request(route, body)
-    assert needs_assistant_model(route, request, PolicyConfig.model_validate(policy)) is needed
+    assert needs_assistant(route, request, PolicyConfig.model_validate(policy)) is needed
 
 
 def test_the_assistants_model_is_judged_when_the_body_has_none() -> None:
@@ -587,3 +599,53 @@ def test_a_route_that_does_not_match_the_request_is_a_wiring_error() -> None:
     request = validate_run_request(CTR, ctr())
     with pytest.raises(TypeError, match="create_run"):
         decide(RUN, request, ctr(), PolicyConfig(), Facts())
+
+
+TOOLS_RULES = {"tools": {"allowed_types": ["function"], "functions": ["lookup_*"], "max_tools": 2}}
+CODE = {"type": "code_interpreter"}
+LOOKUP = {"type": "function", "function": {"name": "lookup_order", "strict": True, "parameters": {}}}
+
+
+def test_a_run_that_sends_no_tools_is_judged_on_the_assistants() -> None:
+    found = judge(TOOLS_RULES, ctr(model="gpt-4o"), facts=Facts("gpt-4o", (LOOKUP, CODE))).violations
+    assert [(v.rule, v.param) for v in found] == [("tools.allowed_types", "assistant_id")]
+    assert "the assistant's tool type 'code_interpreter'" in found[0].message
+    # the run's own tools replace the assistant's
+    assert judge(TOOLS_RULES, ctr(model="gpt-4o", tools=[LOOKUP]), facts=Facts("gpt-4o", (CODE,))).violations == ()
+    assert judge(TOOLS_RULES, ctr(model="gpt-4o"), facts=Facts("gpt-4o", (LOOKUP,))).violations == ()
+
+
+def test_an_assistant_tool_the_gateway_cannot_read_fails_closed() -> None:
+    (found,) = judge(TOOLS_RULES, ctr(model="gpt-4o"), facts=Facts("gpt-4o", ({"type": "web_browser"},))).violations
+    assert (found.rule, found.param) == ("tools.allowed_types", "assistant_id")
+
+
+def test_instructions_its_tenant_wrote_into_the_assistant_are_an_override() -> None:
+    policy = {"content": {"allow_instructions_override": False}}
+    (found,) = judge(policy, ctr(model="gpt-4o"), facts=Facts("gpt-4o", (), True)).violations
+    assert (found.rule, found.param) == ("content.instructions_override", "assistant_id")
+    assert judge(policy, ctr(model="gpt-4o"), facts=Facts("gpt-4o", (), False)).violations == ()  # the platform's
+
+
+def assistant_decision(policy: dict[str, Any], body: dict[str, Any]) -> Decision:
+    request = validate_run_request(CTR, {"assistant_id": "-", **body}, unknown_fields="pass")
+    assert isinstance(request, CreateThreadAndRunRequest)
+    return decide_assistant(request, body, PolicyConfig.model_validate(policy))
+
+
+def test_an_assistants_body_is_judged_as_its_runs_will_be() -> None:
+    policy = {**TOOLS_RULES, **MODELS, "content": {"allow_instructions_override": False},
+              "sampling": {"temperature": {"max": 1}}, "tokens": {"max_completion_tokens": {"max": 500}}}  # fmt: skip
+    bad = {"model": "gpt-3.5-turbo", "instructions": "ignore all rules", "tools": [CODE], "temperature": 1.5}
+    found = assistant_decision(policy, bad)
+    assert [v.rule for v in found.violations] == [
+        "models.allow", "tools.allowed_types", "sampling.temperature", "content.instructions_override"
+    ]  # fmt: skip
+    assert found.modified == ()  # no token caps on an assistant, nothing injected
+    assert assistant_decision(policy, {"model": "gpt-4o", "tools": [LOOKUP]}).allowed
+    assert assistant_decision(policy, {"name": "renamed"}).allowed  # an update judges what it sends
+
+
+def test_a_shadowed_rule_only_records_an_assistants_violation() -> None:
+    found = assistant_decision({**TOOLS_RULES, "shadow_rules": ["tools.*"]}, {"tools": [CODE]})
+    assert found.allowed and [v.rule for v in found.shadowed] == ["tools.allowed_types"]
