@@ -19,7 +19,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.domain import SSEEvent
-from gateway.errors import UpstreamUnavailable, error_body
+from gateway.errors import UpstreamAnswer, UpstreamUnavailable, error_body
 from gateway.http.drain import DrainDeadline, StreamCut
 from gateway.http.sse import SSEParser
 from gateway.http.upstream import Reply, strip_hop_by_hop
@@ -201,6 +201,19 @@ async def _observed_body(
 # An OpenAI key as an upstream error names it (`Incorrect API key provided: sk-upstr*****abcd`):
 # the shared key's prefix and tail are not the tenant's to see.
 _KEY = re.compile(rb"\b(sk|sess|rk)-[A-Za-z0-9_*\-]{4,}")
+
+
+def refusal(status: int, body: bytes, content_type: str) -> UpstreamAnswer:
+    """The upstream's refusal of a call the gateway made itself (an assistant's look-up), as the client
+    gets it: in the upstream's words if they are OpenAI's envelope (any key masked), else in ours."""
+    try:
+        words = orjson.loads(body) if content_type == "application/json" else None
+    except orjson.JSONDecodeError:
+        words = None
+    if isinstance(words, dict) and isinstance(words.get("error"), dict):
+        return UpstreamAnswer(status, _KEY.sub(rb"\1-***", body), content_type)
+    ours = error_body(f"The upstream refused the request ({status}).", "upstream_error", code="upstream_error")
+    return UpstreamAnswer(status, ours, "application/json")
 
 
 async def _scrubbed_error(upstream: Reply, headers: CIMultiDict[str], max_bytes: int) -> web.Response:

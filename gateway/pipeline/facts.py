@@ -2,8 +2,8 @@
 
 Fetched through the upstream with the caller's upstream credential and cached per tenant with a
 TTL (see `Runtime.assistant_facts`; an update or delete through the gateway drops the entry). If
-the upstream refuses (say, 404 for an unknown assistant) its answer goes back to the client as is,
-exactly as the run call itself would have been answered.
+the upstream refuses (say, 404 for an unknown assistant) its answer goes back to the client as the
+run call itself would have been answered: its words if they are OpenAI's envelope (keys masked).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from gateway.domain import json_object
-from gateway.errors import UpstreamAnswer
+from gateway.http.relay import refusal
 from gateway.pipeline.call import RunCall
 from gateway.policy.decision import Facts
 
@@ -31,7 +31,7 @@ async def assistant_facts(call: RunCall, assistant_id: str) -> Facts:
         tenant=call.tenant,
     )
     if status != 200:
-        raise UpstreamAnswer(status, body, content_type)
+        raise refusal(status, body, content_type)
     assistant = json_object(body)
     model, tools, instructions = assistant.get("model"), assistant.get("tools"), assistant.get("instructions")
     facts = Facts(

@@ -222,3 +222,13 @@ async def test_a_denied_model_never_runs_through_the_assistant(team, simulator, 
         await direct.beta.assistants.update(other.id, model="gpt-3.5-turbo")
         run = await client.beta.threads.create_and_run(assistant_id=other.id)
         assert run.model == "gpt-4o" and orjson.loads(simulator_state.requests[-1].body)["model"] == "gpt-4o"
+
+
+async def test_an_assistant_look_up_refused_in_plain_text_is_answered_in_the_envelope(team):
+    """The upstream's own parser refuses a 32 KB path in plain text (the facade answers it from its
+    store): the client still gets OpenAI's envelope, never the upstream's bytes as they came."""
+    _gateway, client = await team({"models": {"allow": ["gpt-4o"]}})
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client.beta.threads.create_and_run(assistant_id="x" * 32768)
+    assert caught.value.status_code < 500, caught.value.body
+    assert set(caught.value.body) == {"message", "type", "param", "code"}, caught.value.body
