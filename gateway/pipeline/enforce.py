@@ -48,14 +48,13 @@ async def _judge(call: RunCall) -> Mapping[str, Any]:
     record = call.record
     record.violations = tuple(v.rule for v in decision.violations)
     record.shadowed = tuple(v.rule for v in decision.shadowed)
-    record.modified = decision.modified
-    if not decision.allowed:
+    if not decision.allowed:  # (its caps would have been clamped, but nothing of it goes on: no modify)
         record.decision = "deny"
         name = call.runtime.config.policy_name_for(call.tenant)
         raise PolicyViolation(denial_message(decision.violations, policy=name), param=decision.violations[0].param)
     body = call.data
     if decision.modified:
-        record.decision = "modify"
+        record.decision, record.modified = "modify", decision.modified
         record.note_caps(decision.body)
         call.headers[MODIFIED_HEADER] = ",".join(decision.modified)
         body = decision.body

@@ -12,7 +12,7 @@ import openai
 import orjson
 import pytest
 
-from tests.support import both_protocols
+from tests.support import both_protocols, scrape, value
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {"UP": "sk-upstream", "ALICE": "sk-alice", "BOB": "sk-bob"}
@@ -127,3 +127,25 @@ async def test_audit_verify_catches_tampering(make_gateway, tmp_path, tamper):
     assert done.returncode == 1
     expected = {"edit": "tampered", "delete": "missing", "reorder": "reordered"}[tamper]
     assert f"line 4: {expected}" in done.stdout
+
+
+@both_protocols
+async def test_a_denied_call_records_no_modification(make_gateway, tmp_path):
+    """Its token cap would have been clamped, but the body was never forwarded: the call is a deny,
+    not a modify, in the audit and in the metrics."""
+    path = tmp_path / "audit.jsonl"
+    config = audited(path)
+    config["policies"]["strict"]["tokens"] = {"max_completion_tokens": {"max": 1000, "action": "clamp"}}
+    gateway = await make_gateway(**config)
+    bob = gateway.async_client(api_key="sk-bob")
+    assistant = await bob.beta.assistants.create(model="gpt-4o")
+    with pytest.raises(openai.PermissionDeniedError):
+        await bob.beta.threads.create_and_run(assistant_id=assistant.id, model="o3", max_completion_tokens=999_999)
+    await gateway.runs.wait(1)
+    metrics = await scrape(gateway)
+    decisions = {"tenant": "bob", "decision": "modify", "rule": "tokens.max_completion_tokens"}
+    assert value(metrics, "gateway_policy_decisions_total", **decisions) == 0
+    assert value(metrics, "gateway_policy_decisions_total", tenant="bob", decision="deny", rule="models.allow") == 1
+    await gateway.server.close()
+    (decision,) = [r for r in records(path) if r["kind"] == "decision"]
+    assert (decision["decision"], decision["modified"], decision["violations"]) == ("deny", [], ["models.allow"])
