@@ -253,6 +253,12 @@ class PolicyConfig(_Rules):
     def is_shadowed(self, rule: str) -> bool:
         return rule in self._shadowed
 
+    def judged_rules(self) -> tuple[str, ...]:
+        """The rule ids this policy can find violated: those of each family it configures."""
+        families = {name for name in ("models", "assistants", "tools", "tokens", "sampling", "content", "metadata")
+                    if getattr(self, name) is not None}  # fmt: skip
+        return tuple(rule for rule in RULE_IDS if rule.split(".", 1)[0] in families)
+
     @property
     def has_model_rules(self) -> bool:
         models = self.models

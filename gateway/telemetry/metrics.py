@@ -169,8 +169,18 @@ class RunMetrics:
     def __init__(self, metrics: Metrics, runtime: RuntimeHolder) -> None:
         self.m = metrics
         self._runtime = runtime
-        for tenant in runtime.current.config.tenants or (PASSTHROUGH,):  # rare: a first cut must show in increase()
-            metrics.drained_streams.labels(tenant)
+        self._start_series()
+
+    def _start_series(self) -> None:
+        """Each tenant's rare series start at 0, so its first violation of a rule (or first stream cut
+        at drain) shows in increase(): a series born at its first increment shows no increase."""
+        config = self._runtime.current.config
+        for tenant in config.tenants or (PASSTHROUGH,):
+            self.m.drained_streams.labels(tenant)
+            policy = config.policy_for(tenant)
+            if policy is not None:
+                for rule in policy.judged_rules():
+                    self.m.policy_decisions.labels(tenant, "shadow_deny" if policy.is_shadowed(rule) else "deny", rule)
 
     @property
     def labels(self) -> Labels:
@@ -187,6 +197,8 @@ class RunMetrics:
 
     def config_reloaded(self, ok: bool) -> None:
         self.m.config_reloads.labels("ok" if ok else "error").inc()
+        if ok:  # new tenants, rules
+            self._start_series()
 
     def budget_read(self, reading: BudgetReading) -> None:
         for period, limit in reading.limits.items():

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
@@ -28,7 +29,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from gateway.telemetry.metrics import Metrics
 from tests.e2e.dashboards_workload import ENV, workload, write_config
 from tests.redis_server import RedisServer
-from tests.support import free_port
+from tests.support import TEAM_KEY, free_port, team_tenant
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # promtool, a real Prometheus, a redis-server
 
@@ -355,3 +356,24 @@ async def check_alerts(api: PrometheusAPI) -> None:
     assert states["GatewayDown"] == states["GatewayScrapeMissing"] == "inactive"
     for rule in alert_rules():
         assert (await api.query(rule["expr"]))["status"] == "success", rule["alert"]
+
+
+@needs_prometheus
+async def test_a_tenants_first_violation_shows_in_the_violations_panel(make_gateway, tmp_path):
+    """The rule's series exists at 0 before the first violation, so increase() sees the 0 → 1."""
+    gateway = await make_gateway(**team_tenant({"models": {"allow": ["gpt-4o"]}}))
+    prometheus = Prometheus(tmp_path / "prometheus", target=f"127.0.0.1:{gateway.server.port}")
+    prometheus.start()
+    panel = next(p for p in data_panels(load_dashboard()) if p["title"] == "Violations in the time range")
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            api = PrometheusAPI(session, prometheus)
+            await api.until("ready", api.ready)
+            await api.scraped(2)
+            with pytest.raises(openai.PermissionDeniedError):
+                await gateway.async_client(api_key=TEAM_KEY).beta.threads.create_and_run(assistant_id="asst_1", model="o3")
+            await api.scraped(2)
+            rows = (await api.query(substitute(panel["targets"][0]["expr"])))["data"]["result"]
+    finally:
+        prometheus.stop()
+    assert [(r["metric"]["tenant"], r["metric"]["rule"]) for r in rows] == [("team", "models.allow")]
