@@ -159,6 +159,7 @@ class BudgetReading:
 
 HOOKS = (
     "run_decided", "run_responded", "run_event", "run_finished",  # one run call
+    "run_settled",  # a run's end, counted once, whichever call or pass saw it
     "config_reloaded", "budget_read", "state_changed",  # the gateway's own life
 )  # fmt: skip
 
@@ -183,6 +184,11 @@ class Recorder:
 
     def run_finished(self, record: RunRecord) -> None:
         self._notify("run_finished", record)
+
+    def run_settled(self, tenant: str, model: str, status: str, usage: Usage | None) -> None:
+        """A run was settled into the ledger, for the first time (by its stream, a poll, a run list, a
+        cancel or the reconciler); `usage` None: it ended unknown and its reservation stays charged."""
+        self._notify("run_settled", tenant, model, status, usage)
 
     def config_reloaded(self, ok: bool) -> None:
         """A reload was tried: `ok` it is serving, else the old config goes on."""
@@ -209,6 +215,7 @@ class SettledRun:
 
     run_id: str
     model: str
+    status: str
     usage: Usage
 
 
@@ -217,7 +224,7 @@ def settled_runs(data: object) -> Iterator[SettledRun]:
     for run in _runs_in(data, TERMINAL_STATUSES):
         usage = Usage.from_json(run.get("usage"))
         if usage is not None:
-            yield SettledRun(run["id"], str(run.get("model") or "unknown"), usage)
+            yield SettledRun(run["id"], str(run.get("model") or "unknown"), str(run["status"]), usage)
 
 
 def ending_runs(data: object) -> Iterator[str]:

@@ -19,7 +19,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from gateway.domain import BudgetReading, ending_runs, json_object, settled_runs
+from gateway.domain import BudgetReading, SettledRun, ending_runs, json_object, settled_runs
 from gateway.errors import GatewayError
 from gateway.keys import RECORDER, RUNTIME, SESSION, STATE
 from gateway.runtime import Runtime
@@ -39,38 +39,43 @@ async def reconcile_once(app: web.Application, now: float | None = None) -> int:
     for run in await state.due_runs(now - limits.reconcile_after_s, BATCH):
         counts_runs = limits.for_tenant(run.tenant).counts_runs
         if now - run.created_at > limits.abandon_after_s:
-            settled += await state.settle(run.run_id, run.tenant, "unknown", None, now)
+            if await state.settle(run.run_id, run.tenant, "unknown", None, now):
+                settled += 1
+                app[RECORDER].run_settled(run.tenant, "unknown", "unknown", None)
             if counts_runs:
                 await state.release_run(run.run_id)
             log.warning("run_abandoned", run_id=run.run_id, tenant=run.tenant)
             continue
-        settled += await _poll(app[SESSION], runtime, state, run, now, counts_runs)
+        found = await _poll(app[SESSION], runtime, state, run, now, counts_runs)
+        if found is not None:
+            settled += 1
+            app[RECORDER].run_settled(run.tenant, found.model, found.status, found.usage)
     return settled
 
 
 async def _poll(
     session: aiohttp.ClientSession, runtime: Runtime, state: StateStore, run: PendingRun, now: float, counts_runs: bool
-) -> bool:
-    """Ask the upstream how the run stands: settle it once it has ended with its usage; free its
-    concurrency slots (with `counts_runs`) once it has ended, usage or not."""
+) -> SettledRun | None:
+    """Ask the upstream how the run stands: settle it once it has ended with its usage (the run, if
+    this settled it); free its concurrency slots (with `counts_runs`) once it has ended, usage or not."""
     authorization = runtime.authenticator.upstream_authorization(run.tenant)
     if authorization is None:  # caller-credential mode: only the abandon rule can settle it
         await state.touch(run.run_id, now)
-        return False
+        return None
     path = f"/threads/{quote(run.thread_id, safe='')}/runs/{quote(run.run_id, safe='')}"
     try:
         status, body, _ = await runtime.upstream.fetch(session, path, authorization, state=state, tenant=run.tenant)
     except GatewayError:
         await state.touch(run.run_id, now)
-        return False
+        return None
     data = json_object(body) if status == 200 else {}
     if counts_runs and next(ending_runs(data), None) is not None:
         await state.release_run(run.run_id)
     settled = next(settled_runs(data), None)
     if settled is not None:
-        return await state.settle(run.run_id, run.tenant, settled.model, settled.usage, now)
+        return settled if await state.settle(run.run_id, run.tenant, settled.model, settled.usage, now) else None
     await state.touch(run.run_id, now)
-    return False
+    return None
 
 
 async def reconciler(app: web.Application) -> AsyncIterator[None]:

@@ -56,7 +56,7 @@ class RunCall:
             trace_id=request.get(TRACE_ID),
             policy=runtime.config.policy_name_for(caller.tenant),
         )
-        settlement = Settlement(state, caller.tenant, creates_run=route is not RunRoute.SUBMIT_TOOL_OUTPUTS,
+        settlement = Settlement(state, request.app[RECORDER], caller.tenant, creates_run=route is not RunRoute.SUBMIT_TOOL_OUTPUTS,
                                 creates_thread=route is RunRoute.CREATE_THREAD_AND_RUN)  # fmt: skip
         tracker = RunTracker(record, request.app[RECORDER], on_ids=settlement.on_ids,
                              model_map=runtime.config.upstream.model_map)  # fmt: skip

@@ -17,7 +17,7 @@ from aiohttp import web
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
 from gateway.http.body import BodyStream
 from gateway.http.relay import JsonObserver, relay
-from gateway.keys import CALLER, REQUEST_ID, REQUEST_RUNTIME, STATE
+from gateway.keys import CALLER, RECORDER, REQUEST_ID, REQUEST_RUNTIME, STATE
 from gateway.pipeline.admit import count_request
 from gateway.pipeline.enforce import judge_assistant
 from gateway.pipeline.forward import API_ROOT, forward
@@ -102,7 +102,7 @@ def _observer_for(request: web.Request, api_path: str) -> JsonObserver | None:
         return partial(claim_created, state, tenant, created)
     if (request.method == "GET" and _RUNS.match(api_path)) or (request.method == "POST" and _CANCEL.match(api_path)):
         counts_runs = request[REQUEST_RUNTIME].config.limits.for_tenant(tenant).counts_runs
-        return partial(settle_polled, state, tenant, counts_runs)
+        return partial(settle_polled, state, request.app[RECORDER], tenant, counts_runs)
     return None
 
 

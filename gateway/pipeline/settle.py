@@ -13,7 +13,7 @@ import time
 
 import structlog
 
-from gateway.domain import TERMINAL_STATUSES, RunRecord, ending_runs, json_object, settled_runs
+from gateway.domain import TERMINAL_STATUSES, Recorder, RunRecord, ending_runs, json_object, settled_runs
 from gateway.ids import token
 from gateway.state import PendingRun, StateStore, StateUnavailable
 
@@ -23,8 +23,11 @@ log = structlog.get_logger("gateway.settle")
 class Settlement:
     """One run call's link to the shared state: ownership claims, the reservation, the settlement."""
 
-    def __init__(self, state: StateStore, tenant: str, *, creates_run: bool, creates_thread: bool = False) -> None:
+    def __init__(
+        self, state: StateStore, recorder: Recorder, tenant: str, *, creates_run: bool, creates_thread: bool = False
+    ) -> None:
         self._state = state
+        self._recorder = recorder
         self._tenant = tenant
         self._creates_run = creates_run  # submit_tool_outputs continues a run its create call bound
         # Only a call that made the thread claims it: a run on a thread nobody claimed (made behind the
@@ -57,20 +60,23 @@ class Settlement:
         await self.on_ids(record.thread_id, record.run_id)
         try:
             if record.run_id is not None and record.status in TERMINAL_STATUSES and record.usage is not None:
-                await self._state.settle(record.run_id, self._tenant, record.model or "unknown", record.usage, time.time())
+                model = record.model or "unknown"
+                if await self._state.settle(record.run_id, self._tenant, model, record.usage, time.time()):
+                    self._recorder.run_settled(self._tenant, model, record.status, record.usage)
             elif self._creates_run and not self._bound:
                 await self._state.cancel(self.reservation)
         except StateUnavailable:
             log.warning("state_unavailable", step="settle", run_id=record.run_id)
 
 
-async def settle_polled(state: StateStore, tenant: str, counts_runs: bool, body: bytes) -> None:
+async def settle_polled(state: StateStore, recorder: Recorder, tenant: str, counts_runs: bool, body: bytes) -> None:
     """A polled (or cancelled) run, or a page of them: settle every terminal run that carries its usage;
     with `counts_runs` (the tenant's runs hold concurrency slots), every run that has ended gives its back."""
     data = json_object(body)
     for run in settled_runs(data):
         try:
-            await state.settle(run.run_id, tenant, run.model, run.usage, time.time())
+            if await state.settle(run.run_id, tenant, run.model, run.usage, time.time()):
+                recorder.run_settled(tenant, run.model, run.status, run.usage)
         except StateUnavailable:
             log.warning("state_unavailable", step="settle_polled", run_id=run.run_id)
     for run_id in ending_runs(data) if counts_runs else ():

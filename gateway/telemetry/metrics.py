@@ -21,7 +21,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from gateway.domain import BudgetReading, RunRecord, SSEEvent
+from gateway.domain import BudgetReading, RunRecord, SSEEvent, Usage
 from gateway.keys import CALLER, REQUEST_RUNTIME, RUNTIME
 from gateway.runtime import RuntimeHolder
 from gateway.runtime.auth import PASSTHROUGH
@@ -95,11 +95,11 @@ class Metrics:
             registry=r,
         )  # fmt: skip
         self.runs = Counter(
-            "gateway_runs", "Run calls by tenant, model and the run's last status.", ["tenant", "model", "status"],
+            "gateway_runs", "Runs by tenant, model and the status they ended in, each once, as the ledger has them.", ["tenant", "model", "status"],
             registry=r,
         )  # fmt: skip
         self.tokens = Counter(
-            "gateway_tokens", "Tokens used by tenant, model and type (input, output).", ["tenant", "model", "type"],
+            "gateway_tokens", "Tokens of ended runs by tenant, model and type (input, output): the ledger's.", ["tenant", "model", "type"],
             registry=r,
         )  # fmt: skip
         self.active_streams = Gauge(
@@ -231,15 +231,22 @@ class RunMetrics:
             return
         requested = self.labels.model(record.requested_model or record.model)
         response = self.labels.model(record.model)
-        m.runs.labels(tenant, response, record.status or "unknown").inc()
         genai = (OPERATION, PROVIDER, requested, response)
         m.operation_duration.labels(*genai, record.error_type or "", tenant).observe(record.duration_s or 0.0)
         if record.first_delta_s is not None:
             m.time_to_first_token.labels(*genai, tenant).observe(record.first_delta_s)
         if record.usage is not None:
             for kind, count in (("input", record.usage.prompt_tokens), ("output", record.usage.completion_tokens)):
-                m.tokens.labels(tenant, response, kind).inc(count)
                 m.token_usage.labels(*genai, kind, tenant).observe(count)
+
+    def run_settled(self, tenant: str, model: str, status: str, usage: Usage | None) -> None:
+        """Runs and tokens as the ledger has them: each run once, when it ends, however it was seen to
+        (a call's stream, a poll, a run list, the reconciler); a refused call made no run."""
+        tenant, model = self.labels.tenant(tenant), self.labels.model(model)
+        self.m.runs.labels(tenant, model, status).inc()
+        if usage is not None:
+            for kind, count in (("input", usage.prompt_tokens), ("output", usage.completion_tokens)):
+                self.m.tokens.labels(tenant, model, kind).inc(count)
 
     def _count_decision(self, record: RunRecord, tenant: str) -> None:
         self.m.run_decisions.labels(tenant, record.decision).inc()

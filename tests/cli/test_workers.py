@@ -200,7 +200,8 @@ async def test_workers_share_the_port_and_one_metrics_view(serve_workers, simula
     async def polled() -> None:
         async with client() as each:
             run = await each.beta.threads.create_and_run_poll(assistant_id=assistant, thread=THREAD, poll_interval_ms=5)
-        assert run.status == "completed"
+        assert run.status == "completed" and run.usage is not None
+        usages.append((run.usage.prompt_tokens, run.usage.completion_tokens))  # settled from the poll
 
     async def streamed() -> None:
         async with client() as each, each.beta.threads.create_and_run_stream(

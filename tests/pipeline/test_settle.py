@@ -7,9 +7,10 @@ from typing import Any
 
 import aiohttp
 import openai
+import pytest
 
 from tests.conftest import Gateway
-from tests.support import both_protocols, reconcile_until_settled, upstream_usage
+from tests.support import Samples, both_protocols, reconcile_until_settled, scrape, upstream_usage, value
 
 ENV = {"UP": "sk-upstream", "TEAM": "sk-team", "ADMIN": "sk-admin"}
 MESSAGE = {"messages": [{"role": "user", "content": "hi"}]}
@@ -72,6 +73,8 @@ async def test_every_way_of_running_is_counted_once(make_gateway, simulator_stat
     ) as stream:
         await stream.until_done()
     runs.append((paused.thread_id, paused.id))
+    with pytest.raises(openai.NotFoundError):  # refused before any run existed: not a run
+        await client.beta.threads.create_and_run(assistant_id="asst_nobodys", thread=MESSAGE)
 
     await reconcile_until_settled(gateway)
     rows = await ledger(gateway)
@@ -79,6 +82,20 @@ async def test_every_way_of_running_is_counted_once(make_gateway, simulator_stat
     expected = sum(upstream_usage(simulator_state, thread, run) for thread, run in runs)
     assert sum(row["total_tokens"] for row in rows) == expected
     assert {row["model"] for row in rows} == {"gpt-4o"}
+    # The metrics count what the ledger counts: each run once, in the status it ended in.
+    metrics = await scrape(gateway)
+    assert runs_by_status(metrics) == {"completed": len(runs)}
+    for kind, field in (("input", "prompt_tokens"), ("output", "completion_tokens")):
+        assert value(metrics, "gateway_tokens_total", tenant="team", model="gpt-4o", type=kind) == sum(r[field] for r in rows)
+
+
+def runs_by_status(metrics: Samples) -> dict[str, float]:
+    counted: dict[str, float] = {}
+    for (name, labels), count in metrics.items():
+        if name == "gateway_runs_total" and count:
+            status = dict(labels)["status"]
+            counted[status] = counted.get(status, 0) + count
+    return counted
 
 
 async def test_usage_api_needs_the_admin_key_and_a_real_date(make_gateway):

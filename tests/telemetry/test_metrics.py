@@ -58,7 +58,7 @@ async def test_counters_match_an_sdk_workload(teams):
     assert value(m, "gateway_requests_total", route=run_route, method="POST", status="500", tenant="alice") == 1
     assert value(m, "gateway_requests_total", route="/v1/assistants", method="POST", status="200", tenant="alice") == 1
     assert value(m, "gateway_runs_total", tenant="alice", model="gpt-4o", status="completed") == 2
-    assert value(m, "gateway_runs_total", tenant="alice", model="gpt-4o", status="queued") == 1
+    assert value(m, "gateway_runs_total", tenant="alice", model="gpt-4o", status="queued") == 0  # counted when it ends
     for kind, count in usage.items():
         assert value(m, "gateway_tokens_total", tenant="alice", model="gpt-4o", type=kind) == count
         genai = {"gen_ai_operation_name": "invoke_agent", "gen_ai_provider_name": "openai",
