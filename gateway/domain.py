@@ -27,8 +27,19 @@ from typing import Any
 
 import orjson
 import structlog
+from aiohttp import web
 
 log = structlog.get_logger("gateway.record")
+
+# The status of an answer that went out whole (a stream's `[DONE]` relayed). A client that leaves
+# right after it (the sync SDK closes on `[DONE]`) cancels the handler, but the call was complete:
+# it is counted with this status, not as a client gone.
+ANSWERED = web.RequestKey("answered", int)
+CLIENT_CLOSED = 499  # nginx's status for a client that left before its answer was complete
+
+
+def status_when_cancelled(request: web.Request) -> int:
+    return request.get(ANSWERED, CLIENT_CLOSED)
 
 @dataclass(frozen=True, slots=True)
 class SSEEvent:

@@ -18,13 +18,14 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gateway.domain import SSEEvent
+from gateway.domain import ANSWERED, SSEEvent
 from gateway.errors import UpstreamAnswer, UpstreamUnavailable, error_body
 from gateway.http.drain import DrainDeadline, StreamCut
 from gateway.http.sse import SSEParser
 from gateway.http.upstream import Reply, strip_hop_by_hop
 
 _UPSTREAM_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+_TAIL_S = 1.0  # how long an upstream's body may stay open after its `[DONE]` before it is cut
 DRAIN_CUT = "The gateway is shutting down; the stream was cut."  # what a stream open at the drain deadline ends with
 
 JsonObserver = Callable[[bytes], Awaitable[None]]
@@ -122,17 +123,23 @@ async def _tee_events(
     await response.prepare(request)
     parser = SSEParser()
     try:
-        await _pump_events(response, upstream, parser, tracker, drain)
+        if await _pump_events(response, upstream, parser, tracker, drain):
+            request[ANSWERED] = response.status
+            await _write_eof(response)
+            await _read_to_end(upstream)
     except asyncio.CancelledError:
-        # The client went away and aiohttp cancelled the handler (handler_cancellation).
-        tracker.on_client_gone()
+        # The client went away and aiohttp cancelled the handler (handler_cancellation): gone
+        # before its answer was whole, or just after (then the call was complete).
+        if ANSWERED not in request:
+            tracker.on_client_gone()
         raise
     return response
 
 
 async def _pump_events(
     response: web.StreamResponse, upstream: Reply, parser: SSEParser, tracker: RunTee, drain: DrainDeadline
-) -> None:
+) -> bool:
+    """Relay events until `[DONE]` (True: the answer is whole) or the stream ends otherwise."""
     first = True
     while True:
         try:
@@ -141,10 +148,10 @@ async def _pump_events(
             tracker.on_cut(DRAIN_CUT)
             error = {"message": DRAIN_CUT, "type": "server_error", "param": None, "code": "gateway_draining"}
             await _end_with_error(response, parser, error)
-            return
+            return False
         except _UPSTREAM_FAILURES as exc:
             await _end_broken_stream(response, parser, tracker, exc)
-            return
+            return False
         if not chunk:
             break
         if first:
@@ -154,9 +161,24 @@ async def _pump_events(
             await response.write(chunk)
         except ConnectionResetError:
             tracker.on_client_gone()
-            return  # relay_run() closes the upstream stream
-        await tracker.on_events(parser.feed(chunk))
+            return False  # relay_run() closes the upstream stream
+        events = parser.feed(chunk)
+        await tracker.on_events(events)
+        if any(event.event == "done" for event in events):
+            return True
     await _write_eof(response)
+    return False
+
+
+async def _read_to_end(upstream: Reply) -> None:
+    """What an upstream sends after `[DONE]` (nothing, then the end of its body), read so its
+    connection goes back to the pool; not waited for long: the client has its answer already."""
+    try:
+        async with asyncio.timeout(_TAIL_S):
+            while await upstream.content.readany():
+                pass
+    except (TimeoutError, *_UPSTREAM_FAILURES):
+        pass  # relay_run() closes the connection instead
 
 
 async def _end_broken_stream(

@@ -15,6 +15,8 @@ from .state import SimulatorState, state_of
 
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 EVENT_DELAY_HEADER = "X-Simulator-Event-Delay-Ms"
+# How long the body stays open after its last event (`[DONE]`) before it ends: as a real upstream's may.
+TAIL_HEADER = "X-Simulator-Tail-Ms"
 # What the real API sends inside a stream when the server fails mid-run.
 STREAM_ERROR = Frame(
     "error",
@@ -73,6 +75,8 @@ async def write_stream(
             applied += 1
             for chunk in frame.chunks():
                 await response.write(chunk)
+        if tail_ms := request.headers.get(TAIL_HEADER):
+            await asyncio.sleep(header_number(tail_ms, TAIL_HEADER, "milliseconds") / 1000)
         await response.write_eof()
     except ConnectionResetError:
         # The client hung up; aiohttp notices by itself that the response cannot be finished.

@@ -11,6 +11,7 @@ The GenAI histograms follow the OpenTelemetry GenAI semantic conventions, with t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -21,7 +22,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from gateway.domain import BudgetReading, RunRecord, SSEEvent, Usage
+from gateway.domain import BudgetReading, RunRecord, SSEEvent, Usage, status_when_cancelled
 from gateway.keys import CALLER, REQUEST_RUNTIME, RUNTIME
 from gateway.runtime import RuntimeHolder
 from gateway.runtime.auth import PASSTHROUGH
@@ -299,7 +300,16 @@ def path_template(path: str) -> str:
 @web.middleware
 async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except asyncio.CancelledError:  # the client left: before its answer was whole (499), or just after
+        _count(request, status_when_cancelled(request), started)
+        raise
+    _count(request, response.status, started)
+    return response
+
+
+def _count(request: web.Request, status: int, started: float) -> None:
     metrics = request.app[METRICS]
     route, method = route_label(request), request.method if request.method in _METHODS else OTHER
     caller = request.get(CALLER)
@@ -307,9 +317,8 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
         tenant = request.app[RUNTIME].current.labels.tenant(caller.tenant)
     else:  # the gateway's own endpoints need no key; an API call without a caller was refused one
         tenant = "unauthenticated" if request.path.startswith("/v1/") else "none"
-    metrics.requests.labels(route, method, str(response.status), tenant).inc()
+    metrics.requests.labels(route, method, str(status), tenant).inc()
     metrics.request_duration.labels(route, method).observe(time.perf_counter() - started)
-    return response
 
 
 _METHODS = frozenset({"GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"})

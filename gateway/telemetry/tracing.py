@@ -49,6 +49,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import AttributeValue
 
 from gateway.config import TracingConfig
+from gateway.domain import CLIENT_CLOSED, status_when_cancelled
 from gateway.errors import upstream_failure
 from gateway.keys import CALLER, REQUEST_ID, TRACE_ID
 from gateway.runtime.labels import OTHER
@@ -271,7 +272,12 @@ def _end_server_span(
         if caller is not None:
             span.set_attribute("gateway.tenant", caller.tenant)
         known_error = isinstance(span, ReadableSpan) and "error.type" in (span.attributes or {})
-        if response is not None:
+        if isinstance(failure, asyncio.CancelledError):  # the client left: before its answer was whole, or after
+            status = status_when_cancelled(request)
+            span.set_attribute("http.response.status_code", status)
+            if status == CLIENT_CLOSED and not known_error:
+                span.set_attribute("error.type", type(failure).__qualname__)
+        elif response is not None:
             span.set_attribute("http.response.status_code", response.status)
             if response.status >= 500:
                 if not known_error:  # a run's own error type (upstream_unavailable, ...) is more precise

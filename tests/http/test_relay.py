@@ -277,3 +277,47 @@ async def test_methods_the_api_does_not_use_are_refused(make_gateway, simulator_
             body = await response.json()
     assert (response.status, response.headers["Allow"]) == (405, "GET, POST, DELETE")
     assert body["error"]["type"] == "invalid_request_error" and simulator_state.requests == []
+
+
+async def test_a_stream_relayed_to_its_done_is_complete_though_the_client_leaves_at_once(make_gateway):
+    """The sync SDK closes its connection as soon as it reads `[DONE]`; this upstream ends its body
+    40 ms later. The calls are complete runs all the same: counted 200, no client gone."""
+    gateway = await make_gateway()
+    client = gateway.sync_client()
+    tail = {"X-Simulator-Tail-Ms": "40"}
+
+    def three_streams() -> None:
+        assistant = client.beta.assistants.create(model="gpt-4o")
+        for _ in range(3):
+            with client.beta.threads.create_and_run(assistant_id=assistant.id, stream=True, extra_headers=tail) as stream:
+                assert [event.event for event in stream][-1] == "thread.run.completed"
+
+    await asyncio.to_thread(three_streams)
+    records = await gateway.runs.wait(3)
+    assert [(r.status, r.client_gone, r.error_type) for r in records] == [("completed", False, None)] * 3
+    runs = {"route": "/v1/threads/runs", "method": "POST"}
+    assert [s.value for s in series(await metrics_text(gateway), "gateway_requests_total", status="200", **runs)] == [3]
+
+
+async def test_a_client_gone_mid_stream_is_counted_as_499(make_gateway):
+    gateway = await make_gateway()
+    client = gateway.async_client()
+    assistant = await client.beta.assistants.create(model="gpt-4o")
+    slow = {"X-Simulator-Event-Delay-Ms": "30"}
+    stream = await client.beta.threads.create_and_run(assistant_id=assistant.id, stream=True, extra_headers=slow)
+    await stream.__anext__()
+    await stream.close()
+    (record,) = await gateway.runs.wait(1)
+    assert record.client_gone
+    runs = {"route": "/v1/threads/runs", "method": "POST"}
+    for _ in range(50):  # the handler is cancelled as soon as the server notices the connection gone
+        counted = series(await metrics_text(gateway), "gateway_requests_total", status="499", **runs)
+        if counted:
+            break
+        await asyncio.sleep(0.02)
+    assert [s.value for s in counted] == [1]
+
+
+async def metrics_text(gateway: Gateway) -> str:
+    async with aiohttp.ClientSession() as session:
+        return await (await session.get(gateway.server.make_url("/metrics"))).text()
