@@ -26,6 +26,7 @@ from gateway.http.upstream import Reply, strip_hop_by_hop
 
 _UPSTREAM_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 _TAIL_S = 1.0  # how long an upstream's body may stay open after its `[DONE]` before it is cut
+_FIND_RUN_S, _FIND_RUN_BYTES = 10.0, 1 << 20  # how long, and how far, a left stream is read for its run id
 DRAIN_CUT = "The gateway is shutting down; the stream was cut."  # what a stream open at the drain deadline ends with
 
 JsonObserver = Callable[[bytes], Awaitable[None]]
@@ -45,6 +46,11 @@ class RunTee(Protocol):
     def on_broken(self, reason: str) -> None: ...
 
     def on_client_gone(self) -> None: ...
+
+    @property
+    def awaiting_run_id(self) -> bool:
+        """The stream is to name a run it has not named yet (one the upstream goes on running)."""
+        ...
 
     def on_cut(self, reason: str) -> None: ...
 
@@ -132,8 +138,26 @@ async def _tee_events(
         # before its answer was whole, or just after (then the call was complete).
         if ANSWERED not in request:
             tracker.on_client_gone()
+            await _read_until_run_id(upstream, parser, tracker)
         raise
     return response
+
+
+async def _read_until_run_id(upstream: Reply, parser: SSEParser, tracker: RunTee) -> None:
+    """A client gone before the stream named its run (after `thread.created`, say) leaves a run the
+    upstream goes on running and billing: the stream is read on, bounded, until the run's id
+    arrives, so the run is bound to its reservation and the reconciler settles it."""
+    read = 0
+    try:
+        async with asyncio.timeout(_FIND_RUN_S):
+            while tracker.awaiting_run_id and read < _FIND_RUN_BYTES:
+                chunk = await upstream.content.readany()
+                if not chunk:
+                    return
+                read += len(chunk)
+                await tracker.on_events(parser.feed(chunk))
+    except (TimeoutError, *_UPSTREAM_FAILURES):
+        pass  # not named in time: no run to hand on (its reservation is given back)
 
 
 async def _pump_events(

@@ -129,6 +129,10 @@ class RunTracker:
     def on_client_gone(self) -> None:
         self.record.client_gone = True
 
+    @property
+    def awaiting_run_id(self) -> bool:
+        return self.record.run_id is None and self.record.route != "submit_tool_outputs"
+
     def on_cut(self, reason: str) -> None:
         """The gateway itself ended the stream: it was still open at the drain deadline (SIGTERM)."""
         self.record.drained = True

@@ -105,3 +105,22 @@ async def test_usage_api_needs_the_admin_key_and_a_real_date(make_gateway):
         assert (await session.get(url, headers={"Authorization": "Bearer sk-team"})).status == 401
         bad = await session.get(url, params={"since": "yesterday"}, headers={"Authorization": "Bearer sk-admin"})
         assert bad.status == 400 and (await bad.json())["error"]["param"] == "since"
+
+
+@both_protocols
+async def test_a_stream_left_before_it_named_its_run_is_still_counted(make_gateway, simulator_state, backend):
+    """The client leaves after `thread.created`; the upstream goes on running (and billing) the run."""
+    gateway, client = await accounted(make_gateway, backend)
+    assistant = (await client.beta.assistants.create(model="gpt-4o")).id
+    left = await client.beta.threads.create_and_run(
+        assistant_id=assistant, thread=MESSAGE, stream=True, extra_headers={"X-Simulator-Event-Delay-Ms": "20"}
+    )
+    first = await left.__anext__()
+    assert first.event == "thread.created"
+    await left.close()
+    (record,) = await gateway.runs.wait(1)
+    assert record.client_gone and record.run_id is not None
+    await reconcile_until_settled(gateway)
+    rows = await ledger(gateway)
+    assert sum(row["runs"] for row in rows) == 1
+    assert sum(row["total_tokens"] for row in rows) == upstream_usage(simulator_state, first.data.id, record.run_id)
