@@ -80,6 +80,8 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    cached_tokens: int | None = None  # of the prompt's, read from the provider's cache (when reported)
+    reasoning_tokens: int | None = None  # of the completion's (when reported)
 
     @classmethod
     def from_json(cls, value: object) -> Usage | None:
@@ -87,12 +89,22 @@ class Usage:
             return None
         prompt, completion, total = (value.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens"))
         if type(prompt) is int and type(completion) is int and type(total) is int:  # bool is not a count
-            return cls(prompt, completion, total)
+            cached = _detail(value, ("prompt_token_details", "prompt_tokens_details"), "cached_tokens")
+            reasoning = _detail(value, ("completion_tokens_details",), "reasoning_tokens")
+            return cls(prompt, completion, total, cached, reasoning)
         return None
 
     def as_json(self) -> dict[str, int]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "total_tokens": self.total_tokens}  # fmt: skip
+
+
+def _detail(usage: Mapping[str, Any], names: Sequence[str], key: str) -> int | None:
+    for name in names:  # (the Assistants API says prompt_token_details, the others prompt_tokens_details)
+        details = usage.get(name)
+        if isinstance(details, Mapping) and type(details.get(key)) is int:
+            return int(details[key])
+    return None
 
 
 @dataclass(slots=True)
@@ -127,6 +139,7 @@ class RunRecord:
     assistant_id: str | None = None
     model: str | None = None
     status: str | None = None
+    incomplete_reason: str | None = None  # `incomplete_details.reason` of an incomplete run
     usage: Usage | None = None
     upstream_status: int | None = None
     streamed: bool = False

@@ -163,6 +163,9 @@ class RunTracker:
             record.terminal_s = self._clock() - record.started
         if isinstance(run.get("id"), str):
             record.run_id = run["id"]
+        details = run.get("incomplete_details")
+        if isinstance(details, Mapping) and isinstance(details.get("reason"), str):
+            record.incomplete_reason = details["reason"]
         usage = Usage.from_json(run.get("usage"))
         if usage is not None:
             record.usage = usage

@@ -5,8 +5,10 @@ attributes of an agent invocation (`gen_ai.operation.name = invoke_agent`, agent
 models, sampling, usage, finish reason) and the gateway's own (`gateway.tenant`,
 `gateway.policy.*`, `gateway.run.*`); child spans `gateway.policy` (arrival → decision: reading,
 validation, ownership and policy) and `gateway.admission` (decision → forward), placed from the
-record's milestones; and events at the stream milestones (`gen_ai.first_byte`,
-`gen_ai.first_message_delta`, `gen_ai.run.requires_action`, `gen_ai.run.<terminal status>`).
+record's milestones; and events at the stream milestones (`gateway.first_byte`,
+`gateway.first_message_delta`, `gateway.run.requires_action`, `gateway.run.<terminal status>`: the
+gateway's own names, `gen_ai.*` is the convention's), with the standard
+`gen_ai.response.time_to_first_chunk` for a stream.
 Prompt and completion text never reach a span unless `telemetry.tracing.capture_content`.
 """
 
@@ -20,12 +22,20 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from gateway.domain import TERMINAL_STATUSES, RunRecord, SSEEvent, json_object
+from gateway.domain import RunRecord, SSEEvent, json_object
 from gateway.runtime import RuntimeHolder
 from gateway.telemetry.metrics import OPERATION, PROVIDER
 from gateway.telemetry.tracing import Attributes, Tracing
 
-FINISHED_STATUSES = TERMINAL_STATUSES | {"requires_action"}  # a run's finish reasons; `queued` is not one
+# A run's last status as the convention's finish reason (`queued` and `in_progress` are none).
+FINISH_REASONS = {
+    "completed": "stop",
+    "requires_action": "tool_call",
+    "failed": "error",
+    "expired": "error",
+    "cancelled": "cancelled",
+}
+_CONTENT_FILTERED = "content_filter"  # an incomplete run's other reasons are token limits: `length`
 
 
 class RunTracing:
@@ -50,6 +60,7 @@ class RunTracing:
 
     def run_finished(self, record: RunRecord) -> None:
         outputs = self._outputs.pop(id(record), [])
+        reason = finish_reason(record)
         span = trace.get_current_span()
         if not span.is_recording():
             return  # sampled out
@@ -59,7 +70,7 @@ class RunTracing:
             span.set_status(StatusCode.ERROR, record.error_type)
         self._milestones(span, record)
         if self._capture_content() and record.body is not None:
-            span.set_attributes(content_attributes(record.body, outputs))
+            span.set_attributes(content_attributes(record.body, outputs, reason))
 
     def _milestones(self, span: Span, record: RunRecord) -> None:
         if not record.started_ns:
@@ -79,10 +90,10 @@ class RunTracing:
                 child = tracer.start_span("gateway.admission", parent, start_time=at(record.decided_s))
                 child.end(at(record.forwarded_s))
         milestones = (
-            ("gen_ai.first_byte", record.ttfb_s),
-            ("gen_ai.first_message_delta", record.first_delta_s),
-            ("gen_ai.run.requires_action", record.requires_action_s),
-            (f"gen_ai.run.{record.status}", record.terminal_s),
+            ("gateway.first_byte", record.ttfb_s),
+            ("gateway.first_message_delta", record.first_delta_s),
+            ("gateway.run.requires_action", record.requires_action_s),
+            (f"gateway.run.{record.status}", record.terminal_s),
         )
         for name, seconds in milestones:
             if seconds is not None:
@@ -112,13 +123,23 @@ def run_attributes(record: RunRecord) -> Attributes:
         "error.type": record.error_type,
     }
     attributes.update((key, value) for key, value in optional.items() if value is not None)
-    if record.usage is not None:
-        attributes["gen_ai.usage.input_tokens"] = record.usage.prompt_tokens
-        attributes["gen_ai.usage.output_tokens"] = record.usage.completion_tokens
+    usage = record.usage
+    if usage is not None:
+        attributes["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+        attributes["gen_ai.usage.output_tokens"] = usage.completion_tokens
+        if usage.cached_tokens is not None:
+            attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cached_tokens
+        if usage.reasoning_tokens is not None:
+            attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
+    if record.streamed and record.ttfb_s is not None:
+        attributes["gen_ai.response.time_to_first_chunk"] = record.ttfb_s
+    if record.body is not None:
+        attributes["gen_ai.output.type"] = output_type(record.body)
     if record.status:
         attributes["gateway.run.status"] = record.status  # the last status the call saw (queued, ...)
-        if record.status in FINISHED_STATUSES:
-            attributes["gen_ai.response.finish_reasons"] = (record.status,)
+        reason = finish_reason(record)
+        if reason is not None:
+            attributes["gen_ai.response.finish_reasons"] = (reason,)
     if record.decision != "none" and record.policy:
         attributes["gateway.policy.name"] = record.policy
     for key, values in (
@@ -131,10 +152,23 @@ def run_attributes(record: RunRecord) -> Attributes:
     return attributes
 
 
+def finish_reason(record: RunRecord) -> str | None:
+    if record.status == "incomplete":
+        return _CONTENT_FILTERED if record.incomplete_reason == _CONTENT_FILTERED else "length"
+    return FINISH_REASONS.get(record.status or "")
+
+
+def output_type(body: Mapping[str, Any]) -> str:
+    """`json` when the run asks for a JSON response format, else `text`."""
+    response_format = body.get("response_format")
+    kind = response_format.get("type") if isinstance(response_format, Mapping) else None
+    return "json" if kind in ("json_object", "json_schema") else "text"
+
+
 # --- content (only with capture_content) ---------------------------------------------------------
 
 
-def content_attributes(body: Mapping[str, Any], outputs: list[str]) -> Attributes:
+def content_attributes(body: Mapping[str, Any], outputs: list[str], finish: str | None = None) -> Attributes:
     """`gen_ai.input.messages`, `gen_ai.system_instructions`, `gen_ai.output.messages` as JSON strings."""
     attributes: Attributes = {}
     messages = _input_messages(body)
@@ -148,7 +182,10 @@ def content_attributes(body: Mapping[str, Any], outputs: list[str]) -> Attribute
     if instructions:
         attributes["gen_ai.system_instructions"] = orjson.dumps(instructions).decode()
     if outputs:
-        replies = [{"role": "assistant", "parts": [{"type": "text", "content": text}]} for text in outputs]
+        replies = [
+            {"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": finish or "stop"}
+            for text in outputs
+        ]
         attributes["gen_ai.output.messages"] = orjson.dumps(replies).decode()
     return attributes
 

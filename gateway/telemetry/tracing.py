@@ -246,7 +246,7 @@ def _server_spans(tracing: Tracing) -> Middleware:
 
 def _server_attributes(request: web.Request, method: str) -> Attributes:
     url = request.url
-    attributes: Attributes = {"http.request.method": method, "url.scheme": request.scheme}
+    attributes: Attributes = {"http.request.method": method, "url.scheme": request.scheme, "url.path": request.path}
     if method == "_OTHER":
         attributes["http.request.method_original"] = request.method
     optional = {
@@ -267,7 +267,7 @@ def _end_server_span(
         route = route_label(request)
         if route != OTHER:
             span.update_name(f"{method} {route}")
-            span.set_attributes({"http.route": route, "url.path": route})  # the template: ids stay out
+            span.set_attributes({"http.route": route})  # the template; `url.path` (set at start) is the real path
         caller = request.get(CALLER)
         if caller is not None:
             span.set_attribute("gateway.tenant", caller.tenant)
