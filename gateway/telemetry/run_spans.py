@@ -1,11 +1,14 @@
-"""The run observer: what a run call adds to its SERVER span (made in `tracing`).
+"""The run observer: the agent invocation a run call makes, under its SERVER span (made in `tracing`).
 
-Per run call, `RunTracing` (an observer of the record stage) adds to the SERVER span the GenAI
-attributes of an agent invocation (`gen_ai.operation.name = invoke_agent`, agent, conversation,
-models, sampling, usage, finish reason) and the gateway's own (`gateway.tenant`,
-`gateway.policy.*`, `gateway.run.*`); child spans `gateway.policy` (arrival → decision: reading,
-validation, ownership and policy) and `gateway.admission` (decision → forward), placed from the
-record's milestones; and events at the stream milestones (`gateway.first_byte`,
+Per run call, `RunTracing` (an observer of the record stage) opens an `invoke_agent {agent}` CLIENT
+span once the policy has let the call on, child of the SERVER span and parent of the upstream
+calls, with what a sampler reads set at its start (operation, provider, agent, request model, the
+upstream's `server.address`/`server.port`); at the end it carries the rest of the GenAI attributes
+(conversation, response, sampling, usage, finish reason) and the stream milestones. The SERVER
+span gets the gateway's own (`gateway.tenant`, `gateway.policy.*`, `gateway.run.*`) and child
+spans `gateway.policy` (arrival → decision: reading, validation, ownership and policy) and
+`gateway.admission` (decision → forward), placed from the record's milestones. The events at the
+stream milestones are (`gateway.first_byte`,
 `gateway.first_message_delta`, `gateway.run.requires_action`, `gateway.run.<terminal status>`: the
 gateway's own names, `gen_ai.*` is the convention's), with the standard
 `gen_ai.response.time_to_first_chunk` for a stream.
@@ -14,12 +17,15 @@ Prompt and completion text never reach a span unless `telemetry.tracing.capture_
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
+from contextvars import Token
 from typing import Any
 
 import orjson
-from opentelemetry import trace
-from opentelemetry.trace import Span, StatusCode
+from opentelemetry import context, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from gateway.domain import RunRecord, SSEEvent, json_object
@@ -39,15 +45,36 @@ _CONTENT_FILTERED = "content_filter"  # an incomplete run's other reasons are to
 
 
 class RunTracing:
-    """GenAI attributes, milestone child spans and events on the run call's SERVER span.
+    """The `invoke_agent` CLIENT span of each run call, and the gateway's attributes on its SERVER span.
 
-    `run_finished` is called inside the handler, so the current span is the request's SERVER span.
+    Its hooks are called inside the handler's task: at `run_decided` the current span is the
+    request's SERVER span, and the agent span is made current until `run_finished` (so the upstream
+    calls in between are its children).
     """
 
     def __init__(self, tracing: Tracing, runtime: RuntimeHolder) -> None:
         self._tracing = tracing
         self._runtime = runtime
         self._outputs: dict[int, list[str]] = {}  # id(record) → completed message texts, when capturing
+        self._agents: dict[int, tuple[Span, Token[Context]]] = {}  # id(record) → its agent span, its context token
+
+    def run_decided(self, record: RunRecord) -> None:
+        server = trace.get_current_span()
+        if record.decision == "deny" or not server.is_recording():
+            return  # no agent is invoked (or the trace is sampled out)
+        upstream = self._runtime.current.config.upstream.base_url
+        start: Attributes = {
+            "gen_ai.operation.name": OPERATION,
+            "gen_ai.provider.name": PROVIDER,
+            "server.address": upstream.host or "",
+            "server.port": upstream.port or 0,
+        }
+        for key, value in (("gen_ai.agent.id", record.assistant_id), ("gen_ai.request.model", record.requested_model)):
+            if value is not None:
+                start[key] = value
+        name = f"{OPERATION} {record.assistant_id}" if record.assistant_id else OPERATION
+        span = self._tracing.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=start)
+        self._agents[id(record)] = (span, context.attach(trace.set_span_in_context(span)))
 
     def _capture_content(self) -> bool:
         return self._runtime.current.config.telemetry.tracing.capture_content  # follows reloads
@@ -60,19 +87,28 @@ class RunTracing:
 
     def run_finished(self, record: RunRecord) -> None:
         outputs = self._outputs.pop(id(record), [])
-        reason = finish_reason(record)
-        span = trace.get_current_span()
-        if not span.is_recording():
-            return  # sampled out
-        span.set_attributes(run_attributes(record))
-        # The HTTP answer was 200, the run was not.
-        if record.broken or record.drained or record.error_type == "error_event":
-            span.set_status(StatusCode.ERROR, record.error_type)
-        self._milestones(span, record)
+        agent, token = self._agents.pop(id(record), (None, None))
+        if token is not None:
+            with contextlib.suppress(ValueError):  # (attached in another context: nothing to undo here)
+                context.detach(token)
+        server = trace.get_current_span()
+        failed = record.broken or record.drained or record.error_type == "error_event"  # though the answer was 200
+        if server.is_recording():
+            server.set_attributes(gateway_attributes(record))
+            if failed:
+                server.set_status(StatusCode.ERROR, record.error_type)
+            self._decision_spans(server, record)
+        if agent is None:
+            return  # denied, or sampled out
+        agent.set_attributes(run_attributes(record))
+        if failed:
+            agent.set_status(StatusCode.ERROR, record.error_type)
+        self._milestones(agent, record)
         if self._capture_content() and record.body is not None:
-            span.set_attributes(content_attributes(record.body, outputs, reason))
+            agent.set_attributes(content_attributes(record.body, outputs, finish_reason(record)))
+        agent.end()
 
-    def _milestones(self, span: Span, record: RunRecord) -> None:
+    def _decision_spans(self, span: Span, record: RunRecord) -> None:
         if not record.started_ns:
             return
 
@@ -89,6 +125,14 @@ class RunTracing:
             if record.forwarded_s is not None:
                 child = tracer.start_span("gateway.admission", parent, start_time=at(record.decided_s))
                 child.end(at(record.forwarded_s))
+
+    def _milestones(self, span: Span, record: RunRecord) -> None:
+        if not record.started_ns:
+            return
+
+        def at(seconds: float) -> int:
+            return int(record.started_ns + seconds * 1e9)
+
         milestones = (
             ("gateway.first_byte", record.ttfb_s),
             ("gateway.first_message_delta", record.first_delta_s),
@@ -101,16 +145,8 @@ class RunTracing:
 
 
 def run_attributes(record: RunRecord) -> Attributes:
-    attributes: Attributes = {
-        "gen_ai.operation.name": OPERATION,
-        "gen_ai.provider.name": PROVIDER,
-        "gateway.tenant": record.tenant,
-        "gateway.policy.decision": record.decision,
-        "gateway.run.streamed": record.streamed,
-        "gateway.run.broken": record.broken,
-        "gateway.run.client_gone": record.client_gone,
-        "gateway.run.drained": record.drained,
-    }
+    """The agent invocation's GenAI attributes, as the call ended."""
+    attributes: Attributes = {"gen_ai.operation.name": OPERATION, "gen_ai.provider.name": PROVIDER}
     optional: dict[str, AttributeValue | None] = {
         "gen_ai.agent.id": record.assistant_id,
         "gen_ai.conversation.id": record.thread_id,
@@ -120,6 +156,7 @@ def run_attributes(record: RunRecord) -> Attributes:
         "gen_ai.request.temperature": record.temperature,
         "gen_ai.request.top_p": record.top_p,
         "gen_ai.request.max_tokens": record.max_completion_tokens,
+        "gen_ai.response.finish_reasons": (reason,) if (reason := finish_reason(record)) else None,
         "error.type": record.error_type,
     }
     attributes.update((key, value) for key, value in optional.items() if value is not None)
@@ -135,11 +172,23 @@ def run_attributes(record: RunRecord) -> Attributes:
         attributes["gen_ai.response.time_to_first_chunk"] = record.ttfb_s
     if record.body is not None:
         attributes["gen_ai.output.type"] = output_type(record.body)
+    return attributes
+
+
+def gateway_attributes(record: RunRecord) -> Attributes:
+    """The gateway's own, on the SERVER span: tenant, policy, how the run call went."""
+    attributes: Attributes = {
+        "gateway.tenant": record.tenant,
+        "gateway.policy.decision": record.decision,
+        "gateway.run.streamed": record.streamed,
+        "gateway.run.broken": record.broken,
+        "gateway.run.client_gone": record.client_gone,
+        "gateway.run.drained": record.drained,
+    }
     if record.status:
         attributes["gateway.run.status"] = record.status  # the last status the call saw (queued, ...)
-        reason = finish_reason(record)
-        if reason is not None:
-            attributes["gen_ai.response.finish_reasons"] = (reason,)
+    if record.error_type:
+        attributes["error.type"] = record.error_type  # more precise than the HTTP status's
     if record.decision != "none" and record.policy:
         attributes["gateway.policy.name"] = record.policy
     for key, values in (

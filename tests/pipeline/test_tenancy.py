@@ -122,15 +122,17 @@ async def test_own_objects_referenced_in_bodies_pass(teams):
 
 @both_protocols
 async def test_objects_the_gateway_never_saw_are_denied_by_default(make_gateway, simulator):
-    gateway = await make_gateway(**two_teams())
+    config = two_teams()
+    config["env"]["CAROL_KEY"] = "sk-carol"
+    config["tenants"]["carol"] = {"keys": ["${CAROL_KEY}"], "unknown_objects": "allow"}
+    gateway = await make_gateway(**config)
     headers = {"Authorization": "Bearer sk-any", "OpenAI-Beta": "assistants=v2"}
     async with aiohttp.ClientSession() as session:
         created = await session.post(simulator.make_url("/v1/vector_stores"), json={"name": "x"}, headers=headers)
         store_id = (await created.json())["id"]
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.NotFoundError):  # bob: the default, deny
         await gateway.async_client(api_key="sk-bob").vector_stores.retrieve(store_id)
-    allowed = await make_gateway(**two_teams(unknown_objects="allow"))
-    assert (await allowed.async_client(api_key="sk-bob").vector_stores.retrieve(store_id)).id == store_id
+    assert (await gateway.async_client(api_key="sk-carol").vector_stores.retrieve(store_id)).id == store_id
 
 
 async def test_a_forgotten_owner_is_denied_even_where_unknown_objects_are_allowed(make_gateway):

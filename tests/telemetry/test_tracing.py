@@ -84,6 +84,13 @@ def children(spans: InMemorySpanExporter, parent: ReadableSpan) -> dict[str, Rea
     return {s.name: s for s in kids}
 
 
+def agent_of(spans: InMemorySpanExporter, server: ReadableSpan) -> ReadableSpan:
+    """The run call's `invoke_agent` CLIENT span, the SERVER span's child."""
+    (agent,) = [s for s in children(spans, server).values() if s.name.startswith("invoke_agent")]
+    assert agent.kind == SpanKind.CLIENT
+    return agent
+
+
 def events(span: ReadableSpan) -> dict[str, int]:
     return {event.name: event.timestamp for event in span.events}
 
@@ -106,9 +113,14 @@ async def test_a_streamed_run_is_an_agent_invocation_with_its_milestones(traced,
         run = await stream.get_final_run()
 
     span = server_span(spans, "POST /v1/threads/runs")
-    a = span.attributes
+    agent = agent_of(spans, span)
+    a = {**span.attributes, **agent.attributes}
+    assert agent.name == f"invoke_agent {assistant.id}"
     assert a["gen_ai.operation.name"] == "invoke_agent" and a["gen_ai.provider.name"] == "openai"
     assert a["gen_ai.agent.id"] == assistant.id
+    assert not any(key.startswith("gen_ai.") for key in span.attributes)  # the agent's, not the HTTP server's
+    upstream_at = agent.attributes
+    assert (upstream_at["server.address"], upstream_at["server.port"]) == ("127.0.0.1", gateway.config.upstream.base_url.port)
     assert a["gen_ai.conversation.id"] == run.thread_id
     assert a["gen_ai.response.id"] == run.id
     assert (a["gen_ai.request.model"], a["gen_ai.response.model"]) == ("gpt-4o", run.model)
@@ -130,7 +142,7 @@ async def test_a_streamed_run_is_an_agent_invocation_with_its_milestones(traced,
         "/v1/threads/runs",
         200,
     )
-    assert a["server.address"] == "127.0.0.1" and a["server.port"] == gateway.server.port
+    assert span.attributes["server.address"] == "127.0.0.1" and span.attributes["server.port"] == gateway.server.port
     assert (a["gateway.run.streamed"], a["gateway.run.broken"], a["gateway.run.client_gone"]) == (True, False, False)
     assert a["gateway.policy.decision"] == "none" and "gateway.policy.name" not in a
     assert "error.type" not in a and span.status.status_code == StatusCode.UNSET
@@ -138,12 +150,13 @@ async def test_a_streamed_run_is_an_agent_invocation_with_its_milestones(traced,
     assert gateway.runs.finished[-1].trace_id == format_trace_id(span.context.trace_id)
 
     kids = children(spans, span)
-    assert set(kids) == {"gateway.policy", "gateway.admission", *CREATE_CALLS[protocol]}
-    policy, admission, upstream = kids["gateway.policy"], kids["gateway.admission"], kids[RUN_CALL[protocol]]
+    assert set(kids) == {"gateway.policy", "gateway.admission", agent.name}
+    assert set(children(spans, agent)) == set(CREATE_CALLS[protocol])  # SERVER → invoke_agent → upstream HTTP
+    policy, admission, upstream = kids["gateway.policy"], kids["gateway.admission"], children(spans, agent)[RUN_CALL[protocol]]
     assert upstream.kind == SpanKind.CLIENT
     assert upstream.attributes["server.address"] == "127.0.0.1"
     assert upstream.attributes["http.response.status_code"] == 200
-    at = events(span)
+    at = events(agent)
     assert set(at) == {"gateway.first_byte", "gateway.first_message_delta", "gateway.run.completed"}
     assert ordered(span.start_time, policy.start_time, slack=MS)
     assert ordered(policy.start_time, policy.end_time, admission.start_time, admission.end_time)
@@ -169,7 +182,8 @@ async def test_a_polled_run_under_a_policy_that_clamps_and_shadows(traced, spans
     await client.beta.threads.runs.poll(run.id, thread_id=run.thread_id, poll_interval_ms=5)
 
     span = server_span(spans, "POST /v1/threads/runs")
-    a = span.attributes
+    agent = agent_of(spans, span)
+    a = {**span.attributes, **agent.attributes}
     assert (a["gen_ai.response.id"], a["gen_ai.conversation.id"]) == (run.id, run.thread_id)
     assert a["gen_ai.request.model"] == "gpt-3.5-turbo"
     assert a["gen_ai.request.max_tokens"] == 400  # what went upstream, after the clamp
@@ -178,8 +192,9 @@ async def test_a_polled_run_under_a_policy_that_clamps_and_shadows(traced, spans
     assert a["gateway.policy.shadowed"] == ("models.allow",)
     assert a["gateway.policy.modified"] == ("max_completion_tokens",)
     assert "gateway.policy.violations" not in a and a["gateway.run.streamed"] is False
-    assert not events(span)  # nothing streamed: no stream milestones
-    assert set(children(spans, span)) == {"gateway.policy", "gateway.admission", *CREATE_CALLS[protocol]}
+    assert not events(agent)  # nothing streamed: no stream milestones
+    assert set(children(spans, span)) == {"gateway.policy", "gateway.admission", agent.name}
+    assert set(children(spans, agent)) == set(CREATE_CALLS[protocol])
     # The polls are plain pass-through calls: named by template (ids kept out of name and route);
     # `url.path` is the path as called.
     polls = [s for s in spans.get_finished_spans() if s.name == "GET /v1/threads/{id}/runs/{id}"]
@@ -205,9 +220,9 @@ async def test_a_policy_denial_is_traced_without_an_upstream_call(traced, spans,
     assert span.status.status_code == StatusCode.UNSET  # a refusal is the client's error, not the server's
     assert a["error.type"] == "policy_violation"
     assert (a["gateway.policy.decision"], a["gateway.policy.violations"]) == ("deny", ("models.allow",))
-    assert (a["gateway.policy.name"], a["gateway.tenant"], a["gen_ai.request.model"]) == ("team", "team", "o3")
+    assert (a["gateway.policy.name"], a["gateway.tenant"]) == ("team", "team")
     kids = children(spans, span)
-    assert set(kids) == {"gateway.policy"}  # neither admitted nor forwarded
+    assert set(kids) == {"gateway.policy"}  # neither admitted nor forwarded: no agent invoked
     assert kids["gateway.policy"].attributes["gateway.policy.decision"] == "deny"
 
 
@@ -229,7 +244,7 @@ async def test_an_upstream_500_marks_both_spans(traced, spans, protocol):
     span = server_span(spans, "POST /v1/threads/runs")
     assert span.status.status_code == StatusCode.ERROR
     assert (span.attributes["http.response.status_code"], span.attributes["error.type"]) == (500, "500")
-    upstream = children(spans, span)[CREATE_CALLS[protocol][0]]  # the first call upstream fails
+    upstream = children(spans, agent_of(spans, span))[CREATE_CALLS[protocol][0]]  # the first call upstream fails
     assert upstream.status.status_code == StatusCode.ERROR
     assert upstream.attributes["http.response.status_code"] == 500
 
@@ -246,7 +261,7 @@ async def test_an_unreachable_upstream_is_a_502_with_its_kind(traced, spans):
         502,
         "upstream_unavailable",
     )
-    upstream = children(spans, span)["POST /v1/threads/runs"]
+    upstream = children(spans, agent_of(spans, span))["POST /v1/threads/runs"]
     assert (upstream.attributes["error.type"], upstream.attributes["server.port"]) == ("upstream_unavailable", port)
     assert "http.response.status_code" not in upstream.attributes
 
@@ -284,8 +299,9 @@ async def test_a_client_that_walks_away_ends_every_span(traced, spans, protocol)
     span = server_span(spans, "POST /v1/threads/runs")
     assert span.attributes["gateway.run.client_gone"] is True and span.attributes["http.response.status_code"] == 499
     assert span.attributes["error.type"] == "CancelledError" and span.status.status_code == StatusCode.UNSET
-    upstream = children(spans, span)[RUN_CALL[protocol]]
-    assert upstream.end_time is not None and upstream.end_time <= span.end_time
+    agent = agent_of(spans, span)
+    upstream = children(spans, agent)[RUN_CALL[protocol]]
+    assert upstream.end_time is not None and upstream.end_time <= span.end_time and agent.end_time <= span.end_time
 
 
 async def test_a_client_trace_continues_and_reaches_the_upstream(traced, spans, simulator_state):
@@ -299,7 +315,7 @@ async def test_a_client_trace_continues_and_reaches_the_upstream(traced, spans, 
     span = server_span(spans, "POST /v1/threads/runs")
     assert format_trace_id(span.context.trace_id) == TRACE_ID
     assert span.parent is not None and format_span_id(span.parent.span_id) == PARENT_ID and span.parent.is_remote
-    upstream = children(spans, span)["POST /v1/threads/runs"]
+    upstream = children(spans, agent_of(spans, span))["POST /v1/threads/runs"]
     sent = simulator_state.requests[-1].headers
     assert sent["traceparent"] == f"00-{TRACE_ID}-{format_span_id(upstream.context.span_id)}-01"
     assert sent.getall("traceparent") == [sent["traceparent"]] and sent["tracestate"] == "vendor=abc"
@@ -334,12 +350,13 @@ async def test_content_is_captured_only_when_asked(traced, spans):
         assistant_id=assistant.id, thread=HI, instructions="Be brief."
     ) as stream:
         await stream.until_done()
-    span = server_span(spans, "POST /v1/threads/runs")
+    span = agent_of(spans, server_span(spans, "POST /v1/threads/runs"))
     inputs = orjson.loads(span.attributes["gen_ai.input.messages"])
     assert inputs == [{"role": "user", "parts": [{"type": "text", "content": "What is the weather?"}]}]
     assert orjson.loads(span.attributes["gen_ai.system_instructions"]) == [{"type": "text", "content": "Be brief."}]
     outputs = orjson.loads(span.attributes["gen_ai.output.messages"])
     assert outputs[0]["role"] == "assistant" and outputs[0]["parts"][0]["content"]
+    assert outputs[0]["finish_reason"] == "stop"
 
 
 async def test_tracing_off_installs_nothing(traced, spans, simulator_state):
@@ -418,10 +435,12 @@ async def test_spans_are_exported_over_otlp_http(traced, aiohttp_server, monkeyp
     runs = [s for s in exported if any(a.key == "gen_ai.operation.name" for a in s.attributes)]
     assert len(runs) == 1
     attributes = {a.key: a.value for a in runs[0].attributes}
-    assert runs[0].name == "POST /v1/threads/runs" and runs[0].kind == runs[0].SPAN_KIND_SERVER
+    assert runs[0].name == f"invoke_agent {assistant.id}" and runs[0].kind == runs[0].SPAN_KIND_CLIENT
     assert attributes["gen_ai.operation.name"].string_value == "invoke_agent"
     assert attributes["gen_ai.response.id"].string_value == run.id
     assert attributes["gen_ai.agent.id"].string_value == assistant.id
     assert attributes["gen_ai.request.model"].string_value == "gpt-4o"
-    names = {s.name for s in exported if s.parent_span_id == runs[0].span_id}
-    assert names == {"gateway.policy", "gateway.admission", "POST /v1/threads/runs"}
+    (server,) = [s for s in exported if s.span_id == runs[0].parent_span_id]
+    assert server.name == "POST /v1/threads/runs" and server.kind == server.SPAN_KIND_SERVER
+    assert {s.name for s in exported if s.parent_span_id == server.span_id} == {"gateway.policy", "gateway.admission", runs[0].name}
+    assert {s.name for s in exported if s.parent_span_id == runs[0].span_id} == {"POST /v1/threads/runs"}
