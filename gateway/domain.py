@@ -31,15 +31,19 @@ from aiohttp import web
 
 log = structlog.get_logger("gateway.record")
 
-# The status of an answer that went out whole (a stream's `[DONE]` relayed). A client that leaves
-# right after it (the sync SDK closes on `[DONE]`) cancels the handler, but the call was complete:
-# it is counted with this status, not as a client gone.
-ANSWERED = web.RequestKey("answered", int)
+# The status a call is counted with (request metrics, its SERVER span) when not its response's. A
+# stream's answer is whole once its `[DONE]` went out: a client that leaves right after (the sync SDK
+# closes on `[DONE]`, which cancels the handler) made a complete call, counted with the answer's
+# status. A client that left before is counted 499, whether aiohttp cancelled the handler or a write
+# found the connection closing first.
+COUNTED_STATUS = web.RequestKey("counted_status", int)
 CLIENT_CLOSED = 499  # nginx's status for a client that left before its answer was complete
 
 
-def status_when_cancelled(request: web.Request) -> int:
-    return request.get(ANSWERED, CLIENT_CLOSED)
+def counted_status(request: web.Request, response: web.StreamResponse | None) -> int:
+    """`response` is None when the handler was cancelled: the client left."""
+    return request.get(COUNTED_STATUS, CLIENT_CLOSED if response is None else response.status)
+
 
 @dataclass(frozen=True, slots=True)
 class SSEEvent:

@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.web_runner import BaseRunner
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway.app import build_app
 from gateway.config import Config, load_config, parse_config
@@ -153,9 +154,11 @@ def make_gateway(
         upstream_url: str | None = None,
         env: dict[str, str] | None = None,
         config_file: Path | None = None,
+        span_exporter: SpanExporter | None = None,
         **raw: Any,
     ) -> Gateway:
-        """A gateway from `raw` sections, or from a YAML `config_file` (which it then reloads from)."""
+        """A gateway from `raw` sections, or from a YAML `config_file` (which it then reloads from);
+        its spans go to `span_exporter` if given."""
         upstream = {"base_url": upstream_url or str(simulator.make_url("/v1")), "protocol": protocol, **raw.pop("upstream", {})}
         if config_file is not None:
             config = load_config(config_file, env=env)
@@ -163,7 +166,7 @@ def make_gateway(
             raw.setdefault("audit", {"enabled": False})  # tests that audit say so; the rest keep stdout quiet
             config = parse_config({"upstream": upstream, **raw}, env=env or {})
         runs = RunCollector()
-        server = await gateway_server(build_app(config, config_path=config_file, observers=[runs]))
+        server = await gateway_server(build_app(config, config_path=config_file, observers=[runs], span_exporter=span_exporter))
         return Gateway(server, config, runs)
 
     return start

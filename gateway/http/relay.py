@@ -18,7 +18,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gateway.domain import ANSWERED, SSEEvent
+from gateway.domain import CLIENT_CLOSED, COUNTED_STATUS, SSEEvent
 from gateway.errors import UpstreamAnswer, UpstreamUnavailable, error_body
 from gateway.http.drain import DrainDeadline, StreamCut
 from gateway.http.sse import SSEParser
@@ -53,6 +53,9 @@ class RunTee(Protocol):
         ...
 
     def on_cut(self, reason: str) -> None: ...
+
+    @property
+    def finished(self) -> bool: ...
 
     def finish(self) -> None: ...
 
@@ -115,7 +118,8 @@ async def relay_run(
         return await _pass_body(request, upstream, headers)
     finally:
         upstream.release()  # back to the pool if fully read, closed (upstream told) if not
-        tracker.finish()
+        if not tracker.finished:  # (a stream relayed whole finished at its `[DONE]`)
+            tracker.finish()
 
 
 async def _tee_events(
@@ -127,71 +131,87 @@ async def _tee_events(
 ) -> web.StreamResponse:
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
     await response.prepare(request)
-    parser = SSEParser()
+    tee = _EventTee(request, response, upstream, tracker, drain)
     try:
-        if await _pump_events(response, upstream, parser, tracker, drain):
-            request[ANSWERED] = response.status
+        if await tee.pump():
+            tracker.finish()  # the call is complete: what the upstream still holds open is not the client's
             await _write_eof(response)
             await _read_to_end(upstream)
-    except asyncio.CancelledError:
-        # The client went away and aiohttp cancelled the handler (handler_cancellation): gone
-        # before its answer was whole, or just after (then the call was complete).
-        if ANSWERED not in request:
+    except (asyncio.CancelledError, ConnectionResetError) as gone:
+        # The client went away: aiohttp cancelled the handler (handler_cancellation), or a write found
+        # the connection closing first. Before its answer was whole, or just after (a complete call).
+        if COUNTED_STATUS not in request:
+            request[COUNTED_STATUS] = CLIENT_CLOSED
             tracker.on_client_gone()
-            await _read_until_run_id(upstream, parser, tracker)
-        raise
+            # In a task of its own: this one's cancellation would cut it short (and its timeout with it).
+            await asyncio.shield(tee.read_until_run_id())
+        if isinstance(gone, asyncio.CancelledError):
+            raise
     return response
 
 
-async def _read_until_run_id(upstream: Reply, parser: SSEParser, tracker: RunTee) -> None:
-    """A client gone before the stream named its run (after `thread.created`, say) leaves a run the
-    upstream goes on running and billing: the stream is read on, bounded, until the run's id
-    arrives, so the run is bound to its reservation and the reconciler settles it."""
-    read = 0
-    try:
-        async with asyncio.timeout(_FIND_RUN_S):
-            while tracker.awaiting_run_id and read < _FIND_RUN_BYTES:
-                chunk = await upstream.content.readany()
-                if not chunk:
-                    return
-                read += len(chunk)
-                await tracker.on_events(parser.feed(chunk))
-    except (TimeoutError, *_UPSTREAM_FAILURES):
-        pass  # not named in time: no run to hand on (its reservation is given back)
+class _EventTee:
+    """One run stream: each chunk goes to the client, then its events to the tracker."""
 
+    def __init__(
+        self, request: web.Request, response: web.StreamResponse, upstream: Reply, tracker: RunTee, drain: DrainDeadline
+    ) -> None:
+        self._request, self._response, self._upstream, self._tracker, self._drain = request, response, upstream, tracker, drain
+        self._parser = SSEParser()
+        self._unheard: list[SSEEvent] = []  # read from the upstream, not yet told (their write may have failed)
 
-async def _pump_events(
-    response: web.StreamResponse, upstream: Reply, parser: SSEParser, tracker: RunTee, drain: DrainDeadline
-) -> bool:
-    """Relay events until `[DONE]` (True: the answer is whole) or the stream ends otherwise."""
-    first = True
-    while True:
-        try:
-            chunk = await drain.read(upstream.content)
-        except StreamCut:
-            tracker.on_cut(DRAIN_CUT)
-            error = {"message": DRAIN_CUT, "type": "server_error", "param": None, "code": "gateway_draining"}
-            await _end_with_error(response, parser, error)
-            return False
-        except _UPSTREAM_FAILURES as exc:
-            await _end_broken_stream(response, parser, tracker, exc)
-            return False
-        if not chunk:
-            break
-        if first:
-            tracker.on_first_byte()
-            first = False
-        try:
+    async def pump(self) -> bool:
+        """Relay events until `[DONE]` (True: the answer is whole) or the stream ends otherwise.
+        Raises ConnectionResetError (or is cancelled) when the client is gone."""
+        response, tracker, first = self._response, self._tracker, True
+        while True:
+            try:
+                chunk = await self._drain.read(self._upstream.content)
+            except StreamCut:
+                tracker.on_cut(DRAIN_CUT)
+                error = {"message": DRAIN_CUT, "type": "server_error", "param": None, "code": "gateway_draining"}
+                await _end_with_error(response, self._parser, error)
+                return False
+            except _UPSTREAM_FAILURES as exc:
+                await _end_broken_stream(response, self._parser, tracker, exc)
+                return False
+            if not chunk:
+                break
+            if first:
+                tracker.on_first_byte()
+                first = False
+            self._unheard = self._parser.feed(chunk)  # (parsing awaits nothing: the bytes are not delayed)
             await response.write(chunk)
-        except ConnectionResetError:
-            tracker.on_client_gone()
-            return False  # relay_run() closes the upstream stream
-        events = parser.feed(chunk)
-        await tracker.on_events(events)
-        if any(event.event == "done" for event in events):
-            return True
-    await _write_eof(response)
-    return False
+            done = any(event.event == "done" for event in self._unheard)
+            if done:  # the answer is whole: a client that leaves from here on made a complete call
+                self._request[COUNTED_STATUS] = response.status
+            await self._tell()
+            if done:
+                return True
+        await _write_eof(response)
+        return False
+
+    async def read_until_run_id(self) -> None:
+        """A client gone before the stream named its run (after `thread.created`, say) leaves a run the
+        upstream goes on running and billing: the stream is read on, bounded, until the run's id
+        arrives, so the run is bound to its reservation and the reconciler settles it."""
+        await self._tell()
+        read = 0
+        try:
+            async with asyncio.timeout(_FIND_RUN_S):
+                while self._tracker.awaiting_run_id and read < _FIND_RUN_BYTES:
+                    chunk = await self._upstream.content.readany()
+                    if not chunk:
+                        return
+                    read += len(chunk)
+                    self._unheard = self._parser.feed(chunk)
+                    await self._tell()
+        except (TimeoutError, *_UPSTREAM_FAILURES):
+            pass  # not named in time: no run to hand on (its reservation is given back)
+
+    async def _tell(self) -> None:
+        events, self._unheard = self._unheard, []
+        await self._tracker.on_events(events)
 
 
 async def _read_to_end(upstream: Reply) -> None:

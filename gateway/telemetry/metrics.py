@@ -22,7 +22,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from gateway.domain import BudgetReading, RunRecord, SSEEvent, Usage, status_when_cancelled
+from gateway.domain import BudgetReading, RunRecord, SSEEvent, Usage, counted_status
 from gateway.keys import CALLER, REQUEST_RUNTIME, RUNTIME
 from gateway.runtime import RuntimeHolder
 from gateway.runtime.auth import PASSTHROUGH
@@ -303,9 +303,9 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         response = await handler(request)
     except asyncio.CancelledError:  # the client left: before its answer was whole (499), or just after
-        _count(request, status_when_cancelled(request), started)
+        _count(request, counted_status(request, None), started)
         raise
-    _count(request, response.status, started)
+    _count(request, counted_status(request, response), started)
     return response
 
 

@@ -49,7 +49,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import AttributeValue
 
 from gateway.config import TracingConfig
-from gateway.domain import CLIENT_CLOSED, status_when_cancelled
+from gateway.domain import CLIENT_CLOSED, counted_status
 from gateway.errors import upstream_failure
 from gateway.keys import CALLER, REQUEST_ID, TRACE_ID
 from gateway.runtime.labels import OTHER
@@ -272,16 +272,15 @@ def _end_server_span(
         if caller is not None:
             span.set_attribute("gateway.tenant", caller.tenant)
         known_error = isinstance(span, ReadableSpan) and "error.type" in (span.attributes or {})
-        if isinstance(failure, asyncio.CancelledError):  # the client left: before its answer was whole, or after
-            status = status_when_cancelled(request)
+        cancelled = isinstance(failure, asyncio.CancelledError)  # the client left: before its answer was whole, or after
+        if cancelled or response is not None:
+            status = counted_status(request, response)
             span.set_attribute("http.response.status_code", status)
-            if status == CLIENT_CLOSED and not known_error:
+            if status == CLIENT_CLOSED and cancelled and not known_error:
                 span.set_attribute("error.type", type(failure).__qualname__)
-        elif response is not None:
-            span.set_attribute("http.response.status_code", response.status)
-            if response.status >= 500:
+            elif status >= 500:
                 if not known_error:  # a run's own error type (upstream_unavailable, ...) is more precise
-                    span.set_attribute("error.type", str(response.status))
+                    span.set_attribute("error.type", str(status))
                 span.set_status(StatusCode.ERROR)
         elif failure is not None and not known_error:
             span.set_attribute("error.type", type(failure).__qualname__)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import openai
+import orjson
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from gateway.keys import SESSION
 from tests.conftest import API_KEY, Gateway
-from tests.support import free_port, series
+from tests.support import both_protocols, free_port, series
 
 RUN = "/v1/threads/runs"
 
@@ -279,10 +283,14 @@ async def test_methods_the_api_does_not_use_are_refused(make_gateway, simulator_
     assert body["error"]["type"] == "invalid_request_error" and simulator_state.requests == []
 
 
-async def test_a_stream_relayed_to_its_done_is_complete_though_the_client_leaves_at_once(make_gateway):
+@both_protocols
+async def test_a_stream_relayed_to_its_done_is_complete_though_the_client_leaves_at_once(make_gateway, tmp_path):
     """The sync SDK closes its connection as soon as it reads `[DONE]`; this upstream ends its body
-    40 ms later. The calls are complete runs all the same: counted 200, no client gone."""
-    gateway = await make_gateway()
+    40 ms later. The calls are complete runs all the same, to every observer: the audit's outcome
+    (completed, client not gone), the request metrics (200, with a duration) and the SERVER span."""
+    spans = InMemorySpanExporter()
+    audit = tmp_path / "audit.jsonl"
+    gateway = await make_gateway(span_exporter=spans, audit={"sink": "file", "path": str(audit)})
     client = gateway.sync_client()
     tail = {"X-Simulator-Tail-Ms": "40"}
 
@@ -295,8 +303,15 @@ async def test_a_stream_relayed_to_its_done_is_complete_though_the_client_leaves
     await asyncio.to_thread(three_streams)
     records = await gateway.runs.wait(3)
     assert [(r.status, r.client_gone, r.error_type) for r in records] == [("completed", False, None)] * 3
+    outcomes = await audit_outcomes(audit, 3)
+    assert [(o["status"], o["client_gone"]) for o in outcomes] == [("completed", False)] * 3
     runs = {"route": "/v1/threads/runs", "method": "POST"}
-    assert [s.value for s in series(await metrics_text(gateway), "gateway_requests_total", status="200", **runs)] == [3]
+    text = await metrics_text(gateway)
+    assert [s.value for s in series(text, "gateway_requests_total", **runs)] == [3]
+    assert [s.labels["status"] for s in series(text, "gateway_requests_total", **runs)] == ["200"]
+    assert [s.value for s in series(text, "gateway_request_duration_seconds_count", **runs)] == [3]
+    served = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER and s.name == "POST /v1/threads/runs"]
+    assert [(s.attributes["http.response.status_code"], "error.type" in s.attributes) for s in served] == [(200, False)] * 3
 
 
 async def test_a_client_gone_mid_stream_is_counted_as_499(make_gateway):
@@ -316,6 +331,17 @@ async def test_a_client_gone_mid_stream_is_counted_as_499(make_gateway):
             break
         await asyncio.sleep(0.02)
     assert [s.value for s in counted] == [1]
+
+
+async def audit_outcomes(path: Path, count: int) -> list[dict[str, Any]]:
+    """The audit's outcome records, once `count` have been written (it writes in the background)."""
+    for _ in range(100):
+        lines = [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+        outcomes = [line for line in lines if line["kind"] == "outcome"]
+        if len(outcomes) >= count:
+            return outcomes
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{count} outcome records not written: {outcomes}")
 
 
 async def metrics_text(gateway: Gateway) -> str:

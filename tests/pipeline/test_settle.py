@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+from aiohttp import web
 
 from tests.conftest import Gateway
 from tests.support import Samples, both_protocols, reconcile_until_settled, scrape, upstream_usage, value
@@ -124,3 +125,42 @@ async def test_a_stream_left_before_it_named_its_run_is_still_counted(make_gatew
     rows = await ledger(gateway)
     assert sum(row["runs"] for row in rows) == 1
     assert sum(row["total_tokens"] for row in rows) == upstream_usage(simulator_state, first.data.id, record.run_id)
+
+
+# Behind the facade the run is named in the stream's first chunk, but only kept (so the reconciler can
+# read its usage) once the upstream's `response.created` arrives: a client gone before that leaves it
+# unfound. The facade would have to read the upstream on in a task of its own (the relay's read-on
+# runs its generator, which the handler's cancellation has already ended): not done yet.
+FACADE_GAP = pytest.mark.xfail(strict=True, reason="the facade keeps a run only after response.created")
+
+
+@pytest.mark.parametrize("protocol", ["assistants", pytest.param("responses", marks=FACADE_GAP)])
+async def test_a_client_a_write_finds_gone_is_counted_499_and_its_run_still_settled(
+    make_gateway, simulator_state, backend, monkeypatch
+):
+    """The client's connection is found closing by the relay's first write (aiohttp has not cancelled
+    the handler yet; the unsent chunk names the run behind the facade): the call is counted as the
+    client's gone (499), and the run it left is read on for its id and settled all the same."""
+    gateway, client = await accounted(make_gateway, backend)
+    assistant = (await client.beta.assistants.create(model="gpt-4o")).id
+    real_write = web.StreamResponse.write
+
+    async def write(response: web.StreamResponse, data: bytes) -> None:
+        if response.content_type == "text/event-stream" and response.headers["X-Request-ID"].startswith("req_gw_"):
+            raise ConnectionResetError("Cannot write to closing transport")  # as aiohttp says it
+        await real_write(response, data)
+
+    monkeypatch.setattr(web.StreamResponse, "write", write)
+    left = await client.beta.threads.create_and_run(
+        assistant_id=assistant, thread=MESSAGE, stream=True, extra_headers={"X-Simulator-Event-Delay-Ms": "20"}
+    )
+    assert [event async for event in left] == []
+    (record,) = await gateway.runs.wait(1)
+    assert record.client_gone and record.run_id is not None and record.thread_id is not None
+    counted = {dict(labels)["status"]: n for (name, labels), n in (await scrape(gateway)).items()
+               if name == "gateway_requests_total" and ("route", "/v1/threads/runs") in labels}  # fmt: skip
+    assert counted == {"499": 1}
+    await reconcile_until_settled(gateway)
+    rows = await ledger(gateway)
+    assert sum(row["runs"] for row in rows) == 1
+    assert sum(row["total_tokens"] for row in rows) == upstream_usage(simulator_state, record.thread_id, record.run_id)
