@@ -73,8 +73,10 @@ async def claim_created(state: StateStore, tenant: str, kind: Kind, body: bytes)
 async def own_objects(call: RunCall) -> None:
     """The ownership stage of a run call: the thread, assistant, files and vector stores it names
     must be the caller's; what the run will create (a run, a thread) must be recordable as the caller's."""
+    if call.runtime.config.tenants is None:
+        return  # pass-through mode: one anonymous tenant (and no walk of the body on every run call)
     thread_id = call.request.match_info.get("thread_id")
     refs = ([Ref(THREAD, thread_id)] if thread_id is not None else []) + referenced_in(call.data)
     await check_owned(call.runtime, call.state, call.tenant, refs)
-    if call.runtime.config.tenants is not None and call.route is not RunRoute.SUBMIT_TOOL_OUTPUTS:
+    if call.route is not RunRoute.SUBMIT_TOOL_OUTPUTS:
         await owner_recordable(call.state)
