@@ -80,6 +80,17 @@ class TokenLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class UsdLimits:
+    """USD budgets, in µUSD (whole micro-dollars: the unit every cost is counted in)."""
+
+    per_day: int | None = None
+    per_month: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.per_day is not None or self.per_month is not None
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int
     completion_tokens: int

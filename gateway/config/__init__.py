@@ -31,6 +31,7 @@ from gateway.config.assistants import AssistantConfig
 from gateway.config.audit import AuditConfig
 from gateway.config.limits import LimitsConfig
 from gateway.config.policy import PolicyConfig
+from gateway.config.pricing import ModelPrice
 from gateway.config.secrets import EnvSecret, FromEnv
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -189,6 +190,9 @@ class Config(_Section):
     )
     policies: dict[str, PolicyConfig] = Field(default_factory=dict)
     limits: LimitsConfig = LimitsConfig()
+    pricing: dict[str, ModelPrice] = Field(
+        default_factory=dict, description="USD per 1M tokens by model, merged over the shipped table"
+    )
     state: StateConfig = StateConfig()
     admin: AdminConfig = AdminConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
@@ -234,19 +238,19 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _budgets_need_finite_runs(self) -> Config:
-        """A token limit reserves each run's worst case, so the policy must cap both token fields."""
+        """A token or USD budget reserves each run's worst case, so the policy must cap both token fields."""
         known = set(self.tenants) if self.tenants is not None else {PASSTHROUGH}
         for name in self.limits.tenants:
             if name not in known:
                 raise ValueError(f"limits.tenants.{name}: no such tenant")
         for name in known:
-            if not self.limits.for_tenant(name).tokens:
+            if not self.limits.for_tenant(name).reserves:
                 continue
             policy = self.policy_for(name)
             tokens = policy.tokens if policy is not None else None
             if tokens is None or tokens.max_prompt_tokens is None or tokens.max_completion_tokens is None:
                 raise ValueError(
-                    f"tenant {name}: token limits need its policy ({self.policy_name_for(name)!r}) to cap "
+                    f"tenant {name}: token and USD budgets need its policy ({self.policy_name_for(name)!r}) to cap "
                     "tokens.max_prompt_tokens and tokens.max_completion_tokens, so every run's cost is finite"
                 )
         return self

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.domain import TokenLimits
+from gateway.domain import TokenLimits, UsdLimits
 
 
 class _Section(BaseModel):
@@ -16,6 +16,12 @@ class KeyLimits(_Section):
 
     requests_per_minute: int | None = Field(None, gt=0)
     concurrent_runs: int | None = Field(None, gt=0)
+    usd_per_day: float | None = Field(None, gt=0, description="USD budget per UTC day, at `pricing:`")
+    usd_per_month: float | None = Field(None, gt=0, description="USD budget per UTC calendar month")
+
+    @property
+    def usd(self) -> UsdLimits:
+        return UsdLimits(_micros(self.usd_per_day), _micros(self.usd_per_month))
 
 
 class TenantLimits(KeyLimits):
@@ -35,6 +41,20 @@ class TenantLimits(KeyLimits):
     @property
     def tokens(self) -> TokenLimits:
         return TokenLimits(self.tokens_per_minute, self.tokens_per_day, self.tokens_per_month)
+
+    @property
+    def spends_usd(self) -> bool:
+        """Whether a USD budget (the tenant's or each key's) limits its runs."""
+        return bool(self.usd) or (self.per_key is not None and bool(self.per_key.usd))
+
+    @property
+    def reserves(self) -> bool:
+        """Whether its runs reserve their worst case at admission (a token or a USD budget)."""
+        return bool(self.tokens) or self.spends_usd
+
+
+def _micros(dollars: float | None) -> int | None:
+    return None if dollars is None else round(dollars * 1_000_000)
 
 
 class LimitsConfig(_Section):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.domain import TokenLimits, Usage
+from gateway.domain import TokenLimits, Usage, UsdLimits
 from gateway.errors import StateDown
 
 REQUESTS_PER_MINUTE = "requests_per_minute"
@@ -21,6 +21,11 @@ OPEN_STREAMS = "open_streams"
 TOKENS_PER_MINUTE = "tokens_per_minute"
 TOKENS_PER_DAY = "tokens_per_day"
 TOKENS_PER_MONTH = "tokens_per_month"
+USD_PER_DAY = "usd_per_day"
+USD_PER_MONTH = "usd_per_month"
+KEY_USD_PER_DAY = "per_key.usd_per_day"
+KEY_USD_PER_MONTH = "per_key.usd_per_month"
+NO_KEY = "-"  # the key of a run whose caller presented none (pass-through without a key)
 
 
 class StateUnavailable(StateDown):
@@ -54,6 +59,7 @@ class Verdict:
     window: Window | None = None
     refused_by: str | None = None
     retry_after_s: float = 0.0
+    budget: Window | None = None  # the USD budget that refused (in µUSD); `window` stays the tokens'
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,17 +71,30 @@ class PendingRun:
     tenant: str
     created_at: float  # unix time
     checked_at: float  # unix time of the last reconciler look (created_at before the first)
+    key: str = NO_KEY  # the fingerprint of the key that made it: its ledger row and USD budget
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """A run's worst-case cost, reserved against the USD budgets of its tenant and of its key."""
+
+    micros: int  # µUSD
+    key: str  # the caller's key fingerprint
+    tenant_limits: UsdLimits
+    key_limits: UsdLimits
 
 
 @dataclass(frozen=True, slots=True)
 class UsageRow:
     tenant: str
+    key: str  # the fingerprint of the key that made the runs
     model: str
     day: str  # YYYY-MM-DD, UTC
     runs: int
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    cost_micros: int  # µUSD, at the price table in force when each run was settled
 
 
 # The owner of an object whose claim a bounded store had to drop (`max_owned_objects`): once any
@@ -109,21 +128,29 @@ class StateStore(Protocol):
 
     async def release_run(self, run_id: str) -> None: ...
 
-    # Tokens. `reserve` takes `amount` from every configured limit at once, or from none (all or
-    # nothing, atomic across replicas); `bind` ties the reservation to its run once the run id is
-    # known and puts the run on the reconciler's list; `settle` records a run's usage exactly once
-    # per run id (True the first time) and turns its reservation into what was really used
-    # (usage None: charge the whole reservation, the run's real usage could not be learnt);
-    # `cancel` gives back a reservation whose call never created a run.
-    async def reserve(self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float) -> Verdict: ...
+    # Tokens and dollars. `reserve` takes `amount` tokens (and with `spend`, its µUSD) from every
+    # configured limit at once, or from none (all or nothing, atomic across replicas); `bind` ties
+    # the reservation to its run once the run id is known and puts the run on the reconciler's list;
+    # `settle` records a run's usage and `cost` (µUSD) exactly once per run id (True the first time)
+    # and turns its reservation into what was really used (usage None: charge the whole reservation,
+    # the run's real usage could not be learnt); `key` is the ledger's key when the run was not bound
+    # with its own; `cancel` gives back a reservation whose call never created a run.
+    async def reserve(
+        self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float, spend: Spend | None = None
+    ) -> Verdict: ...
 
     async def bind(self, reservation: str, run: PendingRun) -> None: ...
 
-    async def settle(self, run_id: str, tenant: str, model: str, usage: Usage | None, now: float) -> bool: ...
+    async def settle(
+        self, run_id: str, tenant: str, model: str, usage: Usage | None, now: float, *, key: str = NO_KEY, cost: int = 0
+    ) -> bool: ...
 
     async def cancel(self, reservation: str) -> None: ...
 
     async def tokens_remaining(self, tenant: str, limits: TokenLimits, now: float) -> dict[str, int]: ...
+
+    # µUSD spent (and reserved) by `owner` (a tenant, or `tenant:key`) in the UTC day and month of `now`.
+    async def usd_spent(self, owner: str, now: float) -> tuple[int, int]: ...
 
     # The reconciler's list: runs not settled whose last look is older than `before`, oldest first.
     async def due_runs(self, before: float, limit: int) -> list[PendingRun]: ...

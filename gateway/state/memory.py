@@ -25,7 +25,9 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from gateway.domain import TokenLimits, Usage
 from gateway.state import (
     FORGOTTEN,
+    NO_KEY,
     PendingRun,
+    Spend,
     UsageRow,
     Verdict,
     Window,
@@ -36,11 +38,16 @@ from gateway.state.semantics import (
     PENDING_TTL_S,
     RELEASED_TTL_S,
     SETTLED_TTL_S,
+    Bucket,
     PerMinute,
+    key_owner,
     lease_limit_name,
     limit_values,
+    spend_buckets,
     token_buckets,
     token_verdict,
+    usd_buckets,
+    usd_verdict,
     utc_day,
     window_of,
 )
@@ -54,6 +61,8 @@ class _Reservation:
     amount: int
     keys: tuple[str, str, str]
     expires: float  # on the store's clock (the latest `now` seen)
+    usd: int = 0  # µUSD reserved in each of `usd_keys` (none: reserved without a spend)
+    usd_keys: tuple[str, ...] = ()
 
 
 class _Owners(LRUCache[str, str]):
@@ -93,7 +102,8 @@ class MemoryState:
         self._reservations: dict[str, _Reservation] = {}
         self._pending: dict[str, _Pending] = {}
         self._settled: dict[str, float] = {}  # run id → expiry, oldest first
-        self._ledger: dict[str, dict[tuple[str, str], list[int]]] = {}  # day → (tenant, model) → counts
+        # day → (tenant, key, model) → [runs, prompt, completion, total, cost µUSD]
+        self._ledger: dict[str, dict[tuple[str, str, str], list[int]]] = {}
         self._clock = 0.0  # the latest wall-clock time seen (`now` arguments and run times)
         self._next_prune = 0.0
 
@@ -168,7 +178,9 @@ class MemoryState:
         return held
 
     # Tokens.
-    async def reserve(self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float) -> Verdict:
+    async def reserve(
+        self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float, spend: Spend | None = None
+    ) -> Verdict:
         self._tick(now)
         amount = max(0, amount)
         buckets = token_buckets(tenant, now)
@@ -178,10 +190,18 @@ class MemoryState:
         for index, (limit, spent) in enumerate(zip(limit_values(limits), used, strict=True)):
             if limit is not None and spent + amount > limit:
                 return token_verdict(buckets, limits, int(used[0]), index)
+        usd, micros = (spend_buckets(tenant, spend, now), max(0, spend.micros)) if spend is not None else ([], 0)
+        for bucket, limit in usd:
+            spent = int(self._used(bucket.key))
+            if limit is not None and spent + micros > limit:
+                return usd_verdict(token_verdict(buckets, limits, int(used[0]), None), bucket, limit, spent)
         for bucket in buckets:
             self._add(bucket.key, amount, now + bucket.ttl_s)
+        for bucket, _ in usd:
+            self._add(bucket.key, micros, now + bucket.ttl_s)
         keys = (buckets[0].key, buckets[1].key, buckets[2].key)
-        self._reservations[reservation] = _Reservation(tenant, amount, keys, now + PENDING_TTL_S)
+        usd_keys = tuple(bucket.key for bucket, _ in usd)
+        self._reservations[reservation] = _Reservation(tenant, amount, keys, now + PENDING_TTL_S, micros, usd_keys)
         self._bound(self._reservations)
         return token_verdict(buckets, limits, int(used[0]) + amount, None)
 
@@ -198,27 +218,36 @@ class MemoryState:
         )
         self._bound(self._pending)
 
-    async def settle(self, run_id: str, tenant: str, model: str, usage: Usage | None, now: float) -> bool:
+    async def settle(
+        self, run_id: str, tenant: str, model: str, usage: Usage | None, now: float, *, key: str = NO_KEY, cost: int = 0
+    ) -> bool:
         self._tick(now)
         if self._is_settled(run_id):
             return False
         self._settled[run_id] = now + SETTLED_TTL_S
         self._bound(self._settled)
         pending = self._pending.pop(run_id, None)
+        key = pending.run.key if pending is not None else key
         held = self._reservations.pop(pending.reservation, None) if pending and pending.reservation else None
         if held is not None:
             if usage is not None:
-                for key in held.keys:
-                    self._adjust(key, usage.total_tokens - held.amount)
+                for bucket_key in held.keys:
+                    self._adjust(bucket_key, usage.total_tokens - held.amount)
         elif usage is not None:
-            for bucket in token_buckets(tenant, now):
-                self._add(bucket.key, usage.total_tokens, now + bucket.ttl_s)
-        row = self._ledger.setdefault(utc_day(now), {}).setdefault((tenant, model), [0, 0, 0, 0])
+            self._charge(token_buckets(tenant, now), usage.total_tokens, now)
+        if usage is not None:
+            if held is not None and held.usd_keys:
+                for bucket_key in held.usd_keys:
+                    self._adjust(bucket_key, cost - held.usd)
+            else:
+                self._charge((*usd_buckets(tenant, now), *usd_buckets(key_owner(tenant, key), now)), cost, now)
+        row = self._ledger.setdefault(utc_day(now), {}).setdefault((tenant, key, model), [0, 0, 0, 0, 0])
         row[0] += 1
         if usage is not None:
             row[1] += usage.prompt_tokens
             row[2] += usage.completion_tokens
             row[3] += usage.total_tokens
+            row[4] += cost
         return True
 
     async def cancel(self, reservation: str) -> None:
@@ -231,6 +260,11 @@ class MemoryState:
             if limit is not None:
                 remaining[bucket.name] = max(0, limit - int(self._used(bucket.key)))
         return remaining
+
+    async def usd_spent(self, owner: str, now: float) -> tuple[int, int]:
+        self._tick(now)
+        day, month = usd_buckets(owner, now)
+        return int(self._used(day.key)), int(self._used(month.key))
 
     # The reconciler's list.
     async def due_runs(self, before: float, limit: int) -> list[PendingRun]:
@@ -247,13 +281,13 @@ class MemoryState:
     # The ledger.
     async def usage(self, tenant: str | None, since_day: str) -> list[UsageRow]:
         rows = [
-            UsageRow(row_tenant, model, day, *counts)
+            UsageRow(row_tenant, key, model, day, *counts)
             for day, by_key in self._ledger.items()
             if day >= since_day
-            for (row_tenant, model), counts in by_key.items()
+            for (row_tenant, key, model), counts in by_key.items()
             if tenant is None or row_tenant == tenant
         ]
-        rows.sort(key=lambda row: (row.day, row.tenant, row.model))
+        rows.sort(key=lambda row: (row.day, row.tenant, row.key, row.model))
         return rows
 
     # Adapter records.
@@ -303,6 +337,11 @@ class MemoryState:
         else:
             entry[0] += amount
 
+    def _charge(self, buckets: tuple[Bucket, ...], amount: int, now: float) -> None:
+        if amount > 0:
+            for bucket in buckets:
+                self._add(bucket.key, amount, now + bucket.ttl_s)
+
     def _adjust(self, key: str, delta: int) -> None:
         """Change a bucket that still exists (a window already over is left alone), floored at 0."""
         entry = self._buckets.get(key)
@@ -314,6 +353,8 @@ class MemoryState:
         if held is not None:
             for key in held.keys:
                 self._adjust(key, -held.amount)
+            for key in held.usd_keys:
+                self._adjust(key, -held.usd)
 
     def _is_settled(self, run_id: str) -> bool:
         expiry = self._settled.get(run_id)

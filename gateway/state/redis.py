@@ -29,7 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from gateway.domain import TokenLimits, Usage
-from gateway.state import FORGOTTEN, PendingRun, StateUnavailable, UsageRow, Verdict, Window
+from gateway.state import FORGOTTEN, NO_KEY, PendingRun, Spend, StateUnavailable, UsageRow, Verdict, Window
 from gateway.state import redis_scripts as lua
 from gateway.state.semantics import (
     LEASE_RETRY_AFTER_S,
@@ -40,15 +40,18 @@ from gateway.state.semantics import (
     PerMinute,
     lease_limit_name,
     limit_values,
+    spend_buckets,
     token_buckets,
     token_verdict,
+    usd_buckets,
+    usd_verdict,
     utc_day,
     window_of,
 )
 
 OWNERSHIP_TTL_S = 30 * 86400
 _ERRORS = (RedisError, OSError, TimeoutError, limits.errors.StorageError)
-_METRICS = ("runs", "prompt", "completion", "total")
+_METRICS = ("runs", "prompt", "completion", "total", "cost")
 
 
 def _limits_uri(url: str) -> str:
@@ -179,20 +182,29 @@ class RedisState:
             )
 
     # Tokens.
-    async def reserve(self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float) -> Verdict:
+    async def reserve(
+        self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float, spend: Spend | None = None
+    ) -> Verdict:
         buckets = token_buckets(tenant, now)
+        usd = spend_buckets(tenant, spend, now) if spend is not None else []
+        checked = [*zip(buckets, limit_values(limits), strict=True), *usd]
         async with self._call():
-            ok, refused, used_minute = await self._reserve(
-                keys=[self._key("resv", reservation), *(self._prefix + b.key for b in buckets)],
+            ok, refused, used_minute, used_refused = await self._reserve(
+                keys=[self._key("resv", reservation), *(self._prefix + bucket.key for bucket, _ in checked)],
                 args=[
-                    max(0, amount),
-                    *(-1 if limit is None else limit for limit in limit_values(limits)),
-                    *(b.ttl_s for b in buckets),
-                    PENDING_TTL_S,
                     tenant,
+                    PENDING_TTL_S,
+                    max(0, amount),
+                    max(0, spend.micros) if spend is not None else 0,
+                    *(arg for bucket, limit in checked for arg in (-1 if limit is None else limit, bucket.ttl_s)),
                 ],
             )
-        return token_verdict(buckets, limits, int(used_minute), None if ok else int(refused) - 1)
+        index = None if ok else int(refused) - 1
+        if index is None or index < 3:
+            return token_verdict(buckets, limits, int(used_minute), index)
+        bucket, limit = usd[index - 3]
+        assert limit is not None
+        return usd_verdict(token_verdict(buckets, limits, int(used_minute), None), bucket, limit, int(used_refused))
 
     async def bind(self, reservation: str, run: PendingRun) -> None:
         async with self._call():
@@ -212,12 +224,16 @@ class RedisState:
                     PENDING_TTL_S,
                     reservation,
                     _num(run.checked_at - PENDING_TTL_S),
+                    run.key,
                 ],
             )
 
-    async def settle(self, run_id: str, tenant: str, model: str, usage: Usage | None, now: float) -> bool:
+    async def settle(
+        self, run_id: str, tenant: str, model: str, usage: Usage | None, now: float, *, key: str = NO_KEY, cost: int = 0
+    ) -> bool:
         day = utc_day(now)
         buckets = token_buckets(tenant, now)
+        usd_day, usd_month = usd_buckets("", now)  # the names of now's day and month (owners are the script's)
         counts = (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) if usage else (0, 0, 0)
         async with self._call():
             settled = await self._settle(
@@ -237,9 +253,16 @@ class RedisState:
                     (LEDGER_DAYS + 1) * 86400,
                     day,
                     utc_day(now - LEDGER_DAYS * 86400),
-                    *(json.dumps([tenant, model, metric]) for metric in _METRICS),
+                    tenant,
+                    model,
+                    key,
+                    max(0, cost),
                     *(b.ttl_s for b in buckets),
                     self._key("resv", ""),
+                    self._key("usdd", ""),
+                    self._key("usdmo", ""),
+                    usd_day.key.rpartition(":")[2],
+                    usd_month.key.rpartition(":")[2],
                 ],
             )
         return bool(settled)
@@ -263,6 +286,12 @@ class RedisState:
             for (bucket, limit), spent in zip(configured, used, strict=True)
         }
 
+    async def usd_spent(self, owner: str, now: float) -> tuple[int, int]:
+        day, month = usd_buckets(owner, now)
+        async with self._call():
+            spent = await self._redis.mget([self._prefix + day.key, self._prefix + month.key])
+        return int(spent[0] or 0), int(spent[1] or 0)
+
     # The reconciler's list.
     async def due_runs(self, before: float, limit: int) -> list[PendingRun]:
         runs: list[PendingRun] = []
@@ -279,14 +308,14 @@ class RedisState:
                     break
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for run_id in ids:
-                        pipe.hmget(self._key("run", run_id), "thread", "tenant", "created", "checked")
+                        pipe.hmget(self._key("run", run_id), "thread", "tenant", "created", "checked", "key")
                     found: list[list[str | None]] = await pipe.execute()
                 gone = []
-                for run_id, (thread, tenant, created, checked) in zip(ids, found, strict=True):
+                for run_id, (thread, tenant, created, checked, key) in zip(ids, found, strict=True):
                     if thread is None or tenant is None or created is None or checked is None:
                         gone.append(run_id)  # its hash expired: given up on
                     else:
-                        runs.append(PendingRun(run_id, thread, tenant, float(created), float(checked)))
+                        runs.append(PendingRun(run_id, thread, tenant, float(created), float(checked), key or NO_KEY))
                 if gone:
                     await self._redis.zrem(pending, *gone)
                 offset += len(ids) - len(gone)
@@ -308,18 +337,20 @@ class RedisState:
                 for day in days:
                     pipe.hgetall(self._key("ledger", day))
                 tables: list[dict[str, str]] = await pipe.execute()
-        counts: dict[tuple[str, str, str], dict[str, int]] = {}
+        counts: dict[tuple[str, str, str, str], dict[str, int]] = {}
         for day, table in zip(days, tables, strict=True):
             for field, value in table.items():
                 try:
-                    row_tenant, model, metric = json.loads(field)
+                    parts = json.loads(field)
+                    row_tenant, key, model, metric = parts if len(parts) == 4 else (parts[0], NO_KEY, *parts[1:])
                 except (ValueError, TypeError):
                     continue
                 if tenant is None or row_tenant == tenant:
-                    counts.setdefault((day, row_tenant, model), {})[metric] = int(value)
+                    row = counts.setdefault((day, row_tenant, key, model), {})
+                    row[metric] = row.get(metric, 0) + int(value)
         return [
-            UsageRow(row_tenant, model, day, *(values.get(metric, 0) for metric in _METRICS))
-            for (day, row_tenant, model), values in sorted(counts.items(), key=lambda item: item[0])
+            UsageRow(row_tenant, key, model, day, *(values.get(metric, 0) for metric in _METRICS))
+            for (day, row_tenant, key, model), values in sorted(counts.items(), key=lambda item: item[0])
         ]
 
     async def put_record(self, kind: str, object_id: str, data: bytes, ttl_s: float) -> None:

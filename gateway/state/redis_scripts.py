@@ -14,11 +14,15 @@ Keys (all under `prefix`, `gw:` by default, so deployments can share a Redis):
     tpm:{tenant}:{YYYYMMDDHHMM}         tokens counted in that UTC minute (TTL 120 s)
     tpd:{tenant}:{YYYY-MM-DD}           … that UTC day (TTL a day past its end)
     tpmo:{tenant}:{YYYY-MM}             … that UTC month (TTL a day past its end)
-    resv:{reservation}                  HASH tenant, amount, m, d, mo (its bucket keys), run; TTL 2 days
-    run:{run_id}                        HASH thread, tenant, created, checked, resv; TTL 2 days
+    usdd:{owner}:{YYYY-MM-DD}           µUSD counted in that UTC day, of a tenant or of `tenant:key` (TTL as tpd)
+    usdmo:{owner}:{YYYY-MM}             … that UTC month (TTL as tpmo)
+    resv:{reservation}                  HASH tenant, amount, m, d, mo (its token buckets), usd, un, u1..u4 (its USD
+                                        buckets), run; TTL 2 days
+    run:{run_id}                        HASH thread, tenant, created, checked, key, resv; TTL 2 days
     pending                             ZSET run id → checked_at
     settled:{run_id}                    the exactly-once marker; TTL 7 days
-    ledger:{YYYY-MM-DD}                 HASH '["tenant","model","runs|prompt|completion|total"]' → count; TTL 400 days
+    ledger:{YYYY-MM-DD}                 HASH '["tenant","key","model","runs|prompt|completion|total|cost"]' → count
+                                        (before USD: '["tenant","model",…]', read as key "-"); TTL 400 days
     ledger:days                         ZSET (all scores 0, ordered by name) of the ledger's days
 
 Scripts reach keys named inside other keys (a reservation's buckets, evicted owners), so the store
@@ -26,15 +30,21 @@ needs a standalone Redis (or one shard: give a hash-tagged prefix such as `{gw}:
 """
 
 _GIVE_BACK = """
-local function give_back(resv)
-  local r = redis.call('HMGET', resv, 'amount', 'm', 'd', 'mo')
-  if not r[1] then return 0 end
-  local amount = tonumber(r[1])
-  for i = 2, 4 do
-    if r[i] and redis.call('EXISTS', r[i]) == 1 then
-      if redis.call('DECRBY', r[i], amount) < 0 then redis.call('SET', r[i], 0, 'KEEPTTL') end
-    end
+local function adjust(key, delta)
+  if key and redis.call('EXISTS', key) == 1 then
+    if redis.call('INCRBY', key, delta) < 0 then redis.call('SET', key, 0, 'KEEPTTL') end
   end
+end
+local function usd_keys(resv)
+  local keys = {}
+  for i = 1, tonumber(redis.call('HGET', resv, 'un') or '0') do keys[i] = redis.call('HGET', resv, 'u' .. i) end
+  return keys
+end
+local function give_back(resv)
+  local r = redis.call('HMGET', resv, 'amount', 'm', 'd', 'mo', 'usd')
+  if not r[1] then return 0 end
+  for i = 2, 4 do adjust(r[i], -tonumber(r[1])) end
+  for _, key in ipairs(usd_keys(resv)) do adjust(key, -tonumber(r[5] or '0')) end
   redis.call('DEL', resv)
   return 1
 end
@@ -130,29 +140,32 @@ redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
 return 1
 """
 
-# KEYS: reservation, minute, day, month buckets.
-# ARGV: amount, 3 limits (-1: none), 3 bucket TTLs, reservation TTL, tenant.
-# → {ok, index of the refusing limit (1-3), minute bucket after (ok) or before (refused)}
+# KEYS: reservation, then the buckets: minute, day, month (tokens), then 0 or 4 USD buckets.
+# ARGV: tenant, reservation TTL, tokens, µUSD, then per bucket: its limit (-1: none), its TTL.
+# → {ok, index of the refusing bucket (1-7), minute bucket after (ok) or before (refused), refusing bucket's use}
 RESERVE = """
-local amount = tonumber(ARGV[1])
+local n = #KEYS - 1
 local used = {}
-for i = 1, 3 do used[i] = tonumber(redis.call('GET', KEYS[i + 1]) or '0') end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {1, 0, used[1]} end
-for i = 1, 3 do
-  local limit = tonumber(ARGV[i + 1])
-  if limit >= 0 and used[i] + amount > limit then return {0, i, used[1]} end
+for i = 1, n do used[i] = tonumber(redis.call('GET', KEYS[i + 1]) or '0') end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {1, 0, used[1], 0} end
+local function amount(i) if i <= 3 then return tonumber(ARGV[3]) end return tonumber(ARGV[4]) end
+for i = 1, n do
+  local limit = tonumber(ARGV[3 + 2 * i])
+  if limit >= 0 and used[i] + amount(i) > limit then return {0, i, used[1], used[i]} end
 end
-for i = 1, 3 do
-  redis.call('INCRBY', KEYS[i + 1], amount)
-  if redis.call('TTL', KEYS[i + 1]) < 0 then redis.call('EXPIRE', KEYS[i + 1], ARGV[i + 4]) end
+for i = 1, n do
+  redis.call('INCRBY', KEYS[i + 1], amount(i))
+  if redis.call('TTL', KEYS[i + 1]) < 0 then redis.call('EXPIRE', KEYS[i + 1], ARGV[4 + 2 * i]) end
 end
-redis.call('HSET', KEYS[1], 'tenant', ARGV[9], 'amount', amount, 'm', KEYS[2], 'd', KEYS[3], 'mo', KEYS[4])
-redis.call('EXPIRE', KEYS[1], ARGV[8])
-return {1, 0, used[1] + amount}
+redis.call('HSET', KEYS[1], 'tenant', ARGV[1], 'amount', ARGV[3], 'm', KEYS[2], 'd', KEYS[3], 'mo', KEYS[4],
+  'usd', ARGV[4], 'un', n - 3)
+for i = 4, n do redis.call('HSET', KEYS[1], 'u' .. (i - 3), KEYS[i + 1]) end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return {1, 0, used[1] + amount(1), 0}
 """
 
 # KEYS: reservation, run, pending, settled marker.
-# ARGV: run id, thread, tenant, created, checked, ttl, reservation id, pending cutoff.
+# ARGV: run id, thread, tenant, created, checked, ttl, reservation id, pending cutoff, key.
 BIND = (
     _GIVE_BACK
     + """
@@ -161,7 +174,8 @@ if redis.call('EXISTS', KEYS[4]) == 1 then
   return 0
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[8])
-redis.call('HSET', KEYS[2], 'thread', ARGV[2], 'tenant', ARGV[3], 'created', ARGV[4], 'checked', ARGV[5])
+redis.call('HSET', KEYS[2], 'thread', ARGV[2], 'tenant', ARGV[3], 'created', ARGV[4], 'checked', ARGV[5],
+  'key', ARGV[9])
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('HSET', KEYS[2], 'resv', ARGV[7])
   redis.call('HSET', KEYS[1], 'run', ARGV[1])
@@ -175,41 +189,52 @@ return 1
 
 # KEYS: settled marker, run, pending, ledger day, ledger days, the minute/day/month buckets of now.
 # ARGV: run id, has usage (1/0), prompt, completion, total, settled TTL, ledger TTL, day, oldest day kept,
-#       4 ledger fields (runs, prompt, completion, total), 3 bucket TTLs, reservation key prefix.
-SETTLE = """
+#       tenant, model, key (unless the run was bound with its own), cost (µUSD), 3 bucket TTLs,
+#       reservation key prefix, USD day and month bucket prefixes, now's day and month names.
+# The ledger's fields are JSON arrays [tenant, key, model, runs|prompt|completion|total|cost].
+SETTLE = (
+    _GIVE_BACK
+    + """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[6]) then return 0 end
 local has_usage = ARGV[2] == '1'
 local total = tonumber(ARGV[5])
-local resv_id = redis.call('HGET', KEYS[2], 'resv')
+local cost = tonumber(ARGV[13])
+local run = redis.call('HMGET', KEYS[2], 'resv', 'key')
+local key = run[2] or ARGV[12]
 local r = {false}
 local resv = nil
-if resv_id then
-  resv = ARGV[17] .. resv_id
-  r = redis.call('HMGET', resv, 'amount', 'm', 'd', 'mo')
+if run[1] then
+  resv = ARGV[17] .. run[1]
+  r = redis.call('HMGET', resv, 'amount', 'm', 'd', 'mo', 'usd')
 end
+local function charge(bucket, amount, ttl)
+  redis.call('INCRBY', bucket, amount)
+  if redis.call('TTL', bucket) < 0 then redis.call('EXPIRE', bucket, ttl) end
+end
+local reserved_usd = {}
 if r[1] then
+  reserved_usd = usd_keys(resv)
   if has_usage then
-    local delta = total - tonumber(r[1])
-    if delta ~= 0 then
-      for i = 2, 4 do
-        if r[i] and redis.call('EXISTS', r[i]) == 1 then
-          if redis.call('INCRBY', r[i], delta) < 0 then redis.call('SET', r[i], 0, 'KEEPTTL') end
-        end
-      end
-    end
+    for i = 2, 4 do adjust(r[i], total - tonumber(r[1])) end
+    for _, bucket in ipairs(reserved_usd) do adjust(bucket, cost - tonumber(r[5] or '0')) end
   end
   redis.call('DEL', resv)
 elseif has_usage and total > 0 then
-  for i = 6, 8 do
-    redis.call('INCRBY', KEYS[i], total)
-    if redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ARGV[i + 8]) end
+  for i = 6, 8 do charge(KEYS[i], total, ARGV[i + 8]) end
+end
+if has_usage and cost > 0 and #reserved_usd == 0 then
+  for _, owner in ipairs({ARGV[10], ARGV[10] .. ':' .. key}) do
+    charge(ARGV[18] .. owner .. ':' .. ARGV[20], cost, ARGV[15])
+    charge(ARGV[19] .. owner .. ':' .. ARGV[21], cost, ARGV[16])
   end
 end
-redis.call('HINCRBY', KEYS[4], ARGV[10], 1)
+local function field(metric) return cjson.encode({ARGV[10], key, ARGV[11], metric}) end
+redis.call('HINCRBY', KEYS[4], field('runs'), 1)
 if has_usage then
-  redis.call('HINCRBY', KEYS[4], ARGV[11], ARGV[3])
-  redis.call('HINCRBY', KEYS[4], ARGV[12], ARGV[4])
-  redis.call('HINCRBY', KEYS[4], ARGV[13], ARGV[5])
+  redis.call('HINCRBY', KEYS[4], field('prompt'), ARGV[3])
+  redis.call('HINCRBY', KEYS[4], field('completion'), ARGV[4])
+  redis.call('HINCRBY', KEYS[4], field('total'), ARGV[5])
+  redis.call('HINCRBY', KEYS[4], field('cost'), ARGV[13])
 end
 redis.call('EXPIRE', KEYS[4], ARGV[7])
 redis.call('ZADD', KEYS[5], 0, ARGV[8])
@@ -218,6 +243,7 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('DEL', KEYS[2])
 return 1
 """
+)
 
 CANCEL = _GIVE_BACK + "\nreturn give_back(KEYS[1])\n"
 

@@ -28,7 +28,7 @@ import structlog
 from cachetools import TTLCache
 
 from gateway.domain import TokenLimits, Usage
-from gateway.state import FORGOTTEN, PendingRun, StateStore, StateUnavailable, UsageRow, Verdict
+from gateway.state import FORGOTTEN, NO_KEY, PendingRun, Spend, StateStore, StateUnavailable, UsageRow, Verdict
 from gateway.state.semantics import PENDING_TTL_S
 
 T = TypeVar("T")
@@ -192,8 +192,10 @@ class ResilientState:
         await self._call(lambda s: s.release_run(run_id))  # marks it released there too, so it is not held again
 
     # Tokens.
-    async def reserve(self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float) -> Verdict:
-        verdict, primary = await self._call(lambda s: s.reserve(reservation, tenant, amount, limits, now))
+    async def reserve(
+        self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float, spend: Spend | None = None
+    ) -> Verdict:
+        verdict, primary = await self._call(lambda s: s.reserve(reservation, tenant, amount, limits, now, spend))
         if verdict.ok and not primary:
             self._local_reservations[reservation] = True
         return verdict
@@ -209,10 +211,12 @@ class ResilientState:
             # Redis now lists the run (without a reservation: it will charge the real usage there).
             await self._local(lambda s: s.cancel(reservation))
 
-    async def settle(self, run_id: str, tenant: str, model: str, usage: Usage | None, now: float) -> bool:
-        settled, primary = await self._call(lambda s: s.settle(run_id, tenant, model, usage, now))
+    async def settle(
+        self, run_id: str, tenant: str, model: str, usage: Usage | None, now: float, *, key: str = NO_KEY, cost: int = 0
+    ) -> bool:
+        settled, primary = await self._call(lambda s: s.settle(run_id, tenant, model, usage, now, key=key, cost=cost))
         if self._local_runs.pop(run_id, None) and primary:
-            await self._local(lambda s: s.settle(run_id, tenant, model, usage, now))
+            await self._local(lambda s: s.settle(run_id, tenant, model, usage, now, key=key, cost=cost))
         return settled
 
     async def cancel(self, reservation: str) -> None:
@@ -224,6 +228,10 @@ class ResilientState:
     async def tokens_remaining(self, tenant: str, limits: TokenLimits, now: float) -> dict[str, int]:
         remaining, _ = await self._call(lambda s: s.tokens_remaining(tenant, limits, now))
         return remaining
+
+    async def usd_spent(self, owner: str, now: float) -> tuple[int, int]:
+        spent, _ = await self._call(lambda s: s.usd_spent(owner, now))
+        return spent
 
     # The reconciler's list.
     async def due_runs(self, before: float, limit: int) -> list[PendingRun]:

@@ -22,6 +22,13 @@ retention; `MemoryState` and `RedisState` each implement it (one atomically on t
 - `hold_for_run` replaces the call's lease by the run's in every key given; `release_run` drops the
   run's leases and remembers the run as released for `RELEASED_TTL_S` (a later hold only drops the
   call's leases).
+- USD budgets are fixed windows too, in µUSD: the UTC day (`usdd:{owner}:{YYYY-MM-DD}`) and month
+  (`usdmo:{owner}:{YYYY-MM}`) of the tenant and of `tenant:key`. A reservation with a `Spend` is
+  checked against the token limits first, then the tenant's day and month, then the key's (the
+  first that `micros` would push over refuses, `budget` its window), and counts in all four. At
+  `settle` they move by `cost − micros`, as tokens do; a run reserved without a spend (or not at
+  all) charges `cost` to the four buckets of `now`, the key being the one it was bound with, else
+  `key`. The ledger row is per (day, tenant, key, model) and adds `cost` (0 without usage).
 - Concurrency verdicts name `open_streams` for lease keys starting with `streams`, else
   `concurrent_runs`; a refused lease says retry after min(oldest lease's expiry, 1 s), since a slot
   usually frees long before its lease expires.
@@ -41,11 +48,16 @@ from limits.limits import safe_string
 from gateway.domain import TokenLimits
 from gateway.state import (
     CONCURRENT_RUNS,
+    KEY_USD_PER_DAY,
+    KEY_USD_PER_MONTH,
     OPEN_STREAMS,
     REQUESTS_PER_MINUTE,
     TOKENS_PER_DAY,
     TOKENS_PER_MINUTE,
     TOKENS_PER_MONTH,
+    USD_PER_DAY,
+    USD_PER_MONTH,
+    Spend,
     Verdict,
     Window,
 )
@@ -79,6 +91,37 @@ def token_buckets(tenant: str, now: float) -> tuple[Bucket, Bucket, Bucket]:
         Bucket(TOKENS_PER_DAY, f"tpd:{tenant}:{day}", day_reset, math.ceil(day_reset) + 86400),
         Bucket(TOKENS_PER_MONTH, f"tpmo:{tenant}:{month}", month_reset, math.ceil(month_reset) + 86400),
     )
+
+
+def usd_buckets(owner: str, now: float, names: tuple[str, str] = (USD_PER_DAY, USD_PER_MONTH)) -> tuple[Bucket, Bucket]:
+    """The day and month USD buckets of `owner` (a tenant, or `tenant:key`) that `now` falls in (UTC)."""
+    _, day, month = token_buckets(owner, now)
+    return (
+        Bucket(names[0], "usdd" + day.key.removeprefix("tpd"), day.reset_s, day.ttl_s),
+        Bucket(names[1], "usdmo" + month.key.removeprefix("tpmo"), month.reset_s, month.ttl_s),
+    )
+
+
+def key_owner(tenant: str, key: str) -> str:
+    return f"{tenant}:{key}"
+
+
+def spend_buckets(tenant: str, spend: Spend, now: float) -> list[tuple[Bucket, int | None]]:
+    """The four USD buckets a spend counts in, each with its limit (µUSD), in the order they are checked."""
+    day, month = usd_buckets(tenant, now)
+    key_day, key_month = usd_buckets(key_owner(tenant, spend.key), now, (KEY_USD_PER_DAY, KEY_USD_PER_MONTH))
+    return [
+        (day, spend.tenant_limits.per_day),
+        (month, spend.tenant_limits.per_month),
+        (key_day, spend.key_limits.per_day),
+        (key_month, spend.key_limits.per_month),
+    ]
+
+
+def usd_verdict(admitted: Verdict, bucket: Bucket, limit: int, spent: int) -> Verdict:
+    """A USD budget's refusal: the tokens' window as it stands, and the budget's own."""
+    budget = Window(limit, max(0, limit - spent), bucket.reset_s)
+    return Verdict(False, admitted.window, bucket.name, bucket.reset_s, budget)
 
 
 @functools.lru_cache(maxsize=4)

@@ -168,5 +168,5 @@ def test_budgets_need_finite_runs():
     raw = limited_tenant({"tokens_per_day": 1000})
     raw["policies"] = {"team": {}}
     env = raw.pop("env")
-    with pytest.raises(ConfigError, match="token limits need its policy"):
+    with pytest.raises(ConfigError, match="token and USD budgets need its policy"):
         parse_config(raw, env=env)

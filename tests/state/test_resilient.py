@@ -163,7 +163,7 @@ async def test_what_was_taken_locally_is_given_back_locally(redis_server: RedisS
         assert await fallback.tokens_remaining("team-a", limits, now) == {TOKENS_PER_DAY: 997}  # run_2 counted here too
         assert await check.tokens_remaining("team-a", limits, now) == {TOKENS_PER_DAY: 1000 - 33}
         day = utc_day(now)
-        assert await check.usage(None, day) == [UsageRow("team-a", "gpt-4o", day, 2, 11, 22, 33)]
+        assert await check.usage(None, day) == [UsageRow("team-a", "-", "gpt-4o", day, 2, 11, 22, 33, 0)]
     finally:
         await store.close()
         await check.close()

@@ -1,16 +1,12 @@
 """One behaviour, two backends: every test runs on `MemoryState` and on `RedisState` (a real redis-server).
 
-`replicas(n)` gives n stores sharing state: for memory the same object n times (one process), for
-Redis n separate clients of one server, like n gateway replicas.
+`replicas(n)` (tests/state/conftest.py) gives n stores sharing state.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-
-import pytest
 
 from gateway.domain import TokenLimits, Usage
 from gateway.state import (
@@ -22,49 +18,12 @@ from gateway.state import (
     TOKENS_PER_MINUTE,
     TOKENS_PER_MONTH,
     PendingRun,
-    StateStore,
     UsageRow,
 )
 from gateway.state.memory import MemoryState
 from gateway.state.redis import RedisState
 from tests.redis_server import RedisServer
-
-Replicas = Callable[[int], Awaitable[list[StateStore]]]
-
-# 2026-03-10 12:00:30 UTC: 30 s left in the minute, 12 h in the day, 22 days in the month.
-T0 = datetime(2026, 3, 10, 12, 0, 30, tzinfo=UTC).timestamp()
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
-async def replicas(request: pytest.FixtureRequest) -> AsyncIterator[Replicas]:
-    opened: list[StateStore] = []
-    if request.param == "memory":
-        memory = MemoryState(max_owned_objects=1000)
-        opened.append(memory)
-
-        async def make(n: int) -> list[StateStore]:
-            return [memory] * n
-
-    else:
-        server = request.getfixturevalue("redis_server")
-
-        async def make(n: int) -> list[StateStore]:
-            stores: list[StateStore] = [RedisState(server.url, timeout_s=1.0, max_owned_objects=1000) for _ in range(n)]
-            opened.extend(stores)
-            return stores
-
-    yield make
-    for store in opened:
-        await store.close()
-
-
-async def one(replicas: Replicas) -> StateStore:
-    return (await replicas(1))[0]
-
-
-def run(run_id: str, at: float, tenant: str = "team-a") -> PendingRun:
-    return PendingRun(run_id, f"thread_{run_id}", tenant, at, at)
-
+from tests.state.stores import T0, Replicas, one, run
 
 # Ownership.
 
@@ -262,7 +221,7 @@ async def test_settle_exactly_once_and_refund(replicas: Replicas) -> None:
     assert not await b.settle("run_1", "team-a", "gpt-4o", usage, T0 + 6)
     assert not await b.settle("run_1", "team-a", "gpt-4o", None, T0 + 6)
     assert await b.tokens_remaining("team-a", limits, T0 + 6) == {TOKENS_PER_MINUTE: 9700, TOKENS_PER_DAY: 4700}
-    assert await b.usage(None, "2026-03-01") == [UsageRow("team-a", "gpt-4o", "2026-03-10", 1, 100, 200, 300)]
+    assert await b.usage(None, "2026-03-01") == [UsageRow("team-a", "-", "gpt-4o", "2026-03-10", 1, 100, 200, 300, 0)]
     assert await a.due_runs(T0 + 1000, 10) == []
 
 
@@ -275,7 +234,7 @@ async def test_concurrent_settles_count_once(replicas: Replicas) -> None:
     results = await asyncio.gather(*(s.settle("run_1", "team-a", "gpt-4o", usage, T0) for s in [a, b] * 10))
     assert sum(results) == 1
     assert await a.tokens_remaining("team-a", limits, T0) == {TOKENS_PER_DAY: 4970}
-    assert await a.usage("team-a", "2026-03-10") == [UsageRow("team-a", "gpt-4o", "2026-03-10", 1, 10, 20, 30)]
+    assert await a.usage("team-a", "2026-03-10") == [UsageRow("team-a", "-", "gpt-4o", "2026-03-10", 1, 10, 20, 30, 0)]
 
 
 async def test_usage_above_the_reservation_is_charged(replicas: Replicas) -> None:
@@ -295,7 +254,7 @@ async def test_settle_without_usage_charges_the_reservation(replicas: Replicas) 
     assert await store.settle("run_1", "team-a", "gpt-4o", None, T0 + 3600)
     assert await store.tokens_remaining("team-a", limits, T0 + 3600) == {TOKENS_PER_DAY: 4000}
     # The ledger counts the run but no tokens: none were reported.
-    assert await store.usage("team-a", "2026-03-10") == [UsageRow("team-a", "gpt-4o", "2026-03-10", 1, 0, 0, 0)]
+    assert await store.usage("team-a", "2026-03-10") == [UsageRow("team-a", "-", "gpt-4o", "2026-03-10", 1, 0, 0, 0, 0)]
 
 
 async def test_settle_without_a_reservation_charges_the_usage_now(replicas: Replicas) -> None:
@@ -384,14 +343,14 @@ async def test_usage_rows(replicas: Replicas) -> None:
     for n, (run_id, tenant, model, usage, at) in enumerate(settles):
         assert await [a, b][n % 2].settle(run_id, tenant, model, usage, at)
     assert await a.usage(None, "2026-03-01") == [
-        UsageRow("team-a", "gpt-4o", "2026-03-09", 1, 7, 3, 10),
-        UsageRow("team-a", "gpt-4o", "2026-03-10", 2, 300, 150, 450),
-        UsageRow("team-a", "gpt-4o-mini", "2026-03-10", 1, 1, 1, 2),
-        UsageRow("team-b", "gpt-4o", "2026-03-10", 1, 10, 5, 15),
-        UsageRow("team-a", "gpt-4o", "2026-03-11", 1, 0, 0, 0),
+        UsageRow("team-a", "-", "gpt-4o", "2026-03-09", 1, 7, 3, 10, 0),
+        UsageRow("team-a", "-", "gpt-4o", "2026-03-10", 2, 300, 150, 450, 0),
+        UsageRow("team-a", "-", "gpt-4o-mini", "2026-03-10", 1, 1, 1, 2, 0),
+        UsageRow("team-b", "-", "gpt-4o", "2026-03-10", 1, 10, 5, 15, 0),
+        UsageRow("team-a", "-", "gpt-4o", "2026-03-11", 1, 0, 0, 0, 0),
     ]
-    assert await b.usage("team-b", "2026-03-01") == [UsageRow("team-b", "gpt-4o", "2026-03-10", 1, 10, 5, 15)]
-    assert await b.usage("team-a", "2026-03-11") == [UsageRow("team-a", "gpt-4o", "2026-03-11", 1, 0, 0, 0)]
+    assert await b.usage("team-b", "2026-03-01") == [UsageRow("team-b", "-", "gpt-4o", "2026-03-10", 1, 10, 5, 15, 0)]
+    assert await b.usage("team-a", "2026-03-11") == [UsageRow("team-a", "-", "gpt-4o", "2026-03-11", 1, 0, 0, 0, 0)]
     assert await b.usage(None, "2026-03-12") == []
     assert await b.usage("team-c", "2026-01-01") == []
 
@@ -400,7 +359,7 @@ async def test_odd_names_survive_the_ledger(replicas: Replicas) -> None:
     store = await one(replicas)
     assert await store.settle("r1", 'team "a"|:b', "ft:gpt-4o:org:x|y", Usage(1, 2, 3), T0)
     assert await store.usage(None, "2026-03-10") == [
-        UsageRow('team "a"|:b', "ft:gpt-4o:org:x|y", "2026-03-10", 1, 1, 2, 3)
+        UsageRow('team "a"|:b', "-", "ft:gpt-4o:org:x|y", "2026-03-10", 1, 1, 2, 3, 0)
     ]
 
 
