@@ -10,6 +10,8 @@ nothing of the gateway, so every layer can speak in these terms.
     run_responded(record)        the upstream's status and headers have arrived
     run_event(record, event)     one SSE event of the run's stream, after it was relayed
     run_finished(record)         the call is over, whatever the outcome (a refusal names its limit)
+    run_settled(tenant, model, status, usage, cost)
+                                 a run's end, counted once, whichever call or pass saw it
     config_reloaded(ok)          a reload was tried
     budget_read(reading)         a tenant's token budgets, as the shared ledger stands
     state_changed(transition)    the shared state went down or came back up
@@ -156,6 +158,7 @@ class RunRecord:
     status: str | None = None
     incomplete_reason: str | None = None  # `incomplete_details.reason` of an incomplete run
     usage: Usage | None = None
+    cost_micros: int | None = None  # what `usage` cost at the price table (µUSD); None: no usage, or unpriced
     upstream_status: int | None = None
     streamed: bool = False
     events: int = 0
@@ -189,11 +192,13 @@ def token_caps(body: Mapping[str, Any]) -> tuple[int | None, int | None]:
 
 @dataclass(frozen=True, slots=True)
 class BudgetReading:
-    """A tenant's token budgets as the shared ledger stands: limit and remaining per period (minute, day, month)."""
+    """A tenant's budgets as the shared ledger stands: limit and remaining per period (minute, day,
+    month), in tokens or (`unit` usd) in µUSD."""
 
     tenant: str
     limits: dict[str, int]
     remaining: dict[str, int]
+    unit: str = "tokens"
 
 
 HOOKS = (
@@ -224,10 +229,11 @@ class Recorder:
     def run_finished(self, record: RunRecord) -> None:
         self._notify("run_finished", record)
 
-    def run_settled(self, tenant: str, model: str, status: str, usage: Usage | None) -> None:
+    def run_settled(self, tenant: str, model: str, status: str, usage: Usage | None, cost: int | None) -> None:
         """A run was settled into the ledger, for the first time (by its stream, a poll, a run list, a
-        cancel or the reconciler); `usage` None: it ended unknown and its reservation stays charged."""
-        self._notify("run_settled", tenant, model, status, usage)
+        cancel or the reconciler); `usage` None: it ended unknown and its reservation stays charged;
+        `cost` in µUSD, None when its model has no price (or nothing is known)."""
+        self._notify("run_settled", tenant, model, status, usage, cost)
 
     def config_reloaded(self, ok: bool) -> None:
         """A reload was tried: `ok` it is serving, else the old config goes on."""

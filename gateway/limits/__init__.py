@@ -76,6 +76,15 @@ def refusal(verdict: Verdict, limit: str, tenant: str, ticket: Ticket) -> RateLi
     """The 429 for a refused check: which limit, how much is left, when to come back."""
     retry = max(verdict.retry_after_s, 0.001)
     headers = {**ticket.headers(), "retry-after": str(math.ceil(retry)), "retry-after-ms": str(math.ceil(retry * 1000))}
+    if verdict.budget is not None:  # a USD budget, in µUSD
+        budget = verdict.budget
+        return RateLimited(
+            f"Budget reached for tenant {tenant} on {limit.replace('_', ' ')}: limit ${budget.limit / 1e6:,.2f}, "
+            f"remaining ${budget.remaining / 1e6:,.2f}, less than this run may cost. "
+            f"Please try again in {duration(retry)}.",
+            kind="usd",
+            headers=headers,
+        )
     window = verdict.window
     usage = "" if window is None else f": limit {window.limit}, remaining {window.remaining}"
     return RateLimited(

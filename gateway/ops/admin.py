@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from gateway.config.pricing import usd
 from gateway.errors import InvalidRequest, NotFound
 from gateway.keys import FAILED_ATTEMPTS, RELOAD_PEERS, REQUEST_RUNTIME, RUNTIME, STATE
 from gateway.ops.reload import reload_config
@@ -42,7 +43,7 @@ async def admin_reload(request: web.Request) -> web.Response:
 
 
 async def admin_usage(request: web.Request) -> web.Response:
-    """Tokens and runs per tenant, model and UTC day, from the ledger the budgets use."""
+    """Runs, tokens and their cost per tenant, key, model and UTC day, from the ledger the budgets use."""
     _require_admin(request)
     tenant = request.query.get("tenant") or None
     since = request.query.get("since") or (datetime.now(UTC) - timedelta(days=USAGE_DAYS)).date().isoformat()
@@ -58,12 +59,14 @@ async def admin_usage(request: web.Request) -> web.Response:
             "data": [
                 {
                     "tenant": row.tenant,
+                    "key": row.key,
                     "model": row.model,
                     "day": row.day,
                     "runs": row.runs,
                     "prompt_tokens": row.prompt_tokens,
                     "completion_tokens": row.completion_tokens,
                     "total_tokens": row.total_tokens,
+                    "cost_usd": usd(row.cost_micros),
                 }
                 for row in rows
             ],

@@ -19,7 +19,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from gateway.domain import BudgetReading, SettledRun, ending_runs, json_object, settled_runs
+from gateway.domain import BudgetReading, SettledRun, UsdLimits, ending_runs, json_object, settled_runs
 from gateway.errors import GatewayError
 from gateway.keys import RECORDER, RUNTIME, SESSION, STATE
 from gateway.runtime import Runtime
@@ -39,9 +39,9 @@ async def reconcile_once(app: web.Application, now: float | None = None) -> int:
     for run in await state.due_runs(now - limits.reconcile_after_s, BATCH):
         counts_runs = limits.for_tenant(run.tenant).counts_runs
         if now - run.created_at > limits.abandon_after_s:
-            if await state.settle(run.run_id, run.tenant, "unknown", None, now):
+            if await state.settle(run.run_id, run.tenant, "unknown", None, now, key=run.key):
                 settled += 1
-                app[RECORDER].run_settled(run.tenant, "unknown", "unknown", None)
+                app[RECORDER].run_settled(run.tenant, "unknown", "unknown", None, None)
             if counts_runs:
                 await state.release_run(run.run_id)
             log.warning("run_abandoned", run_id=run.run_id, tenant=run.tenant)
@@ -49,15 +49,15 @@ async def reconcile_once(app: web.Application, now: float | None = None) -> int:
         found = await _poll(app[SESSION], runtime, state, run, now, counts_runs)
         if found is not None:
             settled += 1
-            app[RECORDER].run_settled(run.tenant, found.model, found.status, found.usage)
+            app[RECORDER].run_settled(run.tenant, found[0].model, found[0].status, found[0].usage, found[1])
     return settled
 
 
 async def _poll(
     session: aiohttp.ClientSession, runtime: Runtime, state: StateStore, run: PendingRun, now: float, counts_runs: bool
-) -> SettledRun | None:
-    """Ask the upstream how the run stands: settle it once it has ended with its usage (the run, if
-    this settled it); free its concurrency slots (with `counts_runs`) once it has ended, usage or not."""
+) -> tuple[SettledRun, int | None] | None:
+    """Ask the upstream how the run stands: settle it once it has ended with its usage (the run and its
+    cost, if this settled it); free its concurrency slots (with `counts_runs`) once it has ended, usage or not."""
     authorization = runtime.authenticator.upstream_authorization(run.tenant)
     if authorization is None:  # caller-credential mode: only the abandon rule can settle it
         await state.touch(run.run_id, now)
@@ -73,7 +73,9 @@ async def _poll(
         await state.release_run(run.run_id)
     settled = next(settled_runs(data), None)
     if settled is not None:
-        return settled if await state.settle(run.run_id, run.tenant, settled.model, settled.usage, now) else None
+        cost = runtime.pricing.cost(settled.model, settled.usage)
+        done = await state.settle(run.run_id, run.tenant, settled.model, settled.usage, now, key=run.key, cost=cost or 0)
+        return (settled, cost) if done else None
     await state.touch(run.run_id, now)
     return None
 
@@ -91,11 +93,14 @@ async def reconciler(app: web.Application) -> AsyncIterator[None]:
 
 
 async def publish_budgets(app: web.Application, now: float | None = None) -> None:
-    """Tell the observers every token-limited tenant's budgets, as the shared ledger stands."""
+    """Tell the observers every budgeted tenant's budgets (tokens, USD), as the shared ledger stands."""
     now = time.time() if now is None else now
     runtime = app[RUNTIME].current
     for tenant in runtime.labels.tenants:
-        limits = runtime.config.limits.for_tenant(tenant).tokens
+        tenant_limits = runtime.config.limits.for_tenant(tenant)
+        if tenant_limits.usd:
+            await _publish_usd(app, tenant, tenant_limits.usd, now)
+        limits = tenant_limits.tokens
         if not limits:
             continue
         per_period = {"minute": limits.per_minute, "day": limits.per_day, "month": limits.per_month}
@@ -107,6 +112,13 @@ async def publish_budgets(app: web.Application, now: float | None = None) -> Non
                 {_PERIODS.get(name, name): left for name, left in remaining.items()},
             )
         )
+
+
+async def _publish_usd(app: web.Application, tenant: str, limits: UsdLimits, now: float) -> None:
+    spent = dict(zip(("day", "month"), await app[STATE].usd_spent(tenant, now), strict=True))
+    configured = {period: limit for period, limit in (("day", limits.per_day), ("month", limits.per_month)) if limit}
+    remaining = {period: max(0, limit - spent[period]) for period, limit in configured.items()}
+    app[RECORDER].budget_read(BudgetReading(tenant, configured, remaining, unit="usd"))
 
 
 async def _loop(app: web.Application, stop: asyncio.Event) -> None:

@@ -1,4 +1,4 @@
-"""The admission stage: requests per minute, concurrent runs and streams, token reservation.
+"""The admission stage: requests per minute, concurrent runs and streams, the token and USD reservation.
 
 Runs after the policy (so the reservation is the policy's effective caps) and before forwarding;
 which checks apply and how a refusal reads are the pure `gateway.limits`. Leases are given back
@@ -16,16 +16,19 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from gateway.config.limits import TenantLimits
-from gateway.domain import ENDING_STATUSES
-from gateway.errors import AuditDown
+from gateway.domain import ENDING_STATUSES, UsdLimits
+from gateway.errors import AuditDown, InvalidRequest
 from gateway.ids import token
 from gateway.keys import AUDIT_ROOM, AUDIT_WRITABLE
 from gateway.limits import Ticket, checks_for, refusal
 from gateway.pipeline.call import RunCall
-from gateway.schema.requests import RunRoute
+from gateway.pipeline.facts import assistant_facts
+from gateway.schema.requests import CreateRunRequest, CreateThreadAndRunRequest, RunRoute
 from gateway.state import (
+    NO_KEY,
     REQUESTS_PER_MINUTE,
     TOKENS_PER_MINUTE,
+    Spend,
     StateStore,
     StateUnavailable,
     Verdict,
@@ -72,7 +75,7 @@ async def admission(call: RunCall) -> AsyncIterator[None]:
 async def _admit(call: RunCall, limits: TenantLimits, ticket: Ticket) -> None:
     state, tenant = call.state, call.tenant
     creates_run = call.route is not RunRoute.SUBMIT_TOOL_OUTPUTS
-    checks = checks_for(limits, tenant, call.caller.fingerprint or "-", call.data.get("stream") is True, creates_run)
+    checks = checks_for(limits, tenant, call.caller.fingerprint or NO_KEY, call.data.get("stream") is True, creates_run)
     ticket.run_slots = checks.run_slots
     refused = await _hit_rates(state, checks.rates, ticket)
     if refused is not None:
@@ -81,11 +84,29 @@ async def _admit(call: RunCall, limits: TenantLimits, ticket: Ticket) -> None:
     for bucket, name, limit in checks.leases:
         _refuse_unless(call, await state.acquire(bucket, ticket.lease, limit, ttl), name, ticket)
         ticket.leases.append(bucket)
-    if limits.tokens and call.route is not RunRoute.SUBMIT_TOOL_OUTPUTS:  # one reservation covers a run's tool rounds
+    if limits.reserves and call.route is not RunRoute.SUBMIT_TOOL_OUTPUTS:  # one reservation covers its tool rounds
+        spend = await _worst_case_spend(call, limits) if limits.spends_usd else None
         reservation = call.settlement.reservation
-        verdict = await state.reserve(reservation, tenant, call.reserve_tokens, limits.tokens, time.time())
+        verdict = await state.reserve(reservation, tenant, call.reserve_tokens, limits.tokens, time.time(), spend)
         ticket.tokens = verdict.window
         _refuse_unless(call, verdict, verdict.refused_by or TOKENS_PER_MINUTE, ticket)
+
+
+async def _worst_case_spend(call: RunCall, limits: TenantLimits) -> Spend:
+    """What the run may cost at most, priced by the model it will run (the body's, else its assistant's):
+    a model with no price cannot be reserved, so the run is refused."""
+    model = call.model
+    if model is None and isinstance(call.run_request, CreateThreadAndRunRequest | CreateRunRequest):
+        model = (await assistant_facts(call, call.run_request.assistant_id)).assistant_model
+    price = call.runtime.pricing.price(model)
+    if price is None:
+        raise InvalidRequest(
+            f"The model {model!r} has no price in the gateway's price table, so a run of it cannot be held to "
+            f"tenant {call.tenant}'s USD budget. Ask the gateway's operators to price it under `pricing:`.",
+            param="model", code="model_not_priced",
+        )  # fmt: skip
+    key_limits = limits.per_key.usd if limits.per_key is not None else UsdLimits()
+    return Spend(price.worst_case(*call.caps), call.caller.fingerprint or NO_KEY, limits.usd, key_limits)
 
 
 async def count_request(state: StateStore, limits: TenantLimits, tenant: str, key: str) -> None:

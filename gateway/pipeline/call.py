@@ -22,7 +22,7 @@ from gateway.pipeline.track import RunTracker
 from gateway.runtime import Runtime
 from gateway.runtime.auth import Caller
 from gateway.schema.requests import RunRequest, RunRoute
-from gateway.state import StateStore
+from gateway.state import NO_KEY, StateStore
 
 
 @dataclass(slots=True, eq=False)
@@ -38,7 +38,8 @@ class RunCall:
     body: bytes = b""  # forwarded as is unless the policy changes it
     data: dict[str, Any] = field(default_factory=dict)  # the parsed body
     run_request: RunRequest | None = None  # the typed body
-    reserve_tokens: int = 0  # the policy's effective max_prompt_tokens + max_completion_tokens
+    caps: tuple[int, int] = (0, 0)  # the policy's effective max_prompt_tokens, max_completion_tokens (0: none)
+    model: str | None = None  # the model the body names once the policy had its say (None: the assistant's)
     headers: dict[str, str] = field(default_factory=dict)  # what the response reports (policy changes, limits)
 
     @classmethod
@@ -56,11 +57,17 @@ class RunCall:
             trace_id=request.get(TRACE_ID),
             policy=runtime.config.policy_name_for(caller.tenant),
         )
-        settlement = Settlement(state, request.app[RECORDER], caller.tenant, creates_run=route is not RunRoute.SUBMIT_TOOL_OUTPUTS,
+        settlement = Settlement(state, request.app[RECORDER], caller.tenant, caller.fingerprint or NO_KEY,
+                                creates_run=route is not RunRoute.SUBMIT_TOOL_OUTPUTS,
                                 creates_thread=route is RunRoute.CREATE_THREAD_AND_RUN)  # fmt: skip
         tracker = RunTracker(record, request.app[RECORDER], on_ids=settlement.on_ids,
-                             model_map=runtime.config.upstream.model_map)  # fmt: skip
+                             model_map=runtime.config.upstream.model_map, price=runtime.pricing.cost)  # fmt: skip
         return cls(request, route, caller, runtime, state, request.app[SESSION], tracker, settlement)
+
+    @property
+    def reserve_tokens(self) -> int:
+        """A run's worst case in tokens: what a token budget reserves."""
+        return self.caps[0] + self.caps[1]
 
     @property
     def tenant(self) -> str:

@@ -34,7 +34,8 @@ async def enforce(call: RunCall) -> None:
     finally:
         call.tracker.decided()
     prompt, completion = token_caps(effective)
-    call.reserve_tokens = (prompt or 0) + (completion or 0)
+    call.caps = (prompt or 0, completion or 0)
+    call.model = effective.get("model") if isinstance(effective.get("model"), str) else None
 
 
 async def _judge(call: RunCall) -> Mapping[str, Any]:

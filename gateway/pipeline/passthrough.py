@@ -26,6 +26,7 @@ from gateway.pipeline.ownership import check_owned, claim_created, guards, owner
 from gateway.pipeline.settle import settle_polled
 from gateway.pipeline.tenancy import ASSISTANT, collection_of, created_by, listed_by
 from gateway.pipeline.validate import read_json_body
+from gateway.state import NO_KEY
 
 _RUNS = re.compile(r"^/threads/[^/]+/runs(/[^/]+)?$")  # a run polled, or a thread's runs listed
 _CANCEL = re.compile(r"^/threads/[^/]+/runs/[^/]+/cancel$")
@@ -88,7 +89,7 @@ async def _owned_call(request: web.Request, api_path: str) -> bytes | None:
         judge_assistant(runtime, caller.tenant, data)
     if tenancy and created_by(request.method, api_path) is not None:
         limits = runtime.config.limits.for_tenant(caller.tenant)
-        await count_request(state, limits, caller.tenant, caller.fingerprint or "-")
+        await count_request(state, limits, caller.tenant, caller.fingerprint or NO_KEY)
         await owner_recordable(state)
     return body
 
@@ -101,8 +102,10 @@ def _observer_for(request: web.Request, api_path: str) -> JsonObserver | None:
     if created is not None and guards(request[REQUEST_RUNTIME], created):
         return partial(claim_created, state, tenant, created)
     if (request.method == "GET" and _RUNS.match(api_path)) or (request.method == "POST" and _CANCEL.match(api_path)):
-        counts_runs = request[REQUEST_RUNTIME].config.limits.for_tenant(tenant).counts_runs
-        return partial(settle_polled, state, request.app[RECORDER], tenant, counts_runs)
+        runtime = request[REQUEST_RUNTIME]
+        counts_runs = runtime.config.limits.for_tenant(tenant).counts_runs
+        key = request[CALLER].fingerprint or NO_KEY
+        return partial(settle_polled, state, request.app[RECORDER], runtime.pricing, tenant, key, counts_runs)
     return None
 
 

@@ -13,6 +13,7 @@ import time
 
 import structlog
 
+from gateway.config.pricing import Pricing
 from gateway.domain import TERMINAL_STATUSES, Recorder, RunRecord, ending_runs, json_object, settled_runs
 from gateway.ids import token
 from gateway.state import PendingRun, StateStore, StateUnavailable
@@ -24,11 +25,12 @@ class Settlement:
     """One run call's link to the shared state: ownership claims, the reservation, the settlement."""
 
     def __init__(
-        self, state: StateStore, recorder: Recorder, tenant: str, *, creates_run: bool, creates_thread: bool = False
+        self, state: StateStore, recorder: Recorder, tenant: str, key: str, *, creates_run: bool, creates_thread: bool = False
     ) -> None:
         self._state = state
         self._recorder = recorder
         self._tenant = tenant
+        self._key = key  # the caller's key fingerprint: the run's ledger row and USD budget
         self._creates_run = creates_run  # submit_tool_outputs continues a run its create call bound
         # Only a call that made the thread claims it: a run on a thread nobody claimed (made behind the
         # gateway's back, or forgotten) must not move it to the caller.
@@ -46,13 +48,14 @@ class Settlement:
                 self._claimed = (thread_id, run_id)
             if self._creates_run and run_id is not None and thread_id is not None and not self._bound:
                 now = time.time()
-                await self._state.bind(self.reservation, PendingRun(run_id, thread_id, self._tenant, now, now))
+                await self._state.bind(self.reservation, PendingRun(run_id, thread_id, self._tenant, now, now, self._key))
                 self._bound = True
         except StateUnavailable:
             log.warning("state_unavailable", step="claim", run_id=run_id)
 
     async def close(self, record: RunRecord) -> None:
-        """After the relay: settle a finished run, or give back a reservation no run took.
+        """After the relay: settle a finished run (at the cost the tracker priced it), or give back a
+        reservation no run took.
 
         A client that vanished right after the run was named may have cancelled the bind: it is
         made here, so the reconciler still finds the run.
@@ -60,23 +63,30 @@ class Settlement:
         await self.on_ids(record.thread_id, record.run_id)
         try:
             if record.run_id is not None and record.status in TERMINAL_STATUSES and record.usage is not None:
-                model = record.model or "unknown"
-                if await self._state.settle(record.run_id, self._tenant, model, record.usage, time.time()):
-                    self._recorder.run_settled(self._tenant, model, record.status, record.usage)
+                model, cost = record.model or "unknown", record.cost_micros
+                now = time.time()
+                if await self._state.settle(
+                    record.run_id, self._tenant, model, record.usage, now, key=self._key, cost=cost or 0
+                ):
+                    self._recorder.run_settled(self._tenant, model, record.status, record.usage, cost)
             elif self._creates_run and not self._bound:
                 await self._state.cancel(self.reservation)
         except StateUnavailable:
             log.warning("state_unavailable", step="settle", run_id=record.run_id)
 
 
-async def settle_polled(state: StateStore, recorder: Recorder, tenant: str, counts_runs: bool, body: bytes) -> None:
-    """A polled (or cancelled) run, or a page of them: settle every terminal run that carries its usage;
-    with `counts_runs` (the tenant's runs hold concurrency slots), every run that has ended gives its back."""
+async def settle_polled(
+    state: StateStore, recorder: Recorder, pricing: Pricing, tenant: str, key: str, counts_runs: bool, body: bytes
+) -> None:
+    """A polled (or cancelled) run, or a page of them: settle every terminal run that carries its usage
+    (`key`, the poller's, is its ledger's key if the run was not bound with its own); with `counts_runs`
+    (the tenant's runs hold concurrency slots), every run that has ended gives its back."""
     data = json_object(body)
     for run in settled_runs(data):
+        cost = pricing.cost(run.model, run.usage)
         try:
-            if await state.settle(run.run_id, tenant, run.model, run.usage, time.time()):
-                recorder.run_settled(tenant, run.model, run.status, run.usage)
+            if await state.settle(run.run_id, tenant, run.model, run.usage, time.time(), key=key, cost=cost or 0):
+                recorder.run_settled(tenant, run.model, run.status, run.usage, cost)
         except StateUnavailable:
             log.warning("state_unavailable", step="settle_polled", run_id=run.run_id)
     for run_id in ending_runs(data) if counts_runs else ():

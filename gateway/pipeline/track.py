@@ -46,9 +46,11 @@ class RunTracker:
         on_ids: IdsListener | None = None,
         clock: Callable[[], float] = time.perf_counter,
         model_map: Mapping[str, str] | None = None,
+        price: Callable[[str | None, Usage | None], int | None] | None = None,
     ):
         self.record = record
         self._model_map = model_map or {}
+        self._price = price  # a run's cost (µUSD) from its model and usage; None: unpriced
         self._recorder = recorder
         self._on_ids = on_ids
         self._announced: tuple[str | None, str | None] = (None, None)
@@ -147,6 +149,8 @@ class RunTracker:
         self.record.duration_s = self._clock() - self.record.started
         if self.record.model is not None:
             self.record.upstream_model = self._model_map.get(self.record.model)
+        if self._price is not None and self.record.usage is not None:
+            self.record.cost_micros = self._price(self.record.model, self.record.usage)
         self._recorder.run_finished(self.record)
 
     def _read_run(self, run: Mapping[str, Any]) -> None:

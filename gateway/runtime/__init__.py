@@ -12,6 +12,7 @@ from cachetools import TTLCache
 
 from gateway.config import Config
 from gateway.config.policy import PolicyConfig
+from gateway.config.pricing import Pricing
 from gateway.policy.decision import Facts
 from gateway.runtime.auth import PASSTHROUGH, Authenticator, KeyRing
 from gateway.runtime.labels import Labels
@@ -28,6 +29,7 @@ class Runtime:
     admin_keys: KeyRing
     metrics_keys: KeyRing  # none: /metrics is open
     labels: Labels  # metric label values this config allows
+    pricing: Pricing  # what a run costs, by the model the upstream ran
     # (tenant, assistant id) → its model, tools, instructions; lives with the config, so a reload starts it afresh.
     assistant_facts: TTLCache[tuple[str, str], Facts] = field(compare=False)
 
@@ -40,6 +42,7 @@ class Runtime:
             admin_keys=KeyRing((key, "admin") for key in config.admin.keys),
             metrics_keys=KeyRing((key, "metrics") for key in config.telemetry.metrics.keys),
             labels=Labels([*(config.tenants or {}), PASSTHROUGH], config.telemetry.metric_models),
+            pricing=Pricing(config.pricing, config.upstream.model_map),
             assistant_facts=TTLCache(_ASSISTANTS_CACHED, ttl=config.upstream.assistant_cache_ttl_s or 1e-9),
         )
 

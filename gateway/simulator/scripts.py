@@ -74,6 +74,7 @@ class RunPlan:
     config: Mapping[str, Any]  # laid over every run object of the script
     include: frozenset[str] | None  # the run's `include[]`; None keeps everything (verbatim replays)
     outcome: Outcome | None = None
+    cached_tokens: int | None = None  # of each usage's prompt, reported as read from the cache
 
     def opening(self, now: int) -> list[Frame]:
         """From `thread.run.created` up to the run's end, or to `requires_action`."""
@@ -91,6 +92,9 @@ class RunPlan:
         data = self.substitution.apply(frame.data, now)
         if data.get("object") == "thread.run":
             data.update(self.config)
+        if self.cached_tokens is not None and isinstance(data.get("usage"), dict):
+            usage = data["usage"]
+            usage["prompt_token_details"] = {"cached_tokens": min(self.cached_tokens, usage.get("prompt_tokens", 0))}
         for call in _tool_calls(data):
             if call.get("type") == "function" and call.get("id") in outputs:
                 call["function"]["output"] = outputs[call["id"]]
@@ -121,6 +125,7 @@ def plan_run(
     include: frozenset[str],
     outcome: Outcome | None,
     now: int,
+    cached_tokens: int | None = None,
 ) -> RunPlan:
     recorded = recording.opening.frames
     first_run = next(frame.data for frame in recorded if frame.name == "thread.run.created")
@@ -130,7 +135,7 @@ def plan_run(
     functions = [tool["function"]["name"] for tool in config["tools"] if tool["type"] == "function"]
     strings.update(zip(recording.function_names, functions, strict=False))
     substitution = Substitution(strings, offset=now - first_run["created_at"])
-    return RunPlan(recording, substitution, config, include, outcome)
+    return RunPlan(recording, substitution, config, include, outcome, cached_tokens)
 
 
 def replay_plan(recording: Recording) -> RunPlan:

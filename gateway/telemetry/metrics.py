@@ -22,6 +22,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from gateway.config.pricing import usd
 from gateway.domain import BudgetReading, RunRecord, SSEEvent, Usage, counted_status
 from gateway.keys import CALLER, REQUEST_RUNTIME, RUNTIME
 from gateway.runtime import RuntimeHolder
@@ -102,6 +103,22 @@ class Metrics:
         self.tokens = Counter(
             "gateway_tokens", "Tokens of ended runs by tenant, model and type (input, output): the ledger's.", ["tenant", "model", "type"],
             registry=r,
+        )  # fmt: skip
+        self.cost = Counter(
+            "gateway_cost_usd", "What ended runs cost in USD at the price table, by tenant and model: the ledger's.",
+            ["tenant", "model"], registry=r,
+        )  # fmt: skip
+        self.unpriced_runs = Counter(
+            "gateway_unpriced_runs", "Ended runs whose model has no price (counted at $0): price them under `pricing:`.",
+            ["tenant", "model"], registry=r,
+        )  # fmt: skip
+        self.budget_remaining_usd = Gauge(
+            "gateway_budget_remaining_usd", "USD left in a tenant's budget.", ["tenant", "period"], registry=r,
+            multiprocess_mode=_gauge_mode("livemostrecent"),
+        )  # fmt: skip
+        self.budget_limit_usd = Gauge(
+            "gateway_budget_limit_usd", "A tenant's USD budget per period.", ["tenant", "period"], registry=r,
+            multiprocess_mode=_gauge_mode("livemostrecent"),
         )  # fmt: skip
         self.active_streams = Gauge(
             "gateway_active_streams", "Run streams being relayed now.", ["tenant"], registry=r,
@@ -202,10 +219,15 @@ class RunMetrics:
             self._start_series()
 
     def budget_read(self, reading: BudgetReading) -> None:
+        usd = reading.unit == "usd"  # in µUSD: the gauges say dollars
+        limit_gauge, remaining_gauge = (
+            (self.m.budget_limit_usd, self.m.budget_remaining_usd) if usd else (self.m.budget_limit, self.m.budget_remaining)
+        )
+        scale = 1e-6 if usd else 1
         for period, limit in reading.limits.items():
-            self.m.budget_limit.labels(reading.tenant, period).set(limit)
+            limit_gauge.labels(reading.tenant, period).set(limit * scale)
         for period, remaining in reading.remaining.items():
-            self.m.budget_remaining.labels(reading.tenant, period).set(remaining)
+            remaining_gauge.labels(reading.tenant, period).set(remaining * scale)
 
     def state_changed(self, transition: str) -> None:
         self.m.state_outages.labels(transition).inc()
@@ -240,14 +262,17 @@ class RunMetrics:
             for kind, count in (("input", record.usage.prompt_tokens), ("output", record.usage.completion_tokens)):
                 m.token_usage.labels(*genai, kind, tenant).observe(count)
 
-    def run_settled(self, tenant: str, model: str, status: str, usage: Usage | None) -> None:
-        """Runs and tokens as the ledger has them: each run once, when it ends, however it was seen to
-        (a call's stream, a poll, a run list, the reconciler); a refused call made no run."""
+    def run_settled(self, tenant: str, model: str, status: str, usage: Usage | None, cost: int | None) -> None:
+        """Runs, tokens and dollars as the ledger has them: each run once, when it ends, however it was
+        seen to (a call's stream, a poll, a run list, the reconciler); a refused call made no run."""
         tenant, model = self.labels.tenant(tenant), self.labels.model(model)
         self.m.runs.labels(tenant, model, status).inc()
         if usage is not None:
             for kind, count in (("input", usage.prompt_tokens), ("output", usage.completion_tokens)):
                 self.m.tokens.labels(tenant, model, kind).inc(count)
+            if cost is None:
+                self.m.unpriced_runs.labels(tenant, model).inc()
+            self.m.cost.labels(tenant, model).inc(usd(cost or 0))
 
     def _count_decision(self, record: RunRecord, tenant: str) -> None:
         self.m.run_decisions.labels(tenant, record.decision).inc()

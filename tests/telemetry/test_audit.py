@@ -37,7 +37,7 @@ DECISION_FIELDS = {
 }  # fmt: skip
 OUTCOME_FIELDS = {
     "v", "kind", "time", "seq", "prev", "hash", "dropped", "request_id", "trace_id", "tenant", "thread_id", "run_id",
-    "model", "upstream_model", "status", "usage", "upstream_status", "streamed", "duration_s", "ttfb_s", "first_delta_s", "broken",
+    "model", "upstream_model", "status", "usage", "cost_usd", "upstream_status", "streamed", "duration_s", "ttfb_s", "first_delta_s", "broken",
     "client_gone", "error_type", "error",
 }  # fmt: skip
 SECRET_TEXTS = ("Be terse, agent.", "my card is 4111", "second part", "tool says 42")

@@ -32,6 +32,7 @@ from typing import Any
 import structlog
 
 from gateway.config.audit import AuditConfig
+from gateway.config.pricing import usd
 from gateway.domain import RunRecord
 from gateway.telemetry.audit.anchor import Checkpoints
 from gateway.telemetry.audit.chain import AuditSink, ChainHead, FileSink, StdoutSink
@@ -75,6 +76,7 @@ def outcome_record(record: RunRecord, content: str) -> Entry:
         "thread_id": record.thread_id, "run_id": record.run_id, "model": record.model, "upstream_model": record.upstream_model or record.model,
         "status": record.status,
         "usage": record.usage and record.usage.as_json(),
+        "cost_usd": None if record.cost_micros is None else usd(record.cost_micros),
         "upstream_status": record.upstream_status, "streamed": record.streamed,
         "duration_s": _seconds(record.duration_s), "ttfb_s": _seconds(record.ttfb_s),
         "first_delta_s": _seconds(record.first_delta_s),
