@@ -37,7 +37,7 @@ async def admin_reload(request: web.Request) -> web.Response:
             "The new config was refused; the old one keeps serving: " + "; ".join(result.problems),
             code="invalid_config",
         )
-    if RELOAD_PEERS in request.app:  # one worker of several answered: the others reload from the same file
+    if RELOAD_PEERS in request.app:  # one worker of several answered: every worker reloads from the same file
         request.app[RELOAD_PEERS]()
     return web.json_response({"status": "reloaded", "summary": request.app[RUNTIME].current.config.summary()})
 

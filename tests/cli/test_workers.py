@@ -332,7 +332,7 @@ def test_sigterm_drains_open_streams_then_every_worker_exits(serve_workers):
     for pid in served.worker_pids():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    assert not Path(served.logged("workers_started")[0]["metrics_dir"]).exists()
+    assert not Path(served.logged("arbiter_started")[0]["metrics_dir"]).exists()
 
 
 def test_metrics_on_their_own_port_behind_a_key_sum_every_worker(serve_workers):
