@@ -313,7 +313,8 @@ def test_a_reload_reaches_every_worker(serve_workers):
         assert client.beta.threads.create_and_run(assistant_id=assistant).status == "queued"
 
 
-def test_sigterm_drains_open_streams_then_every_worker_exits(serve_workers):
+@pytest.mark.parametrize("stop", ["sigterm", "ctrl-c"])
+def test_sigterm_drains_open_streams_then_every_worker_exits(serve_workers, stop):
     served = serve_workers("--mock-upstream", workers=2)  # listen.workers from the file
     client = served.client()
     assistant = client.beta.assistants.create(model="gpt-4o").id
@@ -325,7 +326,10 @@ def test_sigterm_drains_open_streams_then_every_worker_exits(serve_workers):
             events.append(event.event)
             if len(events) == 3:
                 assert served.metric("gateway_active_streams", tenant="team") == 1  # whichever worker answers
-                served.process.send_signal(signal.SIGTERM)
+                if stop == "sigterm":
+                    served.process.send_signal(signal.SIGTERM)
+                else:  # the terminal's SIGINT reaches every process, the simulator too: it goes on serving
+                    os.killpg(served.process.pid, signal.SIGINT)
     assert events[-1] == "thread.run.completed"
     assert served.process.wait(timeout=60) == 0
     assert len(served.worker_pids()) == 2
@@ -366,6 +370,21 @@ def test_a_worker_that_dies_stops_the_others(serve_workers):
     assert [record["pid"] for record in served.logged("worker_died")] == [first]
     with pytest.raises(ProcessLookupError):
         os.kill(second, 0)
+
+
+def test_workers_and_the_simulator_leave_with_a_killed_arbiter(serve_workers):
+    served = serve_workers("--workers", "2", "--mock-upstream")
+    served.process.kill()  # the OOM killer, say: no signal to forward, nothing handled
+    served.process.wait(timeout=10)
+
+    def gone() -> bool:
+        try:
+            os.killpg(served.process.pid, 0)  # (its own session: the workers, the simulator)
+        except ProcessLookupError:
+            return True
+        return False
+
+    eventually(gone, timeout=30)
 
 
 @pytest.mark.parametrize(
