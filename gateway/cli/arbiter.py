@@ -10,7 +10,8 @@ gunicorn's defaults changed where the gateway needs it:
 - A worker that dies unasked stops the others and the arbiter exits 1, rather than being
   respawned: whatever runs the gateway restarts it whole (a worker that crashes may keep crashing).
 - SIGTERM gives each worker `graceful_timeout` to drain, enough for two of aiohttp's shutdown
-  timeouts (see `DRAIN_GRACE_S`) and the audit writer's last records; past it gunicorn kills.
+  timeouts (see `DRAIN_GRACE_S`) and the audit writer's last records; past it gunicorn kills. Tracing
+  stops last (`gateway/app.py`), so what a kill can cut short is spans waiting for a collector.
 - prometheus_client's multiprocess mode as it documents it with gunicorn: `child_exit` marks the
   worker dead, so its live gauges (open streams) leave the sum.
 """
@@ -116,14 +117,8 @@ class GatewayArbiter(Arbiter):
 
 
 def _when_ready(arbiter: GatewayArbiter) -> None:
-    listen = arbiter.cfg.settings
-    log.info(
-        "arbiter_started",
-        workers=arbiter.num_workers,
-        url=f"http://{listen['bind'].value[0]}/v1",
-        metrics_dir=arbiter.app.metrics_dir,
-        pid=os.getpid(),
-    )
+    url = f"http://{arbiter.cfg.bind[0]}/v1"
+    log.info("arbiter_started", workers=arbiter.num_workers, url=url, metrics_dir=arbiter.app.metrics_dir, pid=os.getpid())
 
 
 def _pre_fork(arbiter: GatewayArbiter, worker: GatewayWorker) -> None:

@@ -146,7 +146,7 @@ def serve_simulator(host: str, port: int, settings: SimulatorSettings) -> None:
 async def gateway_app(
     config: Config, config_path: Path | None, mock_upstream: bool = False, simulator_url: str | None = None
 ) -> web.Application:
-    """`simulator_url`: the simulator a `--mock-upstream --workers N` parent started for its workers."""
+    """`simulator_url`: the one simulator of `--mock-upstream --workers N`, which every worker uses."""
     simulator = await start_simulator() if mock_upstream else None
     override = simulator.url if simulator is not None else simulator_url
     if override is not None:

@@ -33,7 +33,7 @@ THREAD = {"messages": [{"role": "user", "content": "hi"}]}
 RPM = 5
 BUDGET = 100_000
 T = TypeVar("T")
-STARTUP_S = 60.0  # two interpreters importing everything at once on a loaded 2-core machine
+STARTUP_S = 60.0  # the arbiter importing everything, then two workers starting, on a loaded 2-core machine
 
 
 def gateway_config(redis_url: str, audit_path: Path, port: int, upstream: str | None = None) -> dict[str, Any]:
