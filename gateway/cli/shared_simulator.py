@@ -5,7 +5,7 @@ thread holds a lock (the simulator's loop, logging) can leave the child stuck on
 worker would also hold copies of the simulator's sockets. The arbiter binds the listening socket
 (so its port is known before anything starts) and hands it to the child.
 
-The child runs this module (`python -m gateway.cli.shared_simulator <fd>`). It stops when the
+The child runs this module (`python -m gateway.cli.shared_simulator <fd> <arbiter pid>`). It stops when the
 arbiter sends SIGTERM, after the workers' drain (their streams still read from it), or when the
 arbiter is gone; Ctrl-C or a hang-up reaching the whole process group is for the arbiter to act on.
 """
@@ -35,7 +35,7 @@ class SharedSimulator:
         with socket.create_server(("127.0.0.1", 0)) as listener:
             self.url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
             fd = listener.fileno()
-            command = [sys.executable, "-m", __name__, str(fd)]
+            command = [sys.executable, "-m", __name__, str(fd), str(os.getpid())]
             self._process = subprocess.Popen(command, pass_fds=(fd,))
 
     def stop(self) -> None:
@@ -47,12 +47,12 @@ class SharedSimulator:
             self._process.wait()
 
 
-def _serve(fd: int) -> None:
+def _serve(fd: int, parent: int) -> None:
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     loop = uvloop.new_event_loop()  # (gunicorn, hence `--workers`, runs where uvloop does)
     loop.add_signal_handler(signal.SIGTERM, _stop)
-    loop.create_task(_stop_with_parent(os.getppid()))
+    loop.create_task(_stop_with_parent(parent))
     listener = socket.socket(fileno=fd)
     web.run_app(build_simulator_app(), sock=listener, handle_signals=False, access_log=None, print=None, loop=loop)
 
@@ -62,11 +62,12 @@ def _stop() -> None:
 
 
 async def _stop_with_parent(parent: int) -> None:
-    """The arbiter killed outright (SIGKILL, the OOM killer) never sends SIGTERM: go when it is gone."""
+    """The arbiter killed outright (SIGKILL, the OOM killer) never sends SIGTERM: go when it is gone.
+    `parent` is its pid as it said, not this process's parent at start-up: it may be gone already."""
     while os.getppid() == parent:
         await asyncio.sleep(PARENT_CHECK_S)
     os.kill(os.getpid(), signal.SIGTERM)
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]))
+    _serve(int(sys.argv[1]), int(sys.argv[2]))
