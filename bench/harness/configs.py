@@ -190,6 +190,7 @@ tenants:
   {TENANT}:
     keys: ["${{BENCH_TENANT_KEY}}"]
     {f'policy: {TENANT}' if policy else '# no policy'}
+    unknown_objects: allow  # the upstream's assistant was made before the gateway (the simulator's own)
 """
         )
     if policy:

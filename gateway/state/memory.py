@@ -130,12 +130,17 @@ class MemoryState:
     # Concurrency leases.
     async def acquire(self, key: str, lease: str, limit: int, ttl_s: float) -> Verdict:
         now = self._monotonic()
-        held = self._live_leases(key, now)
+        held = self._leases.get(key, {})
         if lease not in held and len(held) >= limit:
-            wait = min(held.values()) - now if held else ttl_s
-            return Verdict(
-                False, Window(limit, 0, wait), lease_limit_name(key), min(max(wait, 0.0), LEASE_RETRY_AFTER_S)
-            )
+            # Expired leases are swept only here, where they could refuse a call: a sweep on every call
+            # costs a pass over all of a key's leases (thousands, with runs that hold their slots), and
+            # unswept ones never number more than `limit`.
+            held = self._live_leases(key, now)
+            if len(held) >= limit:
+                wait = min(held.values()) - now if held else ttl_s
+                return Verdict(
+                    False, Window(limit, 0, wait), lease_limit_name(key), min(max(wait, 0.0), LEASE_RETRY_AFTER_S)
+                )
         held[lease] = now + ttl_s
         self._leases[key] = held
         return Verdict(True, Window(limit, max(0, limit - len(held)), 0.0))
