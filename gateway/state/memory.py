@@ -96,7 +96,8 @@ class MemoryState:
         self._rpm = SlidingWindowCounterRateLimiter(self._rpm_storage)
         self._rpm_items: dict[int, PerMinute] = {}
         self._leases: dict[str, dict[str, float]] = {}  # key → lease → expiry (monotonic)
-        self._run_slots: dict[str, set[str]] = {}  # run id → the lease keys it holds
+        # run id → the lease keys it holds (a tuple: a set costs 200 bytes more, and a run holds one or two)
+        self._run_slots: dict[str, tuple[str, ...]] = {}
         self._released: dict[str, float] = {}  # run id → expiry (monotonic) of its "released" mark
         self._buckets: dict[str, list[float]] = {}  # key → [used, expiry]
         self._reservations: dict[str, _Reservation] = {}
@@ -156,7 +157,7 @@ class MemoryState:
             if not released:
                 self._leases.setdefault(key, {})[run_id] = now + ttl_s
         if not released:
-            self._run_slots.setdefault(run_id, set()).update(keys)
+            self._run_slots[run_id] = tuple(dict.fromkeys((*self._run_slots.get(run_id, ()), *keys)))
             self._bound(self._run_slots)
 
     async def release_run(self, run_id: str) -> None:
@@ -391,7 +392,7 @@ class MemoryState:
                 del self._ledger[day]
 
     def _bound(
-        self, entries: dict[str, _Reservation] | dict[str, _Pending] | dict[str, float] | dict[str, set[str]]
+        self, entries: dict[str, _Reservation] | dict[str, _Pending] | dict[str, float] | dict[str, tuple[str, ...]]
     ) -> None:
         while len(entries) > self._max:
             del entries[next(iter(entries))]
