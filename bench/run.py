@@ -118,6 +118,13 @@ def pyspy_bin() -> Path | None:
 # --- phases ---------------------------------------------------------------------------------------
 
 
+def _all_ok(name: str, warm_up: dict) -> None:
+    """A target that refuses the benchmark's calls would measure its refusals: stop before measuring."""
+    statuses = warm_up.get("statuses") or {}
+    if set(statuses) - {"200", 200}:
+        raise RuntimeError(f"{name} answered the warm-up with {statuses}, not only 200s")
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, plan: Plan) -> None:
         self.args = args
@@ -188,7 +195,8 @@ class Bench:
         res: dict = {}
         try:
             body, headers = self.bodies["run"], running.headers
-            measure.loadgen("rate", running.url, body, headers, L, 0, 60, "--concurrency", "8", "--duration", "2")
+            _all_ok(name, measure.loadgen("rate", running.url, body, headers, L, 0, 60, "--concurrency", "8",
+                                          "--duration", "2"))  # fmt: skip
             log(f"  {name}: serial latency ({p.serial_s:g}s, 1 connection, wrk)")
             with boosted(self.boost):
                 res["serial"] = measure.quietly(
@@ -227,8 +235,8 @@ class Bench:
         try:
             body = self.bodies["stream"]
             delay = [f"X-Simulator-Event-Delay-Ms: {p.stream_delay_ms:g}"]
-            measure.loadgen("streams", running.url, body, running.headers + delay, L, 0, 60, "--count", "10",
-                            "--concurrency", "2", "--stream-prefix", f"{name}-warm")  # fmt: skip
+            _all_ok(name, measure.loadgen("streams", running.url, body, running.headers + delay, L, 0, 60, "--count",
+                                          "10", "--concurrency", "2", "--stream-prefix", f"{name}-warm"))  # fmt: skip
             receipts = self.tmp / f"receipts-{name}.txt"
             prefix = f"{name}-ev"
             if name == "direct":
