@@ -73,6 +73,7 @@ async def mixed_workload(client: openai.AsyncOpenAI) -> dict[str, int]:
     return cached
 
 
+@both_protocols
 async def test_the_ledger_usage_metric_and_audit_agree_with_the_price_table(make_gateway, backend, tmp_path: Path):
     audit = tmp_path / "audit.jsonl"
     gateway = await make_gateway(**priced({}, state=backend, audit={"sink": "file", "path": str(audit)}))
