@@ -14,7 +14,15 @@ import time
 import structlog
 
 from gateway.config.pricing import Pricing
-from gateway.domain import TERMINAL_STATUSES, Recorder, RunRecord, ending_runs, json_object, settled_runs
+from gateway.domain import (
+    TERMINAL_STATUSES,
+    Recorder,
+    RunRecord,
+    RunSettled,
+    ending_runs,
+    json_object,
+    settled_runs,
+)
 from gateway.ids import token
 from gateway.state import PendingRun, StateStore, StateUnavailable
 
@@ -68,7 +76,8 @@ class Settlement:
                 if await self._state.settle(
                     record.run_id, self._tenant, model, record.usage, now, key=self._key, cost=cost or 0
                 ):
-                    self._recorder.run_settled(self._tenant, model, record.status, record.usage, cost)
+                    reason = record.last_error_code or record.incomplete_reason
+                    self._recorder.run_settled(RunSettled(self._tenant, model, record.status, record.usage, cost, reason))
             elif self._creates_run and not self._bound:
                 await self._state.cancel(self.reservation)
         except StateUnavailable:
@@ -86,7 +95,7 @@ async def settle_polled(
         cost = pricing.cost(run.model, run.usage)
         try:
             if await state.settle(run.run_id, tenant, run.model, run.usage, time.time(), key=key, cost=cost or 0):
-                recorder.run_settled(tenant, run.model, run.status, run.usage, cost)
+                recorder.run_settled(RunSettled(tenant, run.model, run.status, run.usage, cost, run.reason))
         except StateUnavailable:
             log.warning("state_unavailable", step="settle_polled", run_id=run.run_id)
     for run_id in ending_runs(data) if counts_runs else ():

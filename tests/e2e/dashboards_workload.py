@@ -112,7 +112,8 @@ async def search(gateway: Gateway) -> None:
     client = gateway.async_client(api_key=ENV["SEARCH_KEY"])
     threads = client.beta.threads
     assistant = await client.beta.assistants.create(model="gpt-4o")
-    run = await _stream(threads.create_and_run_stream(assistant_id=assistant.id, thread=HI))
+    cached = {"X-Simulator-Cached-Tokens": "16"}  # prompt caching: a share of the input priced as cached
+    run = await _stream(threads.create_and_run_stream(assistant_id=assistant.id, thread=HI, extra_headers=cached))
     assert run.status == "completed"
     polled = await threads.create_and_run_poll(
         assistant_id=assistant.id, thread=HI, max_completion_tokens=5000, poll_interval_ms=FAST_POLL
