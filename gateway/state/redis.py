@@ -17,11 +17,8 @@ import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import cast
 
-import limits.errors
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -29,43 +26,103 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from gateway.domain import TokenLimits, Usage
-from gateway.state import FORGOTTEN, NO_KEY, PendingRun, Spend, StateUnavailable, UsageRow, Verdict, Window
+from gateway.state import (
+    FORGOTTEN,
+    NO_KEY,
+    REQUESTS_PER_MINUTE,
+    Admission,
+    AdmitShortcuts,
+    Admitted,
+    PendingRun,
+    Reservation,
+    StateUnavailable,
+    UsageRow,
+    Verdict,
+    Window,
+)
 from gateway.state import redis_scripts as lua
 from gateway.state.semantics import (
     LEASE_RETRY_AFTER_S,
     LEDGER_DAYS,
     PENDING_TTL_S,
+    RATE_TTL_S,
     RELEASED_TTL_S,
     SETTLED_TTL_S,
-    PerMinute,
+    Bucket,
     lease_limit_name,
     limit_values,
+    rate_check,
+    rate_keys,
     spend_buckets,
     token_buckets,
     token_verdict,
     usd_buckets,
     usd_verdict,
     utc_day,
-    window_of,
 )
 
 OWNERSHIP_TTL_S = 30 * 86400
-_ERRORS = (RedisError, OSError, TimeoutError, limits.errors.StorageError)
+_ERRORS = (RedisError, OSError, TimeoutError)
 _METRICS = ("runs", "prompt", "completion", "total", "cost")
-
-
-def _limits_uri(url: str) -> str:
-    """`limits` wants `async+redis://…`; it only parses the address, connections come from our pool."""
-    if url.startswith("unix://"):
-        return "async+redis+unix://" + url.removeprefix("unix://")
-    return "async+" + url
 
 
 def _num(value: float) -> str:
     return repr(float(value))
 
 
-class RedisState:
+def _reserved_buckets(wanted: Reservation | None, now: float) -> list[tuple[Bucket, int | None]]:
+    """A reservation's buckets, each with its limit: minute, day, month (tokens), then its spend's."""
+    if wanted is None:
+        return []
+    usd = spend_buckets(wanted.tenant, wanted.spend, now) if wanted.spend is not None else []
+    return [*zip(token_buckets(wanted.tenant, now), limit_values(wanted.limits), strict=True), *usd]
+
+
+def _reserve_args(wanted: Reservation | None, checked: list[tuple[Bucket, int | None]]) -> list[str | int]:
+    if wanted is None:
+        return []
+    micros = max(0, wanted.spend.micros) if wanted.spend is not None else 0
+    limits = (arg for bucket, limit in checked for arg in (-1 if limit is None else limit, bucket.ttl_s))
+    return [wanted.tenant, PENDING_TTL_S, max(0, wanted.tokens), micros, *limits]
+
+
+def _admitted(admission: Admission, out: list[int], checked: list[tuple[Bucket, int | None]]) -> Admitted:
+    """ADMIT's reply read: each window's and lease's state, and the first refusal, if any."""
+    stage, index, pos = out[0], out[1], 2
+    rates = []
+    for _, limit in admission.rates:
+        rates.append(rate_check(limit, out[pos], out[pos + 1], admission.now))
+        pos += 2
+    requests = [check.window for check in rates]
+    if stage == 1:
+        check = rates[index - 1]
+        return Admitted(Verdict(False, check.window, REQUESTS_PER_MINUTE, check.retry_after_s), requests, [])
+    leases, waits = [], []
+    for _, limit in admission.leases:
+        leases.append(Window(limit, max(0, limit - out[pos]), 0.0))
+        waits.append(max(0.0, out[pos + 1] / 1000))
+        pos += 2
+    if stage == 2:
+        bucket, limit = admission.leases[index - 1]
+        wait = waits[index - 1]
+        return Admitted(
+            Verdict(False, Window(limit, 0, wait), lease_limit_name(bucket), min(wait, LEASE_RETRY_AFTER_S)),
+            requests, leases,
+        )  # fmt: skip
+    wanted = admission.reservation
+    if wanted is None:
+        return Admitted(Verdict(True), requests, leases)
+    ok, refused, used_minute, used_refused = out[pos : pos + 4]
+    buckets = (checked[0][0], checked[1][0], checked[2][0])
+    if ok or refused <= 3:
+        return Admitted(token_verdict(buckets, wanted.limits, used_minute, None if ok else refused - 1), requests, leases)
+    budget, budget_limit = checked[refused - 1]
+    assert budget_limit is not None
+    admitted = token_verdict(buckets, wanted.limits, used_minute, None)
+    return Admitted(usd_verdict(admitted, budget, budget_limit, used_refused), requests, leases)
+
+
+class RedisState(AdmitShortcuts):
     """`StateStore` on Redis, shared by every replica."""
 
     def __init__(
@@ -92,19 +149,12 @@ class RedisState:
             decode_responses=True,
         )
         self._redis = Redis(connection_pool=self._pool)
-        shared: dict[str, Any] = {"connection_pool": self._pool}  # one pool for our scripts and `limits`
-        self._rpm_storage = RedisStorage(
-            _limits_uri(url), implementation="redispy", key_prefix=f"{prefix}limits", **shared
-        )
-        self._rpm = SlidingWindowCounterRateLimiter(self._rpm_storage)
-        self._rpm_items: dict[int, PerMinute] = {}
         script = self._redis.register_script
         self._claim = script(lua.CLAIM)
         self._owners = script(lua.OWNERS)
-        self._acquire = script(lua.ACQUIRE)
+        self._admit = script(lua.ADMIT)
         self._hold_for_run = script(lua.HOLD_FOR_RUN)
         self._release_run = script(lua.RELEASE_RUN)
-        self._reserve = script(lua.RESERVE)
         self._bind = script(lua.BIND)
         self._settle = script(lua.SETTLE)
         self._cancel = script(lua.CANCEL)
@@ -142,26 +192,26 @@ class RedisState:
             async with self._call():
                 await self._claim(keys=keys, args=[tenant, self._ownership_ttl_s, self._max_owned])
 
-    # Requests per minute.
-    async def hit_requests(self, key: str, per_minute: int) -> Verdict:
-        item = self._rpm_items.get(per_minute)
-        if item is None:
-            item = self._rpm_items[per_minute] = PerMinute(per_minute)
+    # Admission, in one script: request windows, leases, reservation (see redis_scripts.ADMIT).
+    async def admit(self, admission: Admission) -> Admitted:
+        now, wanted = admission.now, admission.reservation
+        checked = _reserved_buckets(wanted, now)
         async with self._call():
-            ok = await self._rpm.hit(item, key)
-            stats = await self._rpm.get_window_stats(item, key)
-        return window_of(per_minute, stats.reset_time, stats.remaining, ok)
-
-    # Concurrency leases.
-    async def acquire(self, key: str, lease: str, limit: int, ttl_s: float) -> Verdict:
-        async with self._call():
-            ok, remaining, wait_ms = await self._acquire(
-                keys=[self._key("lease", key)], args=[lease, limit, max(1, math.ceil(ttl_s * 1000))]
-            )
-        if ok:
-            return Verdict(True, Window(limit, max(0, int(remaining)), 0.0))
-        wait = max(0.0, int(wait_ms) / 1000)
-        return Verdict(False, Window(limit, 0, wait), lease_limit_name(key), min(wait, LEASE_RETRY_AFTER_S))
+            out = await self._admit(
+                keys=[
+                    self._key("resv", wanted.reservation if wanted is not None else "-"),
+                    *(self._prefix + key for bucket, _ in admission.rates for key in rate_keys(bucket, now)),
+                    *(self._key("lease", bucket) for bucket, _ in admission.leases),
+                    *(self._prefix + bucket.key for bucket, _ in checked),
+                ],
+                args=[
+                    _num(now), len(admission.rates), len(admission.leases), len(checked), admission.lease,
+                    max(1, math.ceil(admission.lease_ttl_s * 1000)), RATE_TTL_S,
+                    *(limit for _, limit in admission.rates), *(limit for _, limit in admission.leases),
+                    *_reserve_args(wanted, checked),
+                ],
+            )  # fmt: skip
+        return _admitted(admission, [int(v) for v in out], checked)
 
     async def release(self, key: str, lease: str) -> None:
         async with self._call():
@@ -182,30 +232,6 @@ class RedisState:
             )
 
     # Tokens.
-    async def reserve(
-        self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float, spend: Spend | None = None
-    ) -> Verdict:
-        buckets = token_buckets(tenant, now)
-        usd = spend_buckets(tenant, spend, now) if spend is not None else []
-        checked = [*zip(buckets, limit_values(limits), strict=True), *usd]
-        async with self._call():
-            ok, refused, used_minute, used_refused = await self._reserve(
-                keys=[self._key("resv", reservation), *(self._prefix + bucket.key for bucket, _ in checked)],
-                args=[
-                    tenant,
-                    PENDING_TTL_S,
-                    max(0, amount),
-                    max(0, spend.micros) if spend is not None else 0,
-                    *(arg for bucket, limit in checked for arg in (-1 if limit is None else limit, bucket.ttl_s)),
-                ],
-            )
-        index = None if ok else int(refused) - 1
-        if index is None or index < 3:
-            return token_verdict(buckets, limits, int(used_minute), index)
-        bucket, limit = usd[index - 3]
-        assert limit is not None
-        return usd_verdict(token_verdict(buckets, limits, int(used_minute), None), bucket, limit, int(used_refused))
-
     async def bind(self, reservation: str, run: PendingRun) -> None:
         async with self._call():
             await self._bind(

@@ -7,7 +7,7 @@ Keys (all under `prefix`, `gw:` by default, so deployments can share a Redis):
     own:t:idx, own:r:idx                ZSET key → last use (ms); trimmed to `max_owned_objects` (LRU), if given
     own:forgot                          set once any claim was dropped (trimmed or expired): from then on an
                                         object with no owner reads as forgotten (denied), never as unknown
-    limits:{key}                        requests per minute: the `limits` moving window (a list of timestamps)
+    rpm:{key}:{minute}                  requests counted in that UTC minute (a sliding window counter; TTL 120 s)
     lease:{key}                         ZSET lease → expiry (ms, Redis's clock); a run's lease is its run id
     slots:{run_id}                      SET of the lease keys (full names) the run holds; TTL its lease's
     slots:{run_id}:released             the run's slots were released: it is not held again; TTL a day
@@ -93,27 +93,6 @@ end
 return found
 """
 
-# KEYS: lease set. ARGV: lease, limit, ttl_ms. → {ok, remaining, ms until the oldest lease expires}
-ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local limit = tonumber(ARGV[2])
-local ttl = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
-local count = redis.call('ZCARD', KEYS[1])
-if not held and count >= limit then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  local wait = ttl
-  if oldest[2] then wait = tonumber(oldest[2]) - now end
-  return {0, 0, wait}
-end
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-if not held then count = count + 1 end
-return {1, limit - count, 0}
-"""
-
 # KEYS: run's slots, its released mark, the lease sets. ARGV: run id, the call's lease, ttl_ms.
 HOLD_FOR_RUN = """
 local t = redis.call('TIME')
@@ -143,26 +122,94 @@ return 1
 # KEYS: reservation, then the buckets: minute, day, month (tokens), then 0 or 4 USD buckets.
 # ARGV: tenant, reservation TTL, tokens, µUSD, then per bucket: its limit (-1: none), its TTL.
 # → {ok, index of the refusing bucket (1-7), minute bucket after (ok) or before (refused), refusing bucket's use}
-RESERVE = """
-local n = #KEYS - 1
-local used = {}
-for i = 1, n do used[i] = tonumber(redis.call('GET', KEYS[i + 1]) or '0') end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {1, 0, used[1], 0} end
-local function amount(i) if i <= 3 then return tonumber(ARGV[3]) end return tonumber(ARGV[4]) end
-for i = 1, n do
-  local limit = tonumber(ARGV[3 + 2 * i])
-  if limit >= 0 and used[i] + amount(i) > limit then return {0, i, used[1], used[i]} end
+_RESERVE = """
+local function reserve(KEYS, ARGV)
+  local n = #KEYS - 1
+  local used = {}
+  for i = 1, n do used[i] = tonumber(redis.call('GET', KEYS[i + 1]) or '0') end
+  if redis.call('EXISTS', KEYS[1]) == 1 then return {1, 0, used[1], 0} end
+  local function amount(i) if i <= 3 then return tonumber(ARGV[3]) end return tonumber(ARGV[4]) end
+  for i = 1, n do
+    local limit = tonumber(ARGV[3 + 2 * i])
+    if limit >= 0 and used[i] + amount(i) > limit then return {0, i, used[1], used[i]} end
+  end
+  for i = 1, n do
+    redis.call('INCRBY', KEYS[i + 1], amount(i))
+    if redis.call('TTL', KEYS[i + 1]) < 0 then redis.call('EXPIRE', KEYS[i + 1], ARGV[4 + 2 * i]) end
+  end
+  redis.call('HSET', KEYS[1], 'tenant', ARGV[1], 'amount', ARGV[3], 'm', KEYS[2], 'd', KEYS[3], 'mo', KEYS[4],
+    'usd', ARGV[4], 'un', n - 3)
+  for i = 4, n do redis.call('HSET', KEYS[1], 'u' .. (i - 3), KEYS[i + 1]) end
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return {1, 0, used[1] + amount(1), 0}
 end
-for i = 1, n do
-  redis.call('INCRBY', KEYS[i + 1], amount(i))
-  if redis.call('TTL', KEYS[i + 1]) < 0 then redis.call('EXPIRE', KEYS[i + 1], ARGV[4 + 2 * i]) end
-end
-redis.call('HSET', KEYS[1], 'tenant', ARGV[1], 'amount', ARGV[3], 'm', KEYS[2], 'd', KEYS[3], 'mo', KEYS[4],
-  'usd', ARGV[4], 'un', n - 3)
-for i = 4, n do redis.call('HSET', KEYS[1], 'u' .. (i - 3), KEYS[i + 1]) end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return {1, 0, used[1] + amount(1), 0}
 """
+
+# A call's whole admission, all or nothing: its request windows, then its leases, then its reservation
+# (RESERVE's, below). KEYS: the reservation (or a placeholder), each window's counters (this minute's,
+# the previous), each lease set, the reservation's buckets. ARGV: now (unix s), windows, leases,
+# buckets (counts), the lease, its TTL (ms), the counters' TTL; then per window its limit; per lease
+# its limit; then RESERVE's ARGV. The windows' math is `semantics.rate_check`'s.
+# → {stage refused (0 none, 1 window, 2 lease, 3 reservation), index, then per window: previous,
+#    current; per lease: held (with this one), ms until the oldest expires; then RESERVE's reply}
+ADMIT = _RESERVE + """
+local now = tonumber(ARGV[1])
+local n_rates, n_leases, n_buckets = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local lease, lease_ttl, rate_ttl = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local into = (now % 60) / 60
+local out = {0, 0}
+local refused = nil
+for i = 1, n_rates do
+  local current = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
+  local previous = tonumber(redis.call('GET', KEYS[2 * i + 1]) or '0')
+  out[#out + 1] = previous
+  out[#out + 1] = current
+  if not refused and previous * (1 - into) + current + 1 > tonumber(ARGV[7 + i]) then refused = {1, i} end
+end
+if refused then out[1], out[2] = refused[1], refused[2] return out end
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local first_lease = 2 + 2 * n_rates
+for i = 1, n_leases do
+  local key = KEYS[first_lease + i - 1]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms)
+  local held = redis.call('ZCARD', key)
+  local renewed = redis.call('ZSCORE', key, lease)
+  if not renewed then held = held + 1 end
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  out[#out + 1] = held
+  out[#out + 1] = oldest[2] and (tonumber(oldest[2]) - now_ms) or lease_ttl
+  if not refused and not renewed and held > tonumber(ARGV[7 + n_rates + i]) then refused = {2, i} end
+end
+if refused then out[1], out[2] = refused[1], refused[2] return out end
+local first_bucket = first_lease + n_leases
+local reply = {1, 0, 0, 0}
+if n_buckets > 0 then
+  local keys = {KEYS[1]}
+  for i = 0, n_buckets - 1 do keys[#keys + 1] = KEYS[first_bucket + i] end
+  local args = {}
+  for i = 8 + n_rates + n_leases, #ARGV do args[#args + 1] = ARGV[i] end
+  reply = reserve(keys, args)
+  if reply[1] == 0 then
+    out[1], out[2] = 3, reply[2]
+    for _, v in ipairs(reply) do out[#out + 1] = v end
+    return out
+  end
+end
+for i = 1, n_rates do
+  redis.call('INCR', KEYS[2 * i])
+  if redis.call('TTL', KEYS[2 * i]) < 0 then redis.call('EXPIRE', KEYS[2 * i], rate_ttl) end
+end
+for i = 1, n_leases do
+  local key = KEYS[first_lease + i - 1]
+  redis.call('ZADD', key, now_ms + lease_ttl, lease)
+  if redis.call('PTTL', key) < lease_ttl then redis.call('PEXPIRE', key, lease_ttl) end
+end
+for _, v in ipairs(reply) do out[#out + 1] = v end
+return out
+"""
+
+
 
 # KEYS: reservation, run, pending, settled marker.
 # ARGV: run id, thread, tenant, created, checked, ttl, reservation id, pending cutoff, key.
