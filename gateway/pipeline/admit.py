@@ -31,6 +31,7 @@ from gateway.state import (
     REQUESTS_PER_MINUTE,
     TOKENS_PER_MINUTE,
     Admission,
+    CallEnd,
     Reservation,
     Spend,
     StateStore,
@@ -141,20 +142,11 @@ def _refuse_unless(call: RunCall, verdict: Verdict, limit: str, ticket: Ticket) 
 
 async def _give_back(call: RunCall, ticket: Ticket) -> None:
     """The call's leases back; the run's slots to the run while it goes on, freed once it has ended."""
-    run_id, status, state = call.record.run_id, call.record.status, call.state
-    held = ticket.leases
+    run_id, status = call.record.run_id, call.record.status
+    ended = status is not None and status in ENDING_STATUSES
+    end = CallEnd(ticket.lease, ticket.leases, run_id if status is not None else None, ticket.run_slots, ended,
+                  call.runtime.config.limits.run_lease_ttl_s)  # fmt: skip
     try:
-        if run_id is not None and status is not None and ticket.run_slots:
-            if status in ENDING_STATUSES:
-                await state.release_run(run_id)  # a slot it held since an earlier call (tool outputs)
-            else:
-                ttl = call.runtime.config.limits.run_lease_ttl_s
-                await state.hold_for_run(run_id, ticket.run_slots, ticket.lease, ttl)
-                held = [bucket for bucket in held if bucket not in ticket.run_slots]
+        await call.state.end_call(end)
     except StateUnavailable:
-        pass  # the call's leases are given back below; the run's expire by themselves (run_lease_ttl_s)
-    for bucket in held:
-        try:
-            await state.release(bucket, ticket.lease)
-        except StateUnavailable:
-            pass  # the lease expires by itself (lease_ttl_s)
+        pass  # the leases expire by themselves (lease_ttl_s, run_lease_ttl_s)

@@ -50,14 +50,16 @@ class Settlement:
         self._claimed: tuple[str | None, str | None] = (None, None)
 
     async def on_ids(self, thread_id: str | None, run_id: str | None) -> None:
+        """Claim what the call made, and bind its run to the reservation, in one step of the state."""
+        binding = None
+        if self._creates_run and run_id is not None and thread_id is not None and not self._bound:
+            now = time.time()
+            binding = (self.reservation, PendingRun(run_id, thread_id, self._tenant, now, now, self._key))
         try:
-            if (thread_id, run_id) != self._claimed:  # `close` asks again: one trip to the state is enough
-                await self._state.claim(self._tenant, thread_id if self._creates_thread else None, run_id)
+            if (thread_id, run_id) != self._claimed or binding is not None:  # `close` asks again: once is enough
+                await self._state.claim(self._tenant, thread_id if self._creates_thread else None, run_id, binding)
                 self._claimed = (thread_id, run_id)
-            if self._creates_run and run_id is not None and thread_id is not None and not self._bound:
-                now = time.time()
-                await self._state.bind(self.reservation, PendingRun(run_id, thread_id, self._tenant, now, now, self._key))
-                self._bound = True
+                self._bound = self._bound or binding is not None
         except StateUnavailable:
             log.warning("state_unavailable", step="claim", run_id=run_id)
 

@@ -134,6 +134,23 @@ class Admitted:
     leases: list[Window]
 
 
+Binding = tuple[str, "PendingRun"]  # (reservation, run): a run's reservation, bound to it once its id is known
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnd:
+    """What an admitted call gives back as it ends: its `lease` in each of `leases`; but the slots of
+    its run (`run_slots`, among `leases`) go to the run while it goes on, or, if it has ended
+    (`run_ended`), the run's own slots are released too."""
+
+    lease: str
+    leases: Sequence[str]
+    run_id: str | None = None
+    run_slots: Sequence[str] = ()
+    run_ended: bool = False
+    run_ttl_s: float = 0.0
+
+
 # The owner of an object whose claim a bounded store had to drop (`max_owned_objects`): once any
 # claim was dropped, "never seen" cannot be told from "forgotten", so every unknown object reads as
 # this owner, which is no tenant's: forgetting denies, it never hands an object to anyone.
@@ -145,7 +162,10 @@ class StateStore(Protocol):
     # tenant owns (thread, assistant, file, vector store): their ids never collide across kinds.
     async def owners(self, object_ids: Sequence[str]) -> list[str | None]: ...
 
-    async def claim(self, tenant: str, object_id: str | None, run_id: str | None = None) -> None: ...
+    # With `bind`, the run is bound in the same step (see `bind`): a call's new run, one round trip.
+    async def claim(
+        self, tenant: str, object_id: str | None, run_id: str | None = None, bind: Binding | None = None
+    ) -> None: ...
 
     # Admission, in one step (one round trip to Redis): request windows, leases and the reservation.
     async def admit(self, admission: Admission) -> Admitted: ...
@@ -168,6 +188,9 @@ class StateStore(Protocol):
     async def hold_for_run(self, run_id: str, keys: Sequence[str], lease: str, ttl_s: float) -> None: ...
 
     async def release_run(self, run_id: str) -> None: ...
+
+    # A call's end, in one step: its leases back, its run's slots handed over or released (see CallEnd).
+    async def end_call(self, end: CallEnd) -> None: ...
 
     # Tokens and dollars. `reserve` takes `amount` tokens (and with `spend`, its µUSD) from every
     # configured limit at once, or from none (all or nothing, atomic across replicas); `bind` ties
@@ -218,11 +241,32 @@ class StateStore(Protocol):
     async def close(self) -> None: ...
 
 
-class AdmitShortcuts:
-    """`hit_requests`, `acquire` and `reserve` as `admit` with one check: one implementation of each."""
+class Shortcuts:
+    """`hit_requests`, `acquire` and `reserve` as `admit` with one check: one implementation of each;
+    and `end_call` step by step, for a store where a step costs no round trip (or that routes each)."""
 
     async def admit(self, admission: Admission) -> Admitted:
         raise NotImplementedError
+
+    async def hold_for_run(self, run_id: str, keys: Sequence[str], lease: str, ttl_s: float) -> None:
+        raise NotImplementedError
+
+    async def release_run(self, run_id: str) -> None:
+        raise NotImplementedError
+
+    async def release(self, key: str, lease: str) -> None:
+        raise NotImplementedError
+
+    async def end_call(self, end: CallEnd) -> None:
+        held = list(end.leases)
+        if end.run_id is not None and end.run_slots:
+            if end.run_ended:
+                await self.release_run(end.run_id)  # a slot it held since an earlier call (tool outputs)
+            else:
+                await self.hold_for_run(end.run_id, end.run_slots, end.lease, end.run_ttl_s)
+                held = [bucket for bucket in held if bucket not in end.run_slots]
+        for bucket in held:
+            await self.release(bucket, end.lease)
 
     async def hit_requests(self, key: str, per_minute: int) -> Verdict:
         admitted = await self.admit(Admission(time.time(), rates=[(key, per_minute)]))

@@ -24,10 +24,11 @@ from gateway.state import (
     NO_KEY,
     REQUESTS_PER_MINUTE,
     Admission,
-    AdmitShortcuts,
     Admitted,
+    Binding,
     PendingRun,
     Reservation,
+    Shortcuts,
     UsageRow,
     Verdict,
     Window,
@@ -87,7 +88,7 @@ def _nothing() -> None:
     return None
 
 
-class MemoryState(AdmitShortcuts):
+class MemoryState(Shortcuts):
     """`StateStore` for one process."""
 
     def __init__(self, max_owned_objects: int, *, monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -115,11 +116,15 @@ class MemoryState(AdmitShortcuts):
         unknown = FORGOTTEN if self._owners.forgot else None
         return [self._owners.get(object_id, unknown) for object_id in object_ids]
 
-    async def claim(self, tenant: str, object_id: str | None, run_id: str | None = None) -> None:
+    async def claim(
+        self, tenant: str, object_id: str | None, run_id: str | None = None, bind: Binding | None = None
+    ) -> None:
         if object_id is not None:
             self._owners.setdefault(object_id, tenant)
         if run_id is not None:
             self._runs.setdefault(run_id, tenant)
+        if bind is not None:
+            await self.bind(*bind)
 
     # Admission: request windows, leases, reservation; checked in that order, then all taken or none.
     async def admit(self, admission: Admission) -> Admitted:

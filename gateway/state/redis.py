@@ -31,10 +31,12 @@ from gateway.state import (
     NO_KEY,
     REQUESTS_PER_MINUTE,
     Admission,
-    AdmitShortcuts,
     Admitted,
+    Binding,
+    CallEnd,
     PendingRun,
     Reservation,
+    Shortcuts,
     StateUnavailable,
     UsageRow,
     Verdict,
@@ -122,7 +124,7 @@ def _admitted(admission: Admission, out: list[int], checked: list[tuple[Bucket, 
     return Admitted(usd_verdict(admitted, budget, budget_limit, used_refused), requests, leases)
 
 
-class RedisState(AdmitShortcuts):
+class RedisState(Shortcuts):
     """`StateStore` on Redis, shared by every replica."""
 
     def __init__(
@@ -150,11 +152,12 @@ class RedisState(AdmitShortcuts):
         )
         self._redis = Redis(connection_pool=self._pool)
         script = self._redis.register_script
-        self._claim = script(lua.CLAIM)
+        self._claim_and_bind = script(lua.CLAIM_AND_BIND)
         self._owners = script(lua.OWNERS)
         self._admit = script(lua.ADMIT)
         self._hold_for_run = script(lua.HOLD_FOR_RUN)
         self._release_run = script(lua.RELEASE_RUN)
+        self._end_call = script(lua.END_CALL)
         self._bind = script(lua.BIND)
         self._settle = script(lua.SETTLE)
         self._cancel = script(lua.CANCEL)
@@ -182,15 +185,21 @@ class RedisState(AdmitShortcuts):
             )
         return [owner or None for owner in found]
 
-    async def claim(self, tenant: str, object_id: str | None, run_id: str | None = None) -> None:
+    async def claim(
+        self, tenant: str, object_id: str | None, run_id: str | None = None, bind: Binding | None = None
+    ) -> None:
         keys = [self._key("own:forgot")]
         if object_id is not None:
             keys += [self._key("own:t", object_id), self._key("own:t:idx")]
         if run_id is not None:
             keys += [self._key("own:r", run_id), self._key("own:r:idx")]
-        if len(keys) > 1:
-            async with self._call():
-                await self._claim(keys=keys, args=[tenant, self._ownership_ttl_s, self._max_owned])
+        if len(keys) == 1 and bind is None:
+            return
+        bind_keys, bind_args = self._binding(*bind) if bind is not None else ([], [])
+        async with self._call():
+            await self._claim_and_bind(
+                keys=[*keys, *bind_keys], args=[len(keys), tenant, self._ownership_ttl_s, self._max_owned, *bind_args]
+            )
 
     # Admission, in one script: request windows, leases, reservation (see redis_scripts.ADMIT).
     async def admit(self, admission: Admission) -> Admitted:
@@ -231,28 +240,35 @@ class RedisState(AdmitShortcuts):
                 keys=[self._key("slots", run_id), self._key("slots", run_id, "released")], args=[run_id, RELEASED_TTL_S]
             )
 
+    async def end_call(self, end: CallEnd) -> None:
+        mode = 0 if end.run_id is None or not end.run_slots else (1 if end.run_ended else 2)
+        run_sets = list(end.run_slots) if mode == 2 else []
+        others = [bucket for bucket in end.leases if bucket not in run_sets]
+        run_id = end.run_id or "-"
+        if mode == 0 and not others:
+            return
+        async with self._call():
+            await self._end_call(
+                keys=[self._key("slots", run_id), self._key("slots", run_id, "released"),
+                      *(self._key("lease", bucket) for bucket in [*run_sets, *others])],
+                args=[mode, run_id, end.lease, max(1, math.ceil(end.run_ttl_s * 1000)), RELEASED_TTL_S, len(run_sets)],
+            )  # fmt: skip
+
     # Tokens.
     async def bind(self, reservation: str, run: PendingRun) -> None:
+        keys, args = self._binding(reservation, run)
         async with self._call():
-            await self._bind(
-                keys=[
-                    self._key("resv", reservation),
-                    self._key("run", run.run_id),
-                    self._key("pending"),
-                    self._key("settled", run.run_id),
-                ],
-                args=[
-                    run.run_id,
-                    run.thread_id,
-                    run.tenant,
-                    _num(run.created_at),
-                    _num(run.checked_at),
-                    PENDING_TTL_S,
-                    reservation,
-                    _num(run.checked_at - PENDING_TTL_S),
-                    run.key,
-                ],
-            )
+            await self._bind(keys=keys, args=args)
+
+    def _binding(self, reservation: str, run: PendingRun) -> tuple[list[str], list[str | int]]:
+        """BIND's KEYS and ARGV."""
+        keys = [self._key("resv", reservation), self._key("run", run.run_id), self._key("pending"),
+                self._key("settled", run.run_id)]  # fmt: skip
+        args: list[str | int] = [
+            run.run_id, run.thread_id, run.tenant, _num(run.created_at), _num(run.checked_at), PENDING_TTL_S,
+            reservation, _num(run.checked_at - PENDING_TTL_S), run.key,
+        ]  # fmt: skip
+        return keys, args
 
     async def settle(
         self, run_id: str, tenant: str, model: str, usage: Usage | None, now: float, *, key: str = NO_KEY, cost: int = 0

@@ -50,8 +50,9 @@ local function give_back(resv)
 end
 """
 
-# KEYS: the forgot flag, then (object, index) pairs. ARGV: tenant, ttl_s, max objects (0: no index).
-CLAIM = """
+# A claim (run inside CLAIM_AND_BIND). KEYS: the forgot flag, then (object, index) pairs. ARGV: tenant,
+# ttl_s, max objects (0: no index).
+_CLAIM_BODY = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local max = tonumber(ARGV[3])
@@ -108,6 +109,37 @@ for i = 3, #KEYS do
   end
 end
 if not released and #KEYS > 2 then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+"""
+
+# A call's end (`CallEnd`): its run's slots released (mode 1) or handed to the run (mode 2, as
+# HOLD_FOR_RUN), then its lease given back in the other sets. KEYS: run's slots, its released mark,
+# the run's lease sets (mode 2), the call's other lease sets. ARGV: mode (0: no run), run id, lease,
+# ttl_ms, the released mark's TTL (s), how many run lease sets.
+END_CALL = """
+local mode, run, lease = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local first_other = 3
+if mode == 1 then
+  for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do redis.call('ZREM', key, run) end
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], '1', 'EX', ARGV[5])
+elseif mode == 2 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local ttl, n = tonumber(ARGV[4]), tonumber(ARGV[6])
+  local released = redis.call('EXISTS', KEYS[2]) == 1
+  for i = 3, 2 + n do
+    redis.call('ZREM', KEYS[i], lease)
+    if not released then
+      redis.call('ZADD', KEYS[i], now + ttl, run)
+      if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+      redis.call('SADD', KEYS[1], KEYS[i])
+    end
+  end
+  if not released and n > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+  first_other = 3 + n
+end
+for i = first_other, #KEYS do redis.call('ZREM', KEYS[i], lease) end
 return 1
 """
 
@@ -213,9 +245,7 @@ return out
 
 # KEYS: reservation, run, pending, settled marker.
 # ARGV: run id, thread, tenant, created, checked, ttl, reservation id, pending cutoff, key.
-BIND = (
-    _GIVE_BACK
-    + """
+_BIND_BODY = """
 if redis.call('EXISTS', KEYS[4]) == 1 then
   give_back(KEYS[1])
   return 0
@@ -232,7 +262,8 @@ redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 return 1
 """
-)
+BIND = _GIVE_BACK + _BIND_BODY
+
 
 # KEYS: settled marker, run, pending, ledger day, ledger days, the minute/day/month buckets of now.
 # ARGV: run id, has usage (1/0), prompt, completion, total, settled TTL, ledger TTL, day, oldest day kept,
@@ -302,5 +333,25 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 redis.call('HSET', KEYS[1], 'checked', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
+
+def _function(name: str, body: str) -> str:
+    """A script's body as a Lua function of its own KEYS and ARGV, to run inside another script."""
+    return f"local function {name}(KEYS, ARGV)\n{body}\nend\n"
+
+
+# A run's claim and its bind (`StateStore.claim` with `bind`), at once. KEYS: CLAIM's, then BIND's (if
+# any). ARGV: how many of KEYS are CLAIM's, CLAIM's ARGV (3), then BIND's.
+CLAIM_AND_BIND = _GIVE_BACK + _function("claim", _CLAIM_BODY) + _function("bind", _BIND_BODY) + """
+local n = tonumber(ARGV[1])
+local claim_keys, bind_keys, bind_args = {}, {}, {}
+for i = 1, #KEYS do
+  if i <= n then claim_keys[#claim_keys + 1] = KEYS[i] else bind_keys[#bind_keys + 1] = KEYS[i] end
+end
+for i = 5, #ARGV do bind_args[#bind_args + 1] = ARGV[i] end
+claim(claim_keys, {ARGV[2], ARGV[3], ARGV[4]})
+if #bind_keys > 0 then bind(bind_keys, bind_args) end
 return 1
 """

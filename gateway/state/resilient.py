@@ -32,9 +32,11 @@ from gateway.state import (
     FORGOTTEN,
     NO_KEY,
     Admission,
-    AdmitShortcuts,
     Admitted,
+    Binding,
+    CallEnd,
     PendingRun,
+    Shortcuts,
     StateStore,
     StateUnavailable,
     UsageRow,
@@ -47,7 +49,7 @@ log = structlog.get_logger("gateway.state")
 _LOCAL_MAX = 100_000  # leases / reservations / runs the fallback holds for us, at most
 
 
-class ResilientState(AdmitShortcuts):
+class ResilientState(Shortcuts):
     def __init__(
         self,
         primary: StateStore,
@@ -166,8 +168,12 @@ class ResilientState(AdmitShortcuts):
             return [_either(owner, fallback) for owner, fallback in zip(found, local, strict=True)]
         return found
 
-    async def claim(self, tenant: str, object_id: str | None, run_id: str | None = None) -> None:
-        await self._call(lambda s: s.claim(tenant, object_id, run_id))
+    async def claim(
+        self, tenant: str, object_id: str | None, run_id: str | None = None, bind: Binding | None = None
+    ) -> None:
+        _, primary = await self._call(lambda s: s.claim(tenant, object_id, run_id, bind))
+        if bind is not None:
+            await self._after_bind(*bind, primary)
 
     # Admission: what was taken while the primary was down is given back where it was taken.
     async def admit(self, admission: Admission) -> Admitted:
@@ -194,6 +200,16 @@ class ResilientState(AdmitShortcuts):
         if not primary:
             self._local_run_slots[run_id] = True
 
+    async def end_call(self, end: CallEnd) -> None:
+        """One step where the primary holds everything; step by step where something was taken locally."""
+        local_leases = any((bucket, end.lease) in self._local_leases for bucket in end.leases)
+        if local_leases or (end.run_id is not None and end.run_id in self._local_run_slots):
+            await super().end_call(end)
+            return
+        _, primary = await self._call(lambda s: s.end_call(end))
+        if not primary and end.run_id is not None and end.run_slots and not end.run_ended:
+            self._local_run_slots[end.run_id] = True
+
     async def release_run(self, run_id: str) -> None:
         if self._local_run_slots.pop(run_id, None):
             await self._local(lambda s: s.release_run(run_id))
@@ -202,6 +218,10 @@ class ResilientState(AdmitShortcuts):
     # Tokens.
     async def bind(self, reservation: str, run: PendingRun) -> None:
         _, primary = await self._call(lambda s: s.bind(reservation, run))
+        await self._after_bind(reservation, run, primary)
+
+    async def _after_bind(self, reservation: str, run: PendingRun, primary: bool) -> None:
+        """Where the bound run and its reservation live now, for its settle and a give-back."""
         local_reservation = self._local_reservations.pop(reservation, None)
         if not primary:
             self._local_runs[run.run_id] = True

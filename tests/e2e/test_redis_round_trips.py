@@ -1,7 +1,7 @@
 """How much a run call asks of Redis, as Redis's own `MONITOR` sees it over N calls of the official SDK:
 the commands a replica sends (each a round trip, unless pipelined), apart from those its Lua scripts
-run inside Redis. A run call's whole admission is one script; its claims, its settlement and the
-release of its slots are one script each."""
+run inside Redis. A run call's whole admission is one script; its claims and bind, its settlement
+and the release of its slots are one script each."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ async def per_call(url: str, call: Callable[[], Awaitable[None]]) -> dict[str, f
     async with monitored(url) as seen:
         for _ in range(CALLS):
             await call()
-    return {name: count / CALLS for name, count in seen.items() if name not in ("ping", "monitor")}
+    # (a new pooled connection says `hello`, and loads the scripts it has not run yet: not per call)
+    return {name: count / CALLS for name, count in seen.items() if name not in ("ping", "monitor", "hello", "script")}
 
 
 async def test_a_run_call_asks_redis_little(make_gateway, redis_server):
@@ -70,6 +71,7 @@ async def test_a_run_call_asks_redis_little(make_gateway, redis_server):
     print(f"\nper streamed run call: {stream_calls}\nper non-streamed create: {create_calls}")
     for commands in (stream_calls, create_calls):
         assert set(commands) <= {"evalsha"}, commands  # scripts only: every step is one atomic round trip
-    # the caller's ownership, the admission, the run's claim and bind, its settlement, its slots
-    assert stream_calls["evalsha"] <= 6
-    assert create_calls["evalsha"] <= 5
+    # The caller's ownership, the admission, the new thread and run claimed with the run bound, its
+    # settlement, the call's end (leases back, the run's slot handed over). Before: 16.2 and 11 commands.
+    assert stream_calls["evalsha"] <= 5.5  # (a stream may name its thread before its run: one more claim)
+    assert create_calls["evalsha"] <= 4
