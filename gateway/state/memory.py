@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from cachetools import LRUCache
 
@@ -33,6 +33,7 @@ from gateway.state import (
     Verdict,
     Window,
 )
+from gateway.state.memory_entries import Held, Owners, Pending
 from gateway.state.semantics import (
     LEASE_RETRY_AFTER_S,
     LEDGER_DAYS,
@@ -57,33 +58,6 @@ from gateway.state.semantics import (
 _PRUNE_EVERY_S = 60.0
 
 
-@dataclass(slots=True)
-class _Reservation:
-    tenant: str
-    amount: int
-    keys: tuple[str, str, str]
-    expires: float  # on the store's clock (the latest `now` seen)
-    usd: int = 0  # µUSD reserved in each of `usd_keys` (none: reserved without a spend)
-    usd_keys: tuple[str, ...] = ()
-
-
-class _Owners(LRUCache[str, str]):
-    """Object → owning tenant, least recently used dropped first; remembers that it ever dropped one."""
-
-    forgot = False
-
-    def popitem(self) -> tuple[str, str]:
-        self.forgot = True
-        return super().popitem()
-
-
-@dataclass(slots=True)
-class _Pending:
-    run: PendingRun
-    reservation: str | None
-    expires: float
-
-
 def _nothing() -> None:
     return None
 
@@ -94,7 +68,7 @@ class MemoryState(Shortcuts):
     def __init__(self, max_owned_objects: int, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic  # lease expiry; tests step it instead of sleeping
         self._max = max_owned_objects
-        self._owners = _Owners(max_owned_objects)
+        self._owners = Owners(max_owned_objects)
         self._records: LRUCache[str, tuple[bytes, float]] = LRUCache(max_owned_objects)  # → (data, expiry)
         self._lists: LRUCache[str, tuple[dict[str, None], float]] = LRUCache(max_owned_objects)  # → (ids, expiry)
         self._runs: LRUCache[str, str] = LRUCache(max_owned_objects)
@@ -103,8 +77,8 @@ class MemoryState(Shortcuts):
         self._run_slots: dict[str, tuple[str, ...]] = {}
         self._released: dict[str, float] = {}  # run id → expiry (monotonic) of its "released" mark
         self._buckets: dict[str, list[float]] = {}  # key → [used, expiry]
-        self._reservations: dict[str, _Reservation] = {}
-        self._pending: dict[str, _Pending] = {}
+        self._reservations: dict[str, Held] = {}
+        self._pending: dict[str, Pending] = {}
         self._settled: dict[str, float] = {}  # run id → expiry, oldest first
         # day → (tenant, key, model) → [runs, prompt, completion, total, cost µUSD]
         self._ledger: dict[str, dict[tuple[str, str, str], list[int]]] = {}
@@ -235,7 +209,7 @@ class MemoryState(Shortcuts):
                 self._add(bucket.key, micros, now + bucket.ttl_s)
             keys = (buckets[0].key, buckets[1].key, buckets[2].key)
             usd_keys = tuple(bucket.key for bucket, _ in usd)
-            held = _Reservation(wanted.tenant, amount, keys, now + PENDING_TTL_S, micros, usd_keys)
+            held = Held(wanted.tenant, amount, keys, now + PENDING_TTL_S, micros, usd_keys)
             self._reservations[wanted.reservation] = held
             self._bound(self._reservations)
 
@@ -249,7 +223,7 @@ class MemoryState(Shortcuts):
         held = self._reservations.get(reservation)
         if held is not None:
             held.expires = max(held.expires, run.created_at + PENDING_TTL_S)
-        self._pending[run.run_id] = _Pending(
+        self._pending[run.run_id] = Pending(
             run, reservation if held is not None else None, run.created_at + PENDING_TTL_S
         )
         self._bound(self._pending)
@@ -418,7 +392,7 @@ class MemoryState(Shortcuts):
                 del self._ledger[day]
 
     def _bound(
-        self, entries: dict[str, _Reservation] | dict[str, _Pending] | dict[str, float] | dict[str, tuple[str, ...]]
+        self, entries: dict[str, Held] | dict[str, Pending] | dict[str, float] | dict[str, tuple[str, ...]]
     ) -> None:
         while len(entries) > self._max:
             del entries[next(iter(entries))]

@@ -29,37 +29,27 @@ from gateway.domain import TokenLimits, Usage
 from gateway.state import (
     FORGOTTEN,
     NO_KEY,
-    REQUESTS_PER_MINUTE,
     Admission,
     Admitted,
     Binding,
     CallEnd,
     PendingRun,
-    Reservation,
     Shortcuts,
     StateUnavailable,
     UsageRow,
-    Verdict,
-    Window,
 )
 from gateway.state import redis_scripts as lua
+from gateway.state.redis_replies import admitted_from, reserve_args, reserved_buckets
 from gateway.state.semantics import (
-    LEASE_RETRY_AFTER_S,
     LEDGER_DAYS,
     PENDING_TTL_S,
     RATE_TTL_S,
     RELEASED_TTL_S,
     SETTLED_TTL_S,
-    Bucket,
-    lease_limit_name,
     limit_values,
-    rate_check,
     rate_keys,
-    spend_buckets,
     token_buckets,
-    token_verdict,
     usd_buckets,
-    usd_verdict,
     utc_day,
 )
 
@@ -70,58 +60,6 @@ _METRICS = ("runs", "prompt", "completion", "total", "cost")
 
 def _num(value: float) -> str:
     return repr(float(value))
-
-
-def _reserved_buckets(wanted: Reservation | None, now: float) -> list[tuple[Bucket, int | None]]:
-    """A reservation's buckets, each with its limit: minute, day, month (tokens), then its spend's."""
-    if wanted is None:
-        return []
-    usd = spend_buckets(wanted.tenant, wanted.spend, now) if wanted.spend is not None else []
-    return [*zip(token_buckets(wanted.tenant, now), limit_values(wanted.limits), strict=True), *usd]
-
-
-def _reserve_args(wanted: Reservation | None, checked: list[tuple[Bucket, int | None]]) -> list[str | int]:
-    if wanted is None:
-        return []
-    micros = max(0, wanted.spend.micros) if wanted.spend is not None else 0
-    limits = (arg for bucket, limit in checked for arg in (-1 if limit is None else limit, bucket.ttl_s))
-    return [wanted.tenant, PENDING_TTL_S, max(0, wanted.tokens), micros, *limits]
-
-
-def _admitted(admission: Admission, out: list[int], checked: list[tuple[Bucket, int | None]]) -> Admitted:
-    """ADMIT's reply read: each window's and lease's state, and the first refusal, if any."""
-    stage, index, pos = out[0], out[1], 2
-    rates = []
-    for _, limit in admission.rates:
-        rates.append(rate_check(limit, out[pos], out[pos + 1], admission.now))
-        pos += 2
-    requests = [check.window for check in rates]
-    if stage == 1:
-        check = rates[index - 1]
-        return Admitted(Verdict(False, check.window, REQUESTS_PER_MINUTE, check.retry_after_s), requests, [])
-    leases, waits = [], []
-    for _, limit in admission.leases:
-        leases.append(Window(limit, max(0, limit - out[pos]), 0.0))
-        waits.append(max(0.0, out[pos + 1] / 1000))
-        pos += 2
-    if stage == 2:
-        bucket, limit = admission.leases[index - 1]
-        wait = waits[index - 1]
-        return Admitted(
-            Verdict(False, Window(limit, 0, wait), lease_limit_name(bucket), min(wait, LEASE_RETRY_AFTER_S)),
-            requests, leases,
-        )  # fmt: skip
-    wanted = admission.reservation
-    if wanted is None:
-        return Admitted(Verdict(True), requests, leases)
-    ok, refused, used_minute, used_refused = out[pos : pos + 4]
-    buckets = (checked[0][0], checked[1][0], checked[2][0])
-    if ok or refused <= 3:
-        return Admitted(token_verdict(buckets, wanted.limits, used_minute, None if ok else refused - 1), requests, leases)
-    budget, budget_limit = checked[refused - 1]
-    assert budget_limit is not None
-    admitted = token_verdict(buckets, wanted.limits, used_minute, None)
-    return Admitted(usd_verdict(admitted, budget, budget_limit, used_refused), requests, leases)
 
 
 class RedisState(Shortcuts):
@@ -204,7 +142,7 @@ class RedisState(Shortcuts):
     # Admission, in one script: request windows, leases, reservation (see redis_scripts.ADMIT).
     async def admit(self, admission: Admission) -> Admitted:
         now, wanted = admission.now, admission.reservation
-        checked = _reserved_buckets(wanted, now)
+        checked = reserved_buckets(wanted, now)
         async with self._call():
             out = await self._admit(
                 keys=[
@@ -217,10 +155,10 @@ class RedisState(Shortcuts):
                     _num(now), len(admission.rates), len(admission.leases), len(checked), admission.lease,
                     max(1, math.ceil(admission.lease_ttl_s * 1000)), RATE_TTL_S,
                     *(limit for _, limit in admission.rates), *(limit for _, limit in admission.leases),
-                    *_reserve_args(wanted, checked),
+                    *reserve_args(wanted, checked),
                 ],
             )  # fmt: skip
-        return _admitted(admission, [int(v) for v in out], checked)
+        return admitted_from(admission, [int(v) for v in out], checked)
 
     async def release(self, key: str, lease: str) -> None:
         async with self._call():
