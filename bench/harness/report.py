@@ -409,7 +409,8 @@ def markdown(results: dict) -> str:
     for e in results.get("evaluation", []):
         value = e["value"]
         shown = (
-            f"{value:.2f}×" if "throughput" in e["target"] and isinstance(value, float)
+            f"{value:.2f}×" if ("throughput" in e["target"] or "≥ serial" in e["target"]) and isinstance(value, float)
+            else f"{value:.0f} B" if "bytes" in e["target"] and value is not None
             else _num(value / MIB, "{:.0f}") + " MiB" if "1 GiB" in e["target"] and value is not None
             else f"{value / 1024:.1f} MiB" if "soak" in e["target"] and value is not None
             else str(int(value)) if "lost" in e["target"] and value is not None

@@ -78,15 +78,7 @@ class Metrics:
         self.rate_limit_hits = Counter(
             "gateway_rate_limit_hits", "Calls refused by a limit.", ["tenant", "limit"], registry=r
         )
-        # Every worker's reconciler publishes the budgets from the one shared ledger: the newest is right.
-        self.budget_remaining = Gauge(
-            "gateway_budget_remaining_tokens", "Tokens left in a tenant's budget.", ["tenant", "period"], registry=r,
-            multiprocess_mode=_gauge_mode("livemostrecent"),
-        )  # fmt: skip
-        self.budget_limit = Gauge(
-            "gateway_budget_limit_tokens", "A tenant's token budget per period.", ["tenant", "period"], registry=r,
-            multiprocess_mode=_gauge_mode("livemostrecent"),
-        )  # fmt: skip
+        self.budget_remaining, self.budget_limit = _budget_gauges(r, "tokens")
         self.run_decisions = Counter(
             "gateway_run_decisions", "Run calls by tenant and policy decision (allow, modify, deny, none).",
             ["tenant", "decision"], registry=r,
@@ -112,14 +104,7 @@ class Metrics:
             "gateway_unpriced_runs", "Ended runs whose model has no price (counted at $0): price them under `pricing:`.",
             ["tenant", "model"], registry=r,
         )  # fmt: skip
-        self.budget_remaining_usd = Gauge(
-            "gateway_budget_remaining_usd", "USD left in a tenant's budget.", ["tenant", "period"], registry=r,
-            multiprocess_mode=_gauge_mode("livemostrecent"),
-        )  # fmt: skip
-        self.budget_limit_usd = Gauge(
-            "gateway_budget_limit_usd", "A tenant's USD budget per period.", ["tenant", "period"], registry=r,
-            multiprocess_mode=_gauge_mode("livemostrecent"),
-        )  # fmt: skip
+        self.budget_remaining_usd, self.budget_limit_usd = _budget_gauges(r, "usd")
         self.active_streams = Gauge(
             "gateway_active_streams", "Run streams being relayed now.", ["tenant"], registry=r,
             multiprocess_mode=_gauge_mode("livesum"),  # each worker counts its own; a dead one's are gone
@@ -236,6 +221,17 @@ class _OneFamily(Collector):
                 family = families.setdefault(metric.name, Metric(metric.name, metric.documentation, metric.type))
                 family.samples.extend(metric.samples)
         return families.values()
+
+
+def _budget_gauges(registry: CollectorRegistry, unit: str) -> tuple[Gauge, Gauge]:
+    """A tenant's budgets per period in `unit` (tokens, usd): what is left, and the limit. Every worker's
+    reconciler publishes them from the one shared ledger: the newest reading is right."""
+    mode = _gauge_mode("livemostrecent")
+    left = Gauge(f"gateway_budget_remaining_{unit}", f"What is left of a tenant's budget per period, in {unit}.",
+                 ["tenant", "period"], registry=registry, multiprocess_mode=mode)  # fmt: skip
+    limit = Gauge(f"gateway_budget_limit_{unit}", f"A tenant's budget per period, in {unit}.",
+                  ["tenant", "period"], registry=registry, multiprocess_mode=mode)  # fmt: skip
+    return left, limit
 
 
 def _gauge_mode(mode: Literal["livesum", "livemostrecent"]) -> Literal["all", "livesum", "livemostrecent"]:

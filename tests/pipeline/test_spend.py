@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from tests.conftest import Gateway
-from tests.support import TEAM_KEY, both_protocols, limited_tenant, scrape
+from tests.support import TEAM_KEY, both_protocols, limited_tenant, run_with_tool_outputs, scrape
 
 ADMIN = "sk-admin"
 FN = {"type": "function", "function": {"name": "get_weather"}}
@@ -62,13 +62,8 @@ async def mixed_workload(client: openai.AsyncOpenAI) -> dict[str, int]:
         cached[(await stream.get_final_run()).id] = CACHED
     polled = await client.beta.threads.create_and_run_poll(assistant_id=assistant, poll_interval_ms=5)
     cached[polled.id] = 0
-    async with client.beta.threads.create_and_run_stream(assistant_id=tools) as stream:
-        paused = await stream.get_final_run()
-    outputs = [{"tool_call_id": c.id, "output": "sun"} for c in paused.required_action.submit_tool_outputs.tool_calls]
-    async with client.beta.threads.runs.submit_tool_outputs_stream(
-        run_id=paused.id, thread_id=paused.thread_id, tool_outputs=outputs
-    ) as stream:
-        assert (await stream.get_final_run()).status == "completed"
+    paused, final = await run_with_tool_outputs(client, tools)
+    assert final.status == "completed"
     cached[paused.id] = 0
     return cached
 

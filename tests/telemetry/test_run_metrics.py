@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import TEAM_KEY, scrape, team_tenant, value
+from tests.support import TEAM_KEY, run_with_tool_outputs, scrape, team_tenant, value
 
 FN = {"type": "function", "function": {"name": "get_weather"}}
 CACHED = 20
@@ -20,13 +20,9 @@ async def test_runs_are_told_by_their_ending_tools_pauses_and_cache(make_gateway
     interpreter = (await client.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}])).id
     plain = (await client.beta.assistants.create(model="gpt-4o")).id
 
-    async with client.beta.threads.create_and_run_stream(assistant_id=tools) as stream:
-        paused = await stream.get_final_run()
+    paused, final = await run_with_tool_outputs(client, tools)
+    assert final.status == "completed"
     calls = paused.required_action.submit_tool_outputs.tool_calls
-    async with client.beta.threads.runs.submit_tool_outputs_stream(
-        run_id=paused.id, thread_id=paused.thread_id, tool_outputs=[{"tool_call_id": c.id, "output": "sun"} for c in calls]
-    ) as stream:
-        assert (await stream.get_final_run()).status == "completed"
     async with client.beta.threads.create_and_run_stream(assistant_id=interpreter) as stream:
         assert (await stream.get_final_run()).status == "completed"
     async with client.beta.threads.create_and_run_stream(
