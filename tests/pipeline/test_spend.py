@@ -106,9 +106,14 @@ async def test_the_ledger_usage_metric_and_audit_agree_with_the_price_table(make
 @both_protocols
 async def test_a_usd_budget_admits_exactly_the_runs_whose_worst_case_fits(make_gateway, backend):
     budget = Decimal(4) * WORST_CASE + WORST_CASE / 2  # room for four worst cases and a half
-    gateway = await make_gateway(**priced({"usd_per_day": float(budget / 1_000_000)}, state=backend))
+    # fail_closed: a Redis call that times out on a busy machine must fail the test, not be admitted
+    # against a local fallback's budget (fail_open's way); a generous timeout, so it does not.
+    state = {**backend, "on_failure": "fail_closed", "timeout_s": 5.0} if backend["backend"] == "redis" else backend
+    gateway = await make_gateway(**priced({"usd_per_day": float(budget / 1_000_000)}, state=state))
     client = gateway.async_client(api_key=TEAM_KEY)
     assistant = (await client.beta.assistants.create(model="gpt-4o")).id
+    # the pool's connections opened before the burst (each a first connect under load)
+    await asyncio.gather(*(client.beta.assistants.retrieve(assistant) for _ in range(10)))
     results = await asyncio.gather(
         *(client.beta.threads.create_and_run(assistant_id=assistant) for _ in range(10)), return_exceptions=True
     )
