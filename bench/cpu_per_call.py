@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-import yaml
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
@@ -81,12 +80,9 @@ def measure(repo: Path, count: int, protocol: str = "assistants") -> dict[str, f
         env = {**os.environ, **KEYS, "PYTHONPATH": str(repo), "OTEL_TRACES_EXPORTER": "otlp",
                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{sink_port}/v1/traces"}  # fmt: skip
-        config = configs.gateway_config(tmp, "gateway", port, sim_port, tmp / "audit", max_owned=100_000)
-        if protocol == "responses":  # the facade: the same calls served on the Responses API
-            raw = yaml.safe_load(config.read_text())
-            raw["upstream"]["protocol"] = "responses"
-            raw["assistants"] = {configs.ASSISTANT_ID: {"model": configs.MODEL, "tools": [{"type": "code_interpreter"}]}}
-            config.write_text(yaml.safe_dump(raw))
+        # The facade (protocol responses): the same calls served on the simulator's Responses API.
+        features = configs.ALL_FEATURES | ({"facade"} if protocol == "responses" else set())
+        config = configs.gateway_config(tmp, "gateway", port, sim_port, tmp / "audit", 100_000, frozenset(features))
         bodies = configs.bodies(tmp)
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         procs = [

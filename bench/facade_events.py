@@ -79,12 +79,11 @@ def measure(protocol: str, count: int, plain: bool = False) -> dict[str, float]:
         stamps.mkdir()
         sim_port, port = free_port(), free_port()
         env = {**os.environ, **KEYS, "PYTHONPATH": str(BENCH.parent), "OTEL_TRACES_EXPORTER": "none"}
-        config = configs.gateway_config(tmp, "gateway", port, sim_port, tmp / "audit", max_owned=100_000)
-        if protocol == "responses":
+        features = configs.ALL_FEATURES | ({"facade"} if protocol == "responses" else set())
+        config = configs.gateway_config(tmp, "gateway", port, sim_port, tmp / "audit", 100_000, frozenset(features))
+        if protocol == "responses" and plain:  # the platform's assistant without its code_interpreter tool
             raw = yaml.safe_load(config.read_text())
-            raw["upstream"]["protocol"] = "responses"
-            tools = [] if plain else [{"type": "code_interpreter"}]
-            raw["assistants"] = {configs.ASSISTANT_ID: {"model": configs.MODEL, "tools": tools}}
+            raw["assistants"][configs.ASSISTANT_ID]["tools"] = []
             config.write_text(yaml.safe_dump(raw))
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         sim = subprocess.Popen([sys.executable, str(BENCH / "sim_upstream.py"), "--port", str(sim_port), "--stamps",

@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -32,7 +33,7 @@ from harness import configs, measure, report  # noqa: E402
 from harness.measure import BENCH, REPO, Layout, event_delays, hold_start, read_line  # noqa: E402
 from harness.procs import Proc, boosted, free_port, http_json, http_text, memory, stop_all, wait_port  # noqa: E402
 from harness.profile import analyse  # noqa: E402
-from harness.targets import TARGETS, Env, Keys, Running, start  # noqa: E402
+from harness.targets import TARGETS, VARIANTS, Env, Keys, Running, start  # noqa: E402
 
 VENV = BENCH / ".venv-litellm"
 HOLD_REPLAY = "openai-dotnet__StreamingToolCall"  # a verbatim replay: cheap for the simulator to hold
@@ -117,6 +118,13 @@ def pyspy_bin() -> Path | None:
 # --- phases ---------------------------------------------------------------------------------------
 
 
+def _all_ok(name: str, warm_up: dict) -> None:
+    """A target that refuses the benchmark's calls would measure its refusals: stop before measuring."""
+    statuses = warm_up.get("statuses") or {}
+    if set(statuses) - {"200", 200}:
+        raise RuntimeError(f"{name} answered the warm-up with {statuses}, not only 200s")
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, plan: Plan) -> None:
         self.args = args
@@ -159,9 +167,16 @@ class Bench:
         self.direct_url = f"http://127.0.0.1:{self.canned_port}/v1/threads/runs"
         self.direct_sim_url = f"http://127.0.0.1:{self.sim_port}/v1/threads/runs"
         self.direct_headers = [f"Authorization: Bearer {self.keys.direct}", "OpenAI-Beta: assistants=v2"]
+        redis_url = None
+        if any("redis" in VARIANTS.get(name, ()) for name in self.args.targets):
+            redis_port = free_port()  # a real redis-server, on the upstream's core, no persistence
+            self.redis = Proc("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                                        "--appendonly", "no"], logs / "redis.log", cpus=self.layout.upstream).start()  # fmt: skip
+            wait_port(redis_port, 20, self.redis)
+            redis_url = f"redis://127.0.0.1:{redis_port}/0"
         litellm = VENV / "bin" / "litellm"
         self.env = Env(self.tmp, logs, self.layout, self.keys, self.sink_port,
-                       litellm if litellm.exists() else None, self.plan.max_owned)  # fmt: skip
+                       litellm if litellm.exists() else None, self.plan.max_owned, redis_url)  # fmt: skip
 
     def save(self) -> Path:
         path = self.out / f"results-{self.stamp}.json"
@@ -180,7 +195,8 @@ class Bench:
         res: dict = {}
         try:
             body, headers = self.bodies["run"], running.headers
-            measure.loadgen("rate", running.url, body, headers, L, 0, 60, "--concurrency", "8", "--duration", "2")
+            _all_ok(name, measure.loadgen("rate", running.url, body, headers, L, 0, 60, "--concurrency", "8",
+                                          "--duration", "2"))  # fmt: skip
             log(f"  {name}: serial latency ({p.serial_s:g}s, 1 connection, wrk)")
             with boosted(self.boost):
                 res["serial"] = measure.quietly(
@@ -219,8 +235,8 @@ class Bench:
         try:
             body = self.bodies["stream"]
             delay = [f"X-Simulator-Event-Delay-Ms: {p.stream_delay_ms:g}"]
-            measure.loadgen("streams", running.url, body, running.headers + delay, L, 0, 60, "--count", "10",
-                            "--concurrency", "2", "--stream-prefix", f"{name}-warm")  # fmt: skip
+            _all_ok(name, measure.loadgen("streams", running.url, body, running.headers + delay, L, 0, 60, "--count",
+                                          "10", "--concurrency", "2", "--stream-prefix", f"{name}-warm"))  # fmt: skip
             receipts = self.tmp / f"receipts-{name}.txt"
             prefix = f"{name}-ev"
             if name == "direct":
@@ -440,6 +456,26 @@ class Bench:
                 running.stop()
         return out
 
+    def state_memory(self) -> dict:
+        """Bytes the memory state keeps per remembered object and per run call (bench/state_memory.py)."""
+        calls = max(20_000, self.plan.soak_n // 5)
+        out = subprocess.run([sys.executable, str(BENCH / "state_memory.py"), "--calls", str(calls)], cwd=REPO,
+                             capture_output=True, text=True, check=True, timeout=600).stdout  # fmt: skip
+        found = dict(re.findall(r"(\w+): (\d+) bytes per run call", out))
+        per_object = re.search(r"\((\d+) per remembered object\)", out)
+        return {"calls": calls, "per_object_bytes": int(per_object[1]) if per_object else None,
+                "settled_bytes": int(found["settled"]), "held_bytes": int(found["held"])}  # fmt: skip
+
+    def facade_events(self) -> dict:
+        """The Assistants API on the Responses API: per-event delay and TTFB against the plain pass-through,
+        each text delta matched to the upstream event it came from (bench/facade_events.py)."""
+        streams = max(20, self.plan.stream_n)
+        out = subprocess.run([sys.executable, str(BENCH / "facade_events.py"), "--streams", str(streams)], cwd=REPO,
+                             capture_output=True, text=True, check=True, timeout=900).stdout  # fmt: skip
+        pattern = r"(\w+): (\d+) deltas, per-event delay p50 (\d+) µs, p99 (\d+) µs; TTFB p50 ([\d.]+) ms"
+        return {protocol: {"deltas": int(n), "p50_us": int(p50), "p99_us": int(p99), "ttfb_p50_ms": float(ttfb)}
+                for protocol, n, p50, p99, ttfb in re.findall(pattern, out)}  # fmt: skip
+
     # the run
     def run(self) -> None:
         args, p = self.args, self.plan
@@ -449,14 +485,15 @@ class Bench:
         self.start_infra()
         self.results["meta"]["sim_workers"] = args.sim_workers
         for name in args.targets:
-            log(f"{name}: non-streaming (upstream: nginx, canned run object)")
             entry = self.results["targets"].setdefault(name, {})
-            try:
-                entry["nonstream"] = self.nonstream(name)
-            except Exception as exc:  # noqa: BLE001 - a failing peer is reported, the run goes on
-                entry["nonstream_error"] = f"{type(exc).__name__}: {exc}"
-                log(f"  {name}: FAILED: {exc}")
-            self.save()
+            if "facade" not in VARIANTS.get(name, ()):  # the canned upstream answers the Assistants API only
+                log(f"{name}: non-streaming (upstream: nginx, canned run object)")
+                try:
+                    entry["nonstream"] = self.nonstream(name)
+                except Exception as exc:  # noqa: BLE001 - a failing peer is reported, the run goes on
+                    entry["nonstream_error"] = f"{type(exc).__name__}: {exc}"
+                    log(f"  {name}: FAILED: {exc}")
+                self.save()
             log(f"{name}: streaming (upstream: the simulator)")
             try:
                 entry["stream"] = self.stream(name)
@@ -465,7 +502,7 @@ class Bench:
                 log(f"  {name}: FAILED: {exc}")
             self.save()
         if "gateway" in args.targets and not args.skip_gateway_extras:
-            for phase in ("ablation", "soak", "integrity", "profile"):
+            for phase in ("ablation", "soak", "integrity", "profile", "state_memory", "facade_events"):
                 if phase == "ablation" and not p.ablations:
                     continue
                 log(f"gateway: {phase}")

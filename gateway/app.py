@@ -46,7 +46,8 @@ from gateway.runtime.attempts import FailedAttempts
 from gateway.schema.requests import RunRoute
 from gateway.state.factory import open_state
 from gateway.telemetry.audit import AuditLog
-from gateway.telemetry.metrics import METRICS, Metrics, RunMetrics, count_requests, exposition
+from gateway.telemetry.metrics import METRICS, Metrics, count_requests, exposition
+from gateway.telemetry.run_metrics import RunMetrics
 from gateway.telemetry.run_spans import RunTracing
 from gateway.telemetry.runlog import RunLog
 from gateway.telemetry.tracing import Tracing, client_trace_config

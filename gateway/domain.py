@@ -10,8 +10,7 @@ nothing of the gateway, so every layer can speak in these terms.
     run_responded(record)        the upstream's status and headers have arrived
     run_event(record, event)     one SSE event of the run's stream, after it was relayed
     run_finished(record)         the call is over, whatever the outcome (a refusal names its limit)
-    run_settled(tenant, model, status, usage, cost)
-                                 a run's end, counted once, whichever call or pass saw it
+    run_settled(run)             a run's end, counted once, whichever call or pass saw it
     config_reloaded(ok)          a reload was tried
     budget_read(reading)         a tenant's token budgets, as the shared ledger stands
     state_changed(transition)    the shared state went down or came back up
@@ -157,6 +156,9 @@ class RunRecord:
     model: str | None = None
     status: str | None = None
     incomplete_reason: str | None = None  # `incomplete_details.reason` of an incomplete run
+    last_error_code: str | None = None  # `last_error.code` of a failed run
+    tool_calls: dict[str, str] = field(default_factory=dict)  # tool call id → type, from the completed run steps
+    upstream_remaining: dict[str, int] = field(default_factory=dict)  # requests, tokens: x-ratelimit-remaining-*
     usage: Usage | None = None
     cost_micros: int | None = None  # what `usage` cost at the price table (µUSD); None: no usage, or unpriced
     upstream_status: int | None = None
@@ -168,6 +170,9 @@ class RunRecord:
     forwarded_s: float | None = None  # the gateway's own overhead before the upstream is asked
     ttfb_s: float | None = None
     first_delta_s: float | None = None
+    last_delta_s: float | None = None
+    queued_s: float | None = None  # the stream's `thread.run.queued`
+    in_progress_s: float | None = None  # … and its `thread.run.in_progress`
     requires_action_s: float | None = None
     terminal_s: float | None = None
     duration_s: float | None = None
@@ -188,6 +193,20 @@ def token_caps(body: Mapping[str, Any]) -> tuple[int | None, int | None]:
     """A run body's `max_prompt_tokens` and `max_completion_tokens`, where they are whole numbers."""
     prompt, completion = body.get("max_prompt_tokens"), body.get("max_completion_tokens")
     return (prompt if type(prompt) is int else None), (completion if type(completion) is int else None)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettled:
+    """A run's end as the ledger took it: `usage` None when it ended unknown (its reservation stays
+    charged); `cost` in µUSD, None when its model has no price or nothing is known; `reason` why it
+    did not complete, as it said."""
+
+    tenant: str
+    model: str
+    status: str
+    usage: Usage | None
+    cost: int | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,11 +248,10 @@ class Recorder:
     def run_finished(self, record: RunRecord) -> None:
         self._notify("run_finished", record)
 
-    def run_settled(self, tenant: str, model: str, status: str, usage: Usage | None, cost: int | None) -> None:
+    def run_settled(self, run: RunSettled) -> None:
         """A run was settled into the ledger, for the first time (by its stream, a poll, a run list, a
-        cancel or the reconciler); `usage` None: it ended unknown and its reservation stays charged;
-        `cost` in µUSD, None when its model has no price (or nothing is known)."""
-        self._notify("run_settled", tenant, model, status, usage, cost)
+        cancel or the reconciler)."""
+        self._notify("run_settled", run)
 
     def config_reloaded(self, ok: bool) -> None:
         """A reload was tried: `ok` it is serving, else the old config goes on."""
@@ -262,6 +280,7 @@ class SettledRun:
     model: str
     status: str
     usage: Usage
+    reason: str | None = None  # why it did not complete: `last_error.code` or `incomplete_details.reason`
 
 
 def settled_runs(data: object) -> Iterator[SettledRun]:
@@ -269,7 +288,16 @@ def settled_runs(data: object) -> Iterator[SettledRun]:
     for run in _runs_in(data, TERMINAL_STATUSES):
         usage = Usage.from_json(run.get("usage"))
         if usage is not None:
-            yield SettledRun(run["id"], str(run.get("model") or "unknown"), str(run["status"]), usage)
+            yield SettledRun(run["id"], str(run.get("model") or "unknown"), str(run["status"]), usage, ending_reason(run))
+
+
+def ending_reason(run: Mapping[str, Any]) -> str | None:
+    """Why a run did not complete, as it says: its `last_error.code`, or its `incomplete_details.reason`."""
+    for holder, key in (("last_error", "code"), ("incomplete_details", "reason")):
+        detail = run.get(holder)
+        if isinstance(detail, Mapping) and isinstance(detail.get(key), str):
+            return str(detail[key])
+    return None
 
 
 def ending_runs(data: object) -> Iterator[str]:

@@ -125,3 +125,15 @@ async def reconcile_until_settled(gateway: Gateway, rounds: int = 40) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError("runs still pending after the reconciler's passes")
+
+
+async def run_with_tool_outputs(client: Any, assistant_id: str, output: str = "sun") -> tuple[Any, Any]:
+    """A streamed run that stops for its function calls, and their outputs streamed back: (paused, final)."""
+    async with client.beta.threads.create_and_run_stream(assistant_id=assistant_id) as stream:
+        paused = await stream.get_final_run()
+    calls = paused.required_action.submit_tool_outputs.tool_calls
+    async with client.beta.threads.runs.submit_tool_outputs_stream(
+        run_id=paused.id, thread_id=paused.thread_id, tool_outputs=[{"tool_call_id": c.id, "output": output} for c in calls]
+    ) as stream:
+        final = await stream.get_final_run()
+    return paused, final

@@ -149,8 +149,11 @@ def nginx_proxy(tmp: Path, port: int, upstream_port: int) -> Path:
 
 
 ALL_FEATURES = frozenset({"tenants", "policy", "limits", "tracing", "audit"})
-# Extras an ablation variant may add: "run_log" (log_level debug: a run_call line per call), "sampled"
-# (tracing keeps one trace in ten, as a busy deployment would: OTEL_TRACES_SAMPLER=parentbased_traceidratio).
+# Extras a variant may add: "run_log" (log_level debug: a run_call line per call), "sampled" (tracing
+# keeps one trace in ten, as a busy deployment would: OTEL_TRACES_SAMPLER=parentbased_traceidratio),
+# "redis" (state on the redis-server at `redis_url`), "facade" (the Assistants API served on the
+# upstream's Responses API, `upstream.protocol: responses`, with the bench's assistant as a
+# platform-defined one).
 
 
 def gateway_config(
@@ -161,6 +164,7 @@ def gateway_config(
     audit_dir: Path,
     max_owned: int,
     features: frozenset[str] = ALL_FEATURES,
+    redis_url: str | None = None,
 ) -> Path:
     """The full pipeline: a tenant with a policy, limits (generous), memory state, tracing (env),
     metrics, the admin API, and the hash-chained audit log to a file. `features` turns parts off for
@@ -178,6 +182,7 @@ listen:
   drain_timeout_s: 5
 upstream:
   base_url: http://127.0.0.1:{upstream_port}/v1
+  protocol: {'responses' if 'facade' in features else 'assistants'}
   {'api_key: ${BENCH_UPSTREAM_KEY}' if tenants else '# pass-through mode: the caller key goes upstream'}
   pool_size: 12000           # 5,000 held-open streams need as many upstream connections
   read_timeout_s: 900        # held-open streams wait minutes between events
@@ -190,6 +195,7 @@ tenants:
   {TENANT}:
     keys: ["${{BENCH_TENANT_KEY}}"]
     {f'policy: {TENANT}' if policy else '# no policy'}
+    owns: [{ASSISTANT_ID}]  # made before the gateway (the upstream's own): declared the tenant's
 """
         )
     if policy:
@@ -238,13 +244,21 @@ limits:
       per_key: {{requests_per_minute: 100000000, concurrent_runs: 1000000}}
 """
         )
+    backend = f"backend: redis\n  url: {redis_url}" if "redis" in features and redis_url else "backend: memory"
     parts.append(
         f"""
 state:
-  backend: memory
+  {backend}
   max_owned_objects: {max_owned}
 """
     )
+    if "facade" in features:
+        parts.append(
+            f"""
+assistants:
+  {ASSISTANT_ID}: {{model: {MODEL}, tools: [{{type: code_interpreter}}]}}
+"""
+        )
     if tenants:
         parts.append(
             """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,10 +12,19 @@ from . import configs
 from .measure import BENCH, REPO, Layout
 from .procs import Proc, free_port, wait_http, wait_port
 
-TARGETS = ("direct", "gateway", "nginx", "litellm", "bare")
+# The gateway's rows: `gateway` is the production setting (every part of the pipeline, one trace in
+# ten sampled); the others change one thing.
+VARIANTS = {
+    "gateway": configs.ALL_FEATURES | {"sampled"},
+    "gateway-all-spans": configs.ALL_FEATURES,
+    "gateway-redis": configs.ALL_FEATURES | {"sampled", "redis"},
+}
+TARGETS = ("direct", *VARIANTS, "nginx", "litellm", "bare")
 LABELS = {
     "direct": "direct (no proxy)",
-    "gateway": "gateway (full pipeline)",
+    "gateway": "gateway (full pipeline, 1 trace in 10 sampled)",
+    "gateway-all-spans": "gateway (full pipeline, every span sampled)",
+    "gateway-redis": "gateway (full pipeline, Redis state)",
     "nginx": "nginx reverse proxy",
     "litellm": "LiteLLM proxy (pass-through)",
     "bare": "bare aiohttp+uvloop proxy",
@@ -40,6 +50,7 @@ class Env:
     sink_port: int
     litellm_bin: Path | None
     max_owned: int
+    redis_url: str | None = None
 
 
 @dataclass
@@ -84,7 +95,7 @@ def start(
     upstream_port: int,
     upstream_pid: int | None,
     tag: str,
-    features: frozenset[str] = configs.ALL_FEATURES,
+    features: frozenset[str] = VARIANTS["gateway"],
 ) -> Running:
     direct_headers = [f"Authorization: Bearer {env.keys.direct}", BETA]
     log = env.logs / f"{name}-{tag}.log"
@@ -92,9 +103,13 @@ def start(
         return Running(name, f"http://127.0.0.1:{upstream_port}/v1/threads/runs", direct_headers, [], upstream_pid)
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1/threads/runs"
-    if name == "gateway":
-        audit_dir = env.tmp / f"audit-{tag}"
-        config = configs.gateway_config(env.tmp, tag, port, upstream_port, audit_dir, env.max_owned, features)
+    if name in VARIANTS:
+        features = features if name == "gateway" else frozenset(VARIANTS[name])
+        if "redis" in features and env.redis_url:  # each start a clean state, as a fresh process is on memory
+            subprocess.run(["redis-cli", "-u", env.redis_url, "FLUSHALL"], check=True, capture_output=True)
+        audit_dir = env.tmp / f"audit-{name}-{tag}"
+        config = configs.gateway_config(env.tmp, f"{name}-{tag}", port, upstream_port, audit_dir, env.max_owned, features,
+                                        env.redis_url)  # fmt: skip
         proc = Proc("gateway", [sys.executable, "-m", "gateway", "serve", "--config", str(config)], log,
                     cpus=env.layout.target, env=gateway_env(env, features), cwd=REPO).start()  # fmt: skip
         wait_http(f"http://127.0.0.1:{port}/readyz", 60, proc)

@@ -123,6 +123,10 @@ class TenantConfig(_Section):
         validation_alias=AliasChoices("unknown_objects", "unknown_threads"),  # (its name before files and stores)
         description="objects the gateway never saw created (before it ran, or by another route): deny → 404",
     )
+    owns: tuple[str, ...] = Field(
+        (), description="ids of objects made before the gateway (assistants, files, vector stores, threads) that are "
+        "this tenant's alone, whatever the claims say",
+    )  # fmt: skip
 
 
 class FailedAttemptsConfig(_Section):
@@ -227,6 +231,11 @@ class Config(_Section):
                 raise ValueError(f"tenants.{name}: needs upstream_api_key, or set upstream.api_key")
             if tenant.policy is not None and tenant.policy not in self.policies:
                 raise ValueError(f"tenants.{name}.policy: no policy named {tenant.policy!r} under policies")
+        declared: dict[str, str] = {}
+        for name, tenant in self.tenants.items():
+            for object_id in tenant.owns:
+                if declared.setdefault(object_id, name) != name:
+                    raise ValueError(f"tenants.{name}.owns: {object_id} is already tenant {declared[object_id]}'s")
         return self
 
     @model_validator(mode="after")

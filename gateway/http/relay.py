@@ -35,7 +35,7 @@ JsonObserver = Callable[[bytes], Awaitable[None]]
 class RunTee(Protocol):
     """Who hears a run call's response on the side (the pipeline's tracker); never raises into the relay."""
 
-    def on_response(self, status: int, streamed: bool) -> None: ...
+    def on_response(self, status: int, streamed: bool, headers: Mapping[str, str]) -> None: ...
 
     def on_first_byte(self) -> None: ...
 
@@ -107,7 +107,7 @@ async def relay_run(
     headers = response_headers(upstream, request_id)
     headers.update(extra_headers or {})
     streamed = is_event_stream(upstream)
-    tracker.on_response(upstream.status, streamed)
+    tracker.on_response(upstream.status, streamed, upstream.headers)
     try:
         if streamed:
             return await _tee_events(request, upstream, headers, tracker, drain)

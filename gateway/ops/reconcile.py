@@ -19,7 +19,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from gateway.domain import BudgetReading, SettledRun, UsdLimits, ending_runs, json_object, settled_runs
+from gateway.domain import BudgetReading, RunSettled, SettledRun, UsdLimits, ending_runs, json_object, settled_runs
 from gateway.errors import GatewayError
 from gateway.keys import RECORDER, RUNTIME, SESSION, STATE
 from gateway.runtime import Runtime
@@ -41,7 +41,7 @@ async def reconcile_once(app: web.Application, now: float | None = None) -> int:
         if now - run.created_at > limits.abandon_after_s:
             if await state.settle(run.run_id, run.tenant, "unknown", None, now, key=run.key):
                 settled += 1
-                app[RECORDER].run_settled(run.tenant, "unknown", "unknown", None, None)
+                app[RECORDER].run_settled(RunSettled(run.tenant, "unknown", "unknown", None))
             if counts_runs:
                 await state.release_run(run.run_id)
             log.warning("run_abandoned", run_id=run.run_id, tenant=run.tenant)
@@ -49,7 +49,8 @@ async def reconcile_once(app: web.Application, now: float | None = None) -> int:
         found = await _poll(app[SESSION], runtime, state, run, now, counts_runs)
         if found is not None:
             settled += 1
-            app[RECORDER].run_settled(run.tenant, found[0].model, found[0].status, found[0].usage, found[1])
+            ended, cost = found
+            app[RECORDER].run_settled(RunSettled(run.tenant, ended.model, ended.status, ended.usage, cost, ended.reason))
     return settled
 
 

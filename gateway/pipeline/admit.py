@@ -25,9 +25,14 @@ from gateway.pipeline.call import RunCall
 from gateway.pipeline.facts import assistant_facts
 from gateway.schema.requests import CreateRunRequest, CreateThreadAndRunRequest, RunRoute
 from gateway.state import (
+    CONCURRENT_RUNS,
     NO_KEY,
+    OPEN_STREAMS,
     REQUESTS_PER_MINUTE,
     TOKENS_PER_MINUTE,
+    Admission,
+    CallEnd,
+    Reservation,
     Spend,
     StateStore,
     StateUnavailable,
@@ -73,23 +78,29 @@ async def admission(call: RunCall) -> AsyncIterator[None]:
 
 
 async def _admit(call: RunCall, limits: TenantLimits, ticket: Ticket) -> None:
-    state, tenant = call.state, call.tenant
+    """Every check at once (one round trip to Redis), all or nothing: request windows, leases, and the
+    run's reservation (one covers a run's tool rounds: none for submit_tool_outputs)."""
+    tenant = call.tenant
     creates_run = call.route is not RunRoute.SUBMIT_TOOL_OUTPUTS
     checks = checks_for(limits, tenant, call.caller.fingerprint or NO_KEY, call.data.get("stream") is True, creates_run)
     ticket.run_slots = checks.run_slots
-    refused = await _hit_rates(state, checks.rates, ticket)
-    if refused is not None:
-        _refuse_unless(call, refused, REQUESTS_PER_MINUTE, ticket)
-    ttl = call.runtime.config.limits.lease_ttl_s
-    for bucket, name, limit in checks.leases:
-        _refuse_unless(call, await state.acquire(bucket, ticket.lease, limit, ttl), name, ticket)
-        ticket.leases.append(bucket)
-    if limits.reserves and call.route is not RunRoute.SUBMIT_TOOL_OUTPUTS:  # one reservation covers its tool rounds
+    reservation = None
+    if limits.reserves and creates_run:
         spend = await _worst_case_spend(call, limits) if limits.spends_usd else None
-        reservation = call.settlement.reservation
-        verdict = await state.reserve(reservation, tenant, call.reserve_tokens, limits.tokens, time.time(), spend)
-        ticket.tokens = verdict.window
-        _refuse_unless(call, verdict, verdict.refused_by or TOKENS_PER_MINUTE, ticket)
+        reservation = Reservation(call.settlement.reservation, tenant, call.reserve_tokens, limits.tokens, spend)
+    admission = Admission(
+        time.time(), checks.rates, [(bucket, limit) for bucket, _, limit in checks.leases], ticket.lease,
+        call.runtime.config.limits.lease_ttl_s, reservation,
+    )  # fmt: skip
+    admitted = await call.state.admit(admission)
+    for window in admitted.requests:
+        ticket.saw_requests(window)
+    verdict = admitted.verdict
+    if reservation is not None and verdict.refused_by not in (REQUESTS_PER_MINUTE, CONCURRENT_RUNS, OPEN_STREAMS):
+        ticket.tokens = verdict.window  # the tokens' window (a refused call's too)
+    if verdict.ok:
+        ticket.leases = [bucket for bucket, _, _ in checks.leases]
+    _refuse_unless(call, verdict, verdict.refused_by or TOKENS_PER_MINUTE, ticket)
 
 
 async def _worst_case_spend(call: RunCall, limits: TenantLimits) -> Spend:
@@ -113,19 +124,14 @@ async def count_request(state: StateStore, limits: TenantLimits, tenant: str, ke
     """Requests per minute alone, for a pass-through call that creates an object (a thread, a file, ...):
     creating is bounded like running, reading is not (polling must not eat a tenant's rate)."""
     ticket = Ticket()
-    refused = await _hit_rates(state, checks_for(limits, tenant, key, stream=False, creates_run=False).rates, ticket)
-    if refused is not None:
-        raise refusal(refused, REQUESTS_PER_MINUTE, tenant, ticket)
-
-
-async def _hit_rates(state: StateStore, rates: tuple[tuple[str, int], ...], ticket: Ticket) -> Verdict | None:
-    """Each request window counts the call; the first that refuses it, if any."""
-    for bucket, per_minute in rates:
-        verdict = await state.hit_requests(bucket, per_minute)
-        ticket.saw_requests(verdict.window)
-        if not verdict.ok:
-            return verdict
-    return None
+    rates = checks_for(limits, tenant, key, stream=False, creates_run=False).rates
+    if not rates:
+        return
+    admitted = await state.admit(Admission(time.time(), rates))
+    for window in admitted.requests:
+        ticket.saw_requests(window)
+    if not admitted.verdict.ok:
+        raise refusal(admitted.verdict, REQUESTS_PER_MINUTE, tenant, ticket)
 
 
 def _refuse_unless(call: RunCall, verdict: Verdict, limit: str, ticket: Ticket) -> None:
@@ -136,20 +142,11 @@ def _refuse_unless(call: RunCall, verdict: Verdict, limit: str, ticket: Ticket) 
 
 async def _give_back(call: RunCall, ticket: Ticket) -> None:
     """The call's leases back; the run's slots to the run while it goes on, freed once it has ended."""
-    run_id, status, state = call.record.run_id, call.record.status, call.state
-    held = ticket.leases
+    run_id, status = call.record.run_id, call.record.status
+    ended = status is not None and status in ENDING_STATUSES
+    end = CallEnd(ticket.lease, ticket.leases, run_id if status is not None else None, ticket.run_slots, ended,
+                  call.runtime.config.limits.run_lease_ttl_s)  # fmt: skip
     try:
-        if run_id is not None and status is not None and ticket.run_slots:
-            if status in ENDING_STATUSES:
-                await state.release_run(run_id)  # a slot it held since an earlier call (tool outputs)
-            else:
-                ttl = call.runtime.config.limits.run_lease_ttl_s
-                await state.hold_for_run(run_id, ticket.run_slots, ticket.lease, ttl)
-                held = [bucket for bucket in held if bucket not in ticket.run_slots]
+        await call.state.end_call(end)
     except StateUnavailable:
-        pass  # the call's leases are given back below; the run's expire by themselves (run_lease_ttl_s)
-    for bucket in held:
-        try:
-            await state.release(bucket, ticket.lease)
-        except StateUnavailable:
-            pass  # the lease expires by itself (lease_ttl_s)
+        pass  # the leases expire by themselves (lease_ttl_s, run_lease_ttl_s)

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from gateway.domain import json_object
 from gateway.http.relay import refusal
 from gateway.pipeline.call import RunCall
+from gateway.pipeline.ownership import owners_of
 from gateway.policy.decision import Facts
 
 
@@ -51,4 +52,4 @@ async def _written_by_tenant(call: RunCall, assistant_id: str) -> bool:
         return False
     if config.upstream.protocol == "responses":  # the facade serves only the tenant's own and the platform's
         return True
-    return (await call.state.owners([assistant_id]))[0] == call.tenant
+    return (await owners_of(call.runtime, call.state, [assistant_id]))[0] == call.tenant

@@ -27,7 +27,7 @@ from gateway.http.relay import read_json, relay, response_headers
 from gateway.http.upstream import Reply
 from gateway.keys import CALLER, REQUEST_ID, REQUEST_RUNTIME, STATE
 from gateway.pipeline.forward import forward
-from gateway.pipeline.ownership import owned_by
+from gateway.pipeline.ownership import owned_by, owners_of
 from gateway.pipeline.tenancy import FILE, Kind
 
 PAGE = 100  # the most the list endpoints give at once
@@ -120,7 +120,7 @@ class _Pager:
         items = [
             item for item in listed.get("data") or () if isinstance(item, dict) and isinstance(item.get("id"), str)
         ]
-        owners = await self.request.app[STATE].owners([item["id"] for item in items])
+        owners = await owners_of(self.request[REQUEST_RUNTIME], self.request.app[STATE], [item["id"] for item in items])
         mine = [
             item
             for item, owner in zip(items, owners, strict=True)

@@ -4,7 +4,8 @@ The gateway claims an object for the tenant whose call created it (from the answ
 wins). A call that names an object — in its path or anywhere in its body — is refused with a 404,
 as if the object did not exist, unless the caller owns it; an object the gateway never saw created
 is the caller's only under `unknown_objects: allow`, and one whose claim was dropped (a bounded
-memory, expiry) is nobody's. The claims live in the shared state (`gateway.state`).
+memory, expiry) is nobody's. The claims live in the shared state (`gateway.state`); objects made
+before the gateway can be declared a tenant's in its config (`owns`), which no claim overrides.
 """
 
 from __future__ import annotations
@@ -35,13 +36,21 @@ def guards(runtime: Runtime, kind: Kind) -> bool:
     return not (kind is ASSISTANT and runtime.config.upstream.protocol == "responses")
 
 
+async def owners_of(runtime: Runtime, state: StateStore, object_ids: list[str]) -> list[str | None]:
+    """Each object's owner: the tenant whose config declares it (`tenants.<name>.owns`), else its claim."""
+    declared = runtime.declared_owners
+    claimed = [object_id for object_id in object_ids if object_id not in declared]
+    found = dict(zip(claimed, await state.owners(claimed), strict=True)) if claimed else {}
+    return [declared.get(object_id) or found[object_id] for object_id in object_ids]
+
+
 async def check_owned(runtime: Runtime, state: StateStore, tenant: str, refs: list[Ref]) -> None:
     """404 for the first object named that is not the caller's."""
     refs = [ref for ref in refs if guards(runtime, ref.kind)]
     if not refs:
         return
     unknown_allowed = runtime.unknown_objects_allowed(tenant)
-    for ref, owner in zip(refs, await state.owners([ref.object_id for ref in refs]), strict=True):
+    for ref, owner in zip(refs, await owners_of(runtime, state, [ref.object_id for ref in refs]), strict=True):
         if not owned_by(owner, tenant, unknown_allowed):
             raise NotFound(f"No {ref.kind.name} found with id '{ref.object_id}'.")
 

@@ -14,7 +14,15 @@ import time
 import structlog
 
 from gateway.config.pricing import Pricing
-from gateway.domain import TERMINAL_STATUSES, Recorder, RunRecord, ending_runs, json_object, settled_runs
+from gateway.domain import (
+    TERMINAL_STATUSES,
+    Recorder,
+    RunRecord,
+    RunSettled,
+    ending_runs,
+    json_object,
+    settled_runs,
+)
 from gateway.ids import token
 from gateway.state import PendingRun, StateStore, StateUnavailable
 
@@ -42,14 +50,16 @@ class Settlement:
         self._claimed: tuple[str | None, str | None] = (None, None)
 
     async def on_ids(self, thread_id: str | None, run_id: str | None) -> None:
+        """Claim what the call made, and bind its run to the reservation, in one step of the state."""
+        binding = None
+        if self._creates_run and run_id is not None and thread_id is not None and not self._bound:
+            now = time.time()
+            binding = (self.reservation, PendingRun(run_id, thread_id, self._tenant, now, now, self._key))
         try:
-            if (thread_id, run_id) != self._claimed:  # `close` asks again: one trip to the state is enough
-                await self._state.claim(self._tenant, thread_id if self._creates_thread else None, run_id)
+            if (thread_id, run_id) != self._claimed or binding is not None:  # `close` asks again: once is enough
+                await self._state.claim(self._tenant, thread_id if self._creates_thread else None, run_id, binding)
                 self._claimed = (thread_id, run_id)
-            if self._creates_run and run_id is not None and thread_id is not None and not self._bound:
-                now = time.time()
-                await self._state.bind(self.reservation, PendingRun(run_id, thread_id, self._tenant, now, now, self._key))
-                self._bound = True
+                self._bound = self._bound or binding is not None
         except StateUnavailable:
             log.warning("state_unavailable", step="claim", run_id=run_id)
 
@@ -68,7 +78,8 @@ class Settlement:
                 if await self._state.settle(
                     record.run_id, self._tenant, model, record.usage, now, key=self._key, cost=cost or 0
                 ):
-                    self._recorder.run_settled(self._tenant, model, record.status, record.usage, cost)
+                    reason = record.last_error_code or record.incomplete_reason
+                    self._recorder.run_settled(RunSettled(self._tenant, model, record.status, record.usage, cost, reason))
             elif self._creates_run and not self._bound:
                 await self._state.cancel(self.reservation)
         except StateUnavailable:
@@ -86,7 +97,7 @@ async def settle_polled(
         cost = pricing.cost(run.model, run.usage)
         try:
             if await state.settle(run.run_id, tenant, run.model, run.usage, time.time(), key=key, cost=cost or 0):
-                recorder.run_settled(tenant, run.model, run.status, run.usage, cost)
+                recorder.run_settled(RunSettled(tenant, run.model, run.status, run.usage, cost, run.reason))
         except StateUnavailable:
             log.warning("state_unavailable", step="settle_polled", run_id=run.run_id)
     for run_id in ending_runs(data) if counts_runs else ():

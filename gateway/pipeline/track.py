@@ -59,9 +59,13 @@ class RunTracker:
     def on_forward(self) -> None:
         self.record.forwarded_s = self._clock() - self.record.started
 
-    def on_response(self, status: int, streamed: bool) -> None:
+    def on_response(self, status: int, streamed: bool, headers: Mapping[str, str]) -> None:
         self.record.upstream_status = status
         self.record.streamed = streamed
+        for kind in ("requests", "tokens"):  # the upstream's own rate limits: how much headroom is left
+            remaining = headers.get(f"x-ratelimit-remaining-{kind}", "")
+            if remaining.isdigit():
+                self.record.upstream_remaining[kind] = int(remaining)
         if status >= 400:
             self.record.error_type = str(status)
         self._recorder.run_responded(self.record)
@@ -75,8 +79,11 @@ class RunTracker:
         record.event_counts[event.event] = record.event_counts.get(event.event, 0) + 1
         name = event.event
         if name == "thread.message.delta":
+            record.last_delta_s = self._clock() - record.started
             if record.first_delta_s is None:
-                record.first_delta_s = self._clock() - record.started
+                record.first_delta_s = record.last_delta_s
+        elif name == "thread.run.step.completed":
+            record.tool_calls.update(_tool_calls(json_object(event.data)))
         elif name == "thread.created":
             thread = json_object(event.data)
             if isinstance(thread.get("id"), str):
@@ -161,16 +168,31 @@ class RunTracker:
             value = run.get(name)
             if isinstance(value, str):
                 setattr(record, name, value)
-        if record.status == "requires_action" and record.requires_action_s is None:
+        if record.status == "queued" and record.queued_s is None:
+            record.queued_s = self._clock() - record.started
+        elif record.status == "in_progress" and record.in_progress_s is None:
+            record.in_progress_s = self._clock() - record.started
+        elif record.status == "requires_action" and record.requires_action_s is None:
             record.requires_action_s = self._clock() - record.started
         elif record.status in TERMINAL_STATUSES and record.terminal_s is None:
             record.terminal_s = self._clock() - record.started
         if isinstance(run.get("id"), str):
             record.run_id = run["id"]
-        details = run.get("incomplete_details")
+        details, error = run.get("incomplete_details"), run.get("last_error")
         if isinstance(details, Mapping) and isinstance(details.get("reason"), str):
             record.incomplete_reason = details["reason"]
+        if isinstance(error, Mapping) and isinstance(error.get("code"), str):
+            record.last_error_code = error["code"]
         usage = Usage.from_json(run.get("usage"))
         if usage is not None:
             record.usage = usage
 
+
+
+def _tool_calls(step: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+    """A completed run step's tool calls: (id, type) each."""
+    details = step.get("step_details")
+    calls = details.get("tool_calls") if isinstance(details, Mapping) else None
+    for call in calls if isinstance(calls, list) else ():
+        if isinstance(call, Mapping) and isinstance(call.get("id"), str) and isinstance(call.get("type"), str):
+            yield call["id"], call["type"]

@@ -30,6 +30,7 @@ class Runtime:
     metrics_keys: KeyRing  # none: /metrics is open
     labels: Labels  # metric label values this config allows
     pricing: Pricing  # what a run costs, by the model the upstream ran
+    declared_owners: dict[str, str]  # object id → the tenant whose config `owns` it
     # (tenant, assistant id) → its model, tools, instructions; lives with the config, so a reload starts it afresh.
     assistant_facts: TTLCache[tuple[str, str], Facts] = field(compare=False)
 
@@ -43,6 +44,7 @@ class Runtime:
             metrics_keys=KeyRing((key, "metrics") for key in config.telemetry.metrics.keys),
             labels=Labels([*(config.tenants or {}), PASSTHROUGH], config.telemetry.metric_models),
             pricing=Pricing(config.pricing, config.upstream.model_map),
+            declared_owners={object_id: name for name, t in (config.tenants or {}).items() for object_id in t.owns},
             assistant_facts=TTLCache(_ASSISTANTS_CACHED, ttl=config.upstream.assistant_cache_ttl_s or 1e-9),
         )
 

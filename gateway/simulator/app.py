@@ -23,6 +23,8 @@ __all__ = ["SIMULATOR_STATE", "SimulatorSettings", "build_simulator_app"]
 
 OPENAI_VERSION = "2020-10-01"
 _STARTED = web.RequestKey("started", float)
+RATE_LIMIT_REQUESTS, RATE_LIMIT_TOKENS = 5000, 800_000  # per minute, as a tier-2 account's
+_MINUTE_REQUESTS = web.AppKey("minute_requests", dict[int, int])
 # Searched, not anchored: the app may be mounted under a prefix (`add_subapp("/openai/", ...)`).
 _BETA_PATHS = re.compile(r"/v1/(?:assistants|threads)(?:/|$)")
 _NO_KEY = (
@@ -47,6 +49,7 @@ def build_simulator_app(settings: SimulatorSettings | None = None) -> web.Applic
     # The Responses + Conversations API, for the gateway's Assistants facade (`upstream.protocol: responses`).
     app.add_routes(conversations.routes)
     app.add_routes(responses_api.routes)
+    app[_MINUTE_REQUESTS] = {}
     app.on_response_prepare.append(_stamp_headers)
     app.on_shutdown.append(_release_hung_requests)
     return app
@@ -106,6 +109,21 @@ async def _stamp_headers(request: web.Request, response: web.StreamResponse) -> 
     response.headers["openai-version"] = OPENAI_VERSION
     response.headers["openai-organization"] = "user-simulator"
     response.headers["openai-processing-ms"] = str(round((time.monotonic() - started) * 1000))
+    if request.method == "POST" and "x-ratelimit-limit-requests" not in response.headers:
+        # The account's own limits, as OpenAI reports them on every call: this minute's requests count down.
+        minute = int(time.time() // 60)
+        counts = request.app[_MINUTE_REQUESTS]
+        counts[minute] = counts.get(minute, 0) + 1
+        for old in [m for m in counts if m < minute]:
+            del counts[old]
+        response.headers.update({
+            "x-ratelimit-limit-requests": str(RATE_LIMIT_REQUESTS),
+            "x-ratelimit-remaining-requests": str(max(0, RATE_LIMIT_REQUESTS - counts[minute])),
+            "x-ratelimit-reset-requests": f"{60 - int(time.time()) % 60}s",
+            "x-ratelimit-limit-tokens": str(RATE_LIMIT_TOKENS),
+            "x-ratelimit-remaining-tokens": str(RATE_LIMIT_TOKENS),
+            "x-ratelimit-reset-tokens": "0s",
+        })  # fmt: skip
 
 
 async def _release_hung_requests(app: web.Application) -> None:

@@ -77,6 +77,15 @@ def require(body: Mapping[str, Any], key: str) -> Any:
     return body[key]
 
 
+# Each usage of the run or response reports this many of its prompt tokens as read from the cache.
+CACHED_TOKENS_HEADER = "X-Simulator-Cached-Tokens"
+
+
+def cached_tokens(request: web.Request) -> int | None:
+    raw = request.headers.get(CACHED_TOKENS_HEADER)
+    return None if raw is None else int(header_number(raw, CACHED_TOKENS_HEADER, "a number of tokens"))
+
+
 def header_number(raw: str, header: str, unit: str) -> float:
     """A finite, non-negative number from a simulator control header."""
     try:

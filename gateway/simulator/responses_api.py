@@ -24,7 +24,7 @@ from aiohttp import web
 from .conversations import item_text, store_of, to_items
 from .faults import FAULT, Fault, Outcome
 from .objects import JsonObject, deleted, new_id, now
-from .responses import SimulatorError, bad_request, json_response, list_page, read_json
+from .responses import SimulatorError, bad_request, cached_tokens, json_response, list_page, read_json
 from .responses_recordings import TERMINAL_EVENTS, Exchange, load_exchanges
 from .responses_store import ConversationRecord, ResponseRecord
 from .sse import Frame
@@ -79,6 +79,9 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     fault: Fault | None = request.get(FAULT)
     if fault is not None and fault.outcome is not None:
         frames = _ended_by(frames, fault.outcome)
+    cached = cached_tokens(request)
+    if cached is not None:
+        frames = [_with_cached(frame, cached) for frame in frames]
     final = next(f.data["response"] for f in reversed(frames) if f.name in TERMINAL_EVENTS.values())
 
     record = ResponseRecord(final, inputs, frames=frames)
@@ -351,6 +354,17 @@ def _error_event(frames: Sequence[Frame], fault: Fault | None) -> Frame:
 
 def _numbered(event: JsonObject, number: int) -> JsonObject:
     return {**event, "sequence_number": number} if "sequence_number" in event else event
+
+
+def _with_cached(frame: Frame, cached: int) -> Frame:
+    """The frame with its response's usage reporting `cached` input tokens read from the cache (at most all)."""
+    response = frame.data.get("response")
+    usage = response.get("usage") if isinstance(response, dict) else None
+    if not isinstance(usage, dict):
+        return frame
+    details = {**(usage.get("input_tokens_details") or {}), "cached_tokens": min(cached, usage.get("input_tokens", 0))}
+    response = {**response, "usage": {**usage, "input_tokens_details": details}}
+    return Frame(frame.name, {**frame.data, "response": response})
 
 
 def _pending(response: JsonObject, status: str) -> JsonObject:

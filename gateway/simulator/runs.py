@@ -12,15 +12,13 @@ from . import objects
 from .faults import FAULT
 from .objects import JsonObject
 from .recordings import CallKind, Recording
-from .responses import bad_request, json_response, list_page, read_json, require
+from .responses import bad_request, cached_tokens, json_response, list_page, read_json, require
 from .scripts import choose_recording, plan_run
 from .sse import DONE, Frame
 from .state import TERMINAL_STATUSES, RunRecord, SimulatorState, ThreadRecord, state_of
 from .streams import write_stream
 
 REPLAY_HEADER = "X-Simulator-Replay"
-# Each usage of the run reports this many of its prompt tokens as cached (prompt caching), at most all.
-CACHED_TOKENS_HEADER = "X-Simulator-Cached-Tokens"
 routes = web.RouteTableDef()
 
 
@@ -127,7 +125,7 @@ async def _start(
         include=frozenset(request.query.getall("include[]", []) + request.query.getall("include", [])),
         outcome=fault.outcome if fault else None,
         now=now,
-        cached_tokens=_cached_tokens(request),
+        cached_tokens=cached_tokens(request),
     )
     frames = plan.opening(now)
     run = state.add_run(thread, plan, frames)
@@ -187,8 +185,3 @@ async def _replay(
         raise bad_request(f"Recording '{recording.name}' holds no {kind} stream.")
     state.register_replay(recording, stream)
     return await write_stream(request, stream.frames, status=stream.status, content_type=stream.content_type)
-
-
-def _cached_tokens(request: web.Request) -> int | None:
-    value = request.headers.get(CACHED_TOKENS_HEADER, "")
-    return int(value) if value.isdigit() else None

@@ -8,8 +8,9 @@ read and write in memory). The admission stage and the usage capture only ever t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from gateway.domain import TokenLimits, Usage, UsdLimits
@@ -97,6 +98,59 @@ class UsageRow:
     cost_micros: int  # µUSD, at the price table in force when each run was settled
 
 
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A run's worst case, reserved at admission: `tokens` against `limits`, and with `spend` its µUSD."""
+
+    reservation: str
+    tenant: str
+    tokens: int
+    limits: TokenLimits
+    spend: Spend | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Every check of one call, made at once and all or nothing: the request windows, (bucket, per
+    minute) each; the concurrency leases, (bucket, limit) each, all under `lease` for `lease_ttl_s`;
+    and the reservation. Refused by the first that fails, in that order; then nothing is taken."""
+
+    now: float  # unix time (the windows' clock)
+    rates: Sequence[tuple[str, int]] = ()
+    leases: Sequence[tuple[str, int]] = ()
+    lease: str = ""
+    lease_ttl_s: float = 0.0
+    reservation: Reservation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """`verdict`: ok (with the tokens-per-minute window, if any), or the first refusal (with the window
+    of the limit that refused); `requests` and `leases`: each window as it stands after the call
+    (before it, where refused)."""
+
+    verdict: Verdict
+    requests: list[Window]
+    leases: list[Window]
+
+
+Binding = tuple[str, "PendingRun"]  # (reservation, run): a run's reservation, bound to it once its id is known
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnd:
+    """What an admitted call gives back as it ends: its `lease` in each of `leases`; but the slots of
+    its run (`run_slots`, among `leases`) go to the run while it goes on, or, if it has ended
+    (`run_ended`), the run's own slots are released too."""
+
+    lease: str
+    leases: Sequence[str]
+    run_id: str | None = None
+    run_slots: Sequence[str] = ()
+    run_ended: bool = False
+    run_ttl_s: float = 0.0
+
+
 # The owner of an object whose claim a bounded store had to drop (`max_owned_objects`): once any
 # claim was dropped, "never seen" cannot be told from "forgotten", so every unknown object reads as
 # this owner, which is no tenant's: forgetting denies, it never hands an object to anyone.
@@ -108,13 +162,20 @@ class StateStore(Protocol):
     # tenant owns (thread, assistant, file, vector store): their ids never collide across kinds.
     async def owners(self, object_ids: Sequence[str]) -> list[str | None]: ...
 
-    async def claim(self, tenant: str, object_id: str | None, run_id: str | None = None) -> None: ...
+    # With `bind`, the run is bound in the same step (see `bind`): a call's new run, one round trip.
+    async def claim(
+        self, tenant: str, object_id: str | None, run_id: str | None = None, bind: Binding | None = None
+    ) -> None: ...
 
-    # Requests per minute, counted on a moving window (the `limits` library).
+    # Admission, in one step (one round trip to Redis): request windows, leases and the reservation.
+    async def admit(self, admission: Admission) -> Admitted: ...
+
+    # Requests per minute, counted on a sliding window (the previous minute's count weighted by how
+    # much of it is still inside the last 60 s, plus this minute's): `admit` with one window.
     async def hit_requests(self, key: str, per_minute: int) -> Verdict: ...
 
     # Concurrency leases: `lease` is unique per call; a lease not released expires after `ttl_s`
-    # (a crashed replica cannot hold slots forever).
+    # (a crashed replica cannot hold slots forever). `acquire`: `admit` with one lease.
     async def acquire(self, key: str, lease: str, limit: int, ttl_s: float) -> Verdict: ...
 
     async def release(self, key: str, lease: str) -> None: ...
@@ -127,6 +188,9 @@ class StateStore(Protocol):
     async def hold_for_run(self, run_id: str, keys: Sequence[str], lease: str, ttl_s: float) -> None: ...
 
     async def release_run(self, run_id: str) -> None: ...
+
+    # A call's end, in one step: its leases back, its run's slots handed over or released (see CallEnd).
+    async def end_call(self, end: CallEnd) -> None: ...
 
     # Tokens and dollars. `reserve` takes `amount` tokens (and with `spend`, its µUSD) from every
     # configured limit at once, or from none (all or nothing, atomic across replicas); `bind` ties
@@ -175,3 +239,45 @@ class StateStore(Protocol):
     async def list_members(self, kind: str, key: str) -> list[str]: ...
 
     async def close(self) -> None: ...
+
+
+class Shortcuts:
+    """`hit_requests`, `acquire` and `reserve` as `admit` with one check: one implementation of each;
+    and `end_call` step by step, for a store where a step costs no round trip (or that routes each)."""
+
+    async def admit(self, admission: Admission) -> Admitted:
+        raise NotImplementedError
+
+    async def hold_for_run(self, run_id: str, keys: Sequence[str], lease: str, ttl_s: float) -> None:
+        raise NotImplementedError
+
+    async def release_run(self, run_id: str) -> None:
+        raise NotImplementedError
+
+    async def release(self, key: str, lease: str) -> None:
+        raise NotImplementedError
+
+    async def end_call(self, end: CallEnd) -> None:
+        held = list(end.leases)
+        if end.run_id is not None and end.run_slots:
+            if end.run_ended:
+                await self.release_run(end.run_id)  # a slot it held since an earlier call (tool outputs)
+            else:
+                await self.hold_for_run(end.run_id, end.run_slots, end.lease, end.run_ttl_s)
+                held = [bucket for bucket in held if bucket not in end.run_slots]
+        for bucket in held:
+            await self.release(bucket, end.lease)
+
+    async def hit_requests(self, key: str, per_minute: int) -> Verdict:
+        admitted = await self.admit(Admission(time.time(), rates=[(key, per_minute)]))
+        return replace(admitted.verdict, window=admitted.requests[0])
+
+    async def acquire(self, key: str, lease: str, limit: int, ttl_s: float) -> Verdict:
+        admitted = await self.admit(Admission(time.time(), leases=[(key, limit)], lease=lease, lease_ttl_s=ttl_s))
+        return replace(admitted.verdict, window=admitted.leases[0])
+
+    async def reserve(
+        self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float, spend: Spend | None = None
+    ) -> Verdict:
+        admitted = await self.admit(Admission(now, reservation=Reservation(reservation, tenant, amount, limits, spend)))
+        return admitted.verdict

@@ -11,96 +11,74 @@ The semantics it shares with `RedisState` are `gateway/state/semantics.py`'s.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import heapq
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from cachetools import LRUCache
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from gateway.domain import TokenLimits, Usage
 from gateway.state import (
     FORGOTTEN,
     NO_KEY,
+    REQUESTS_PER_MINUTE,
+    Admission,
+    Admitted,
+    Binding,
     PendingRun,
-    Spend,
+    Reservation,
+    Shortcuts,
     UsageRow,
     Verdict,
     Window,
 )
+from gateway.state.memory_entries import Held, Owners, Pending
 from gateway.state.semantics import (
     LEASE_RETRY_AFTER_S,
     LEDGER_DAYS,
     PENDING_TTL_S,
+    RATE_TTL_S,
     RELEASED_TTL_S,
     SETTLED_TTL_S,
     Bucket,
-    PerMinute,
     key_owner,
     lease_limit_name,
     limit_values,
+    rate_check,
+    rate_keys,
     spend_buckets,
     token_buckets,
     token_verdict,
     usd_buckets,
     usd_verdict,
     utc_day,
-    window_of,
 )
 
 _PRUNE_EVERY_S = 60.0
 
 
-@dataclass(slots=True)
-class _Reservation:
-    tenant: str
-    amount: int
-    keys: tuple[str, str, str]
-    expires: float  # on the store's clock (the latest `now` seen)
-    usd: int = 0  # µUSD reserved in each of `usd_keys` (none: reserved without a spend)
-    usd_keys: tuple[str, ...] = ()
+def _nothing() -> None:
+    return None
 
 
-class _Owners(LRUCache[str, str]):
-    """Object → owning tenant, least recently used dropped first; remembers that it ever dropped one."""
-
-    forgot = False
-
-    def popitem(self) -> tuple[str, str]:
-        self.forgot = True
-        return super().popitem()
-
-
-@dataclass(slots=True)
-class _Pending:
-    run: PendingRun
-    reservation: str | None
-    expires: float
-
-
-class MemoryState:
+class MemoryState(Shortcuts):
     """`StateStore` for one process."""
 
     def __init__(self, max_owned_objects: int, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic  # lease expiry; tests step it instead of sleeping
         self._max = max_owned_objects
-        self._owners = _Owners(max_owned_objects)
+        self._owners = Owners(max_owned_objects)
         self._records: LRUCache[str, tuple[bytes, float]] = LRUCache(max_owned_objects)  # → (data, expiry)
         self._lists: LRUCache[str, tuple[dict[str, None], float]] = LRUCache(max_owned_objects)  # → (ids, expiry)
         self._runs: LRUCache[str, str] = LRUCache(max_owned_objects)
-        self._rpm_storage = MemoryStorage()
-        self._rpm = SlidingWindowCounterRateLimiter(self._rpm_storage)
-        self._rpm_items: dict[int, PerMinute] = {}
         self._leases: dict[str, dict[str, float]] = {}  # key → lease → expiry (monotonic)
-        self._run_slots: dict[str, set[str]] = {}  # run id → the lease keys it holds
+        # run id → the lease keys it holds (a tuple: a set costs 200 bytes more, and a run holds one or two)
+        self._run_slots: dict[str, tuple[str, ...]] = {}
         self._released: dict[str, float] = {}  # run id → expiry (monotonic) of its "released" mark
         self._buckets: dict[str, list[float]] = {}  # key → [used, expiry]
-        self._reservations: dict[str, _Reservation] = {}
-        self._pending: dict[str, _Pending] = {}
+        self._reservations: dict[str, Held] = {}
+        self._pending: dict[str, Pending] = {}
         self._settled: dict[str, float] = {}  # run id → expiry, oldest first
         # day → (tenant, key, model) → [runs, prompt, completion, total, cost µUSD]
         self._ledger: dict[str, dict[tuple[str, str, str], list[int]]] = {}
@@ -112,33 +90,60 @@ class MemoryState:
         unknown = FORGOTTEN if self._owners.forgot else None
         return [self._owners.get(object_id, unknown) for object_id in object_ids]
 
-    async def claim(self, tenant: str, object_id: str | None, run_id: str | None = None) -> None:
+    async def claim(
+        self, tenant: str, object_id: str | None, run_id: str | None = None, bind: Binding | None = None
+    ) -> None:
         if object_id is not None:
             self._owners.setdefault(object_id, tenant)
         if run_id is not None:
             self._runs.setdefault(run_id, tenant)
+        if bind is not None:
+            await self.bind(*bind)
 
-    # Requests per minute.
-    async def hit_requests(self, key: str, per_minute: int) -> Verdict:
-        item = self._rpm_items.get(per_minute)
-        if item is None:
-            item = self._rpm_items[per_minute] = PerMinute(per_minute)
-        ok = await self._rpm.hit(item, key)
-        stats = await self._rpm.get_window_stats(item, key)
-        return window_of(per_minute, stats.reset_time, stats.remaining, ok)
+    # Admission: request windows, leases, reservation; checked in that order, then all taken or none.
+    async def admit(self, admission: Admission) -> Admitted:
+        now = admission.now
+        self._tick(now)
+        rates = [rate_check(limit, *self._rate_counts(bucket, now), now) for bucket, limit in admission.rates]
+        requests = [check.window for check in rates]
+        for check in rates:
+            if not check.ok:
+                return Admitted(Verdict(False, check.window, REQUESTS_PER_MINUTE, check.retry_after_s), requests, [])
+        leases, refused = self._check_leases(admission)
+        if refused is not None:
+            return Admitted(refused, requests, leases)
+        verdict, take = self._check_reservation(admission.reservation, now)
+        if not verdict.ok:
+            return Admitted(verdict, requests, leases)
+        for bucket, _ in admission.rates:
+            self._add(rate_keys(bucket, now)[0], 1, now + RATE_TTL_S)
+        held_until = self._monotonic() + admission.lease_ttl_s
+        for bucket, _ in admission.leases:
+            self._leases.setdefault(bucket, {})[admission.lease] = held_until
+        take()
+        return Admitted(verdict, requests, leases)
 
-    # Concurrency leases.
-    async def acquire(self, key: str, lease: str, limit: int, ttl_s: float) -> Verdict:
-        now = self._monotonic()
-        held = self._live_leases(key, now)
-        if lease not in held and len(held) >= limit:
-            wait = min(held.values()) - now if held else ttl_s
-            return Verdict(
-                False, Window(limit, 0, wait), lease_limit_name(key), min(max(wait, 0.0), LEASE_RETRY_AFTER_S)
-            )
-        held[lease] = now + ttl_s
-        self._leases[key] = held
-        return Verdict(True, Window(limit, max(0, limit - len(held)), 0.0))
+    def _rate_counts(self, bucket: str, now: float) -> tuple[int, int]:
+        current, previous = rate_keys(bucket, now)
+        return int(self._used(previous)), int(self._used(current))
+
+    def _check_leases(self, admission: Admission) -> tuple[list[Window], Verdict | None]:
+        now, windows = self._monotonic(), list[Window]()
+        for bucket, limit in admission.leases:
+            held = self._leases.get(bucket, {})
+            if admission.lease not in held and len(held) >= limit:
+                # Expired leases are swept only here, where they could refuse a call: a sweep on every
+                # call costs a pass over all of a key's leases (thousands, with runs that hold their
+                # slots), and unswept ones never number more than `limit`.
+                held = self._live_leases(bucket, now)
+                if len(held) >= limit:
+                    wait = min(held.values()) - now if held else admission.lease_ttl_s
+                    refused = Window(limit, 0, wait)
+                    retry = min(max(wait, 0.0), LEASE_RETRY_AFTER_S)
+                    return [*windows, refused], Verdict(False, refused, lease_limit_name(bucket), retry)
+            taken = len(held) + (admission.lease not in held)
+            windows.append(Window(limit, max(0, limit - taken), 0.0))
+        return windows, None
 
     async def release(self, key: str, lease: str) -> None:
         self._drop(key, lease)
@@ -151,7 +156,7 @@ class MemoryState:
             if not released:
                 self._leases.setdefault(key, {})[run_id] = now + ttl_s
         if not released:
-            self._run_slots.setdefault(run_id, set()).update(keys)
+            self._run_slots[run_id] = tuple(dict.fromkeys((*self._run_slots.get(run_id, ()), *keys)))
             self._bound(self._run_slots)
 
     async def release_run(self, run_id: str) -> None:
@@ -178,32 +183,37 @@ class MemoryState:
         return held
 
     # Tokens.
-    async def reserve(
-        self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float, spend: Spend | None = None
-    ) -> Verdict:
-        self._tick(now)
-        amount = max(0, amount)
-        buckets = token_buckets(tenant, now)
+    def _check_reservation(self, wanted: Reservation | None, now: float) -> tuple[Verdict, Callable[[], None]]:
+        """The reservation's verdict, and how to take it (nothing to take when refused or already held)."""
+        if wanted is None:
+            return Verdict(True), _nothing
+        limits, amount = wanted.limits, max(0, wanted.tokens)
+        buckets = token_buckets(wanted.tenant, now)
         used = [self._used(b.key) for b in buckets]
-        if reservation in self._reservations:
-            return token_verdict(buckets, limits, int(used[0]), None)
+        if wanted.reservation in self._reservations:
+            return token_verdict(buckets, limits, int(used[0]), None), _nothing
         for index, (limit, spent) in enumerate(zip(limit_values(limits), used, strict=True)):
             if limit is not None and spent + amount > limit:
-                return token_verdict(buckets, limits, int(used[0]), index)
-        usd, micros = (spend_buckets(tenant, spend, now), max(0, spend.micros)) if spend is not None else ([], 0)
+                return token_verdict(buckets, limits, int(used[0]), index), _nothing
+        spend = wanted.spend
+        usd, micros = (spend_buckets(wanted.tenant, spend, now), max(0, spend.micros)) if spend is not None else ([], 0)
         for bucket, limit in usd:
-            spent = int(self._used(bucket.key))
-            if limit is not None and spent + micros > limit:
-                return usd_verdict(token_verdict(buckets, limits, int(used[0]), None), bucket, limit, spent)
-        for bucket in buckets:
-            self._add(bucket.key, amount, now + bucket.ttl_s)
-        for bucket, _ in usd:
-            self._add(bucket.key, micros, now + bucket.ttl_s)
-        keys = (buckets[0].key, buckets[1].key, buckets[2].key)
-        usd_keys = tuple(bucket.key for bucket, _ in usd)
-        self._reservations[reservation] = _Reservation(tenant, amount, keys, now + PENDING_TTL_S, micros, usd_keys)
-        self._bound(self._reservations)
-        return token_verdict(buckets, limits, int(used[0]) + amount, None)
+            spent_usd = int(self._used(bucket.key))
+            if limit is not None and spent_usd + micros > limit:
+                return usd_verdict(token_verdict(buckets, limits, int(used[0]), None), bucket, limit, spent_usd), _nothing
+
+        def take() -> None:
+            for bucket in buckets:
+                self._add(bucket.key, amount, now + bucket.ttl_s)
+            for bucket, _ in usd:
+                self._add(bucket.key, micros, now + bucket.ttl_s)
+            keys = (buckets[0].key, buckets[1].key, buckets[2].key)
+            usd_keys = tuple(bucket.key for bucket, _ in usd)
+            held = Held(wanted.tenant, amount, keys, now + PENDING_TTL_S, micros, usd_keys)
+            self._reservations[wanted.reservation] = held
+            self._bound(self._reservations)
+
+        return token_verdict(buckets, limits, int(used[0]) + amount, None), take
 
     async def bind(self, reservation: str, run: PendingRun) -> None:
         self._tick(max(run.created_at, run.checked_at))
@@ -213,7 +223,7 @@ class MemoryState:
         held = self._reservations.get(reservation)
         if held is not None:
             held.expires = max(held.expires, run.created_at + PENDING_TTL_S)
-        self._pending[run.run_id] = _Pending(
+        self._pending[run.run_id] = Pending(
             run, reservation if held is not None else None, run.created_at + PENDING_TTL_S
         )
         self._bound(self._pending)
@@ -314,11 +324,7 @@ class MemoryState:
         return found[0] if found is not None and found[1] > self._monotonic() else {}
 
     async def close(self) -> None:
-        timer = getattr(self._rpm_storage, "timer", None)
-        if timer is not None and not timer.done():
-            timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
+        return None
 
     # Internals: buckets live on the store's clock, the latest wall-clock time seen.
     def _used(self, key: str) -> float:
@@ -386,7 +392,7 @@ class MemoryState:
                 del self._ledger[day]
 
     def _bound(
-        self, entries: dict[str, _Reservation] | dict[str, _Pending] | dict[str, float] | dict[str, set[str]]
+        self, entries: dict[str, Held] | dict[str, Pending] | dict[str, float] | dict[str, tuple[str, ...]]
     ) -> None:
         while len(entries) > self._max:
             del entries[next(iter(entries))]

@@ -17,11 +17,8 @@ import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import cast
 
-import limits.errors
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -29,43 +26,43 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from gateway.domain import TokenLimits, Usage
-from gateway.state import FORGOTTEN, NO_KEY, PendingRun, Spend, StateUnavailable, UsageRow, Verdict, Window
+from gateway.state import (
+    FORGOTTEN,
+    NO_KEY,
+    Admission,
+    Admitted,
+    Binding,
+    CallEnd,
+    PendingRun,
+    Shortcuts,
+    StateUnavailable,
+    UsageRow,
+)
 from gateway.state import redis_scripts as lua
+from gateway.state.redis_replies import admitted_from, reserve_args, reserved_buckets
 from gateway.state.semantics import (
-    LEASE_RETRY_AFTER_S,
     LEDGER_DAYS,
     PENDING_TTL_S,
+    RATE_TTL_S,
     RELEASED_TTL_S,
     SETTLED_TTL_S,
-    PerMinute,
-    lease_limit_name,
     limit_values,
-    spend_buckets,
+    rate_keys,
     token_buckets,
-    token_verdict,
     usd_buckets,
-    usd_verdict,
     utc_day,
-    window_of,
 )
 
 OWNERSHIP_TTL_S = 30 * 86400
-_ERRORS = (RedisError, OSError, TimeoutError, limits.errors.StorageError)
+_ERRORS = (RedisError, OSError, TimeoutError)
 _METRICS = ("runs", "prompt", "completion", "total", "cost")
-
-
-def _limits_uri(url: str) -> str:
-    """`limits` wants `async+redis://…`; it only parses the address, connections come from our pool."""
-    if url.startswith("unix://"):
-        return "async+redis+unix://" + url.removeprefix("unix://")
-    return "async+" + url
 
 
 def _num(value: float) -> str:
     return repr(float(value))
 
 
-class RedisState:
+class RedisState(Shortcuts):
     """`StateStore` on Redis, shared by every replica."""
 
     def __init__(
@@ -92,19 +89,13 @@ class RedisState:
             decode_responses=True,
         )
         self._redis = Redis(connection_pool=self._pool)
-        shared: dict[str, Any] = {"connection_pool": self._pool}  # one pool for our scripts and `limits`
-        self._rpm_storage = RedisStorage(
-            _limits_uri(url), implementation="redispy", key_prefix=f"{prefix}limits", **shared
-        )
-        self._rpm = SlidingWindowCounterRateLimiter(self._rpm_storage)
-        self._rpm_items: dict[int, PerMinute] = {}
         script = self._redis.register_script
-        self._claim = script(lua.CLAIM)
+        self._claim_and_bind = script(lua.CLAIM_AND_BIND)
         self._owners = script(lua.OWNERS)
-        self._acquire = script(lua.ACQUIRE)
+        self._admit = script(lua.ADMIT)
         self._hold_for_run = script(lua.HOLD_FOR_RUN)
         self._release_run = script(lua.RELEASE_RUN)
-        self._reserve = script(lua.RESERVE)
+        self._end_call = script(lua.END_CALL)
         self._bind = script(lua.BIND)
         self._settle = script(lua.SETTLE)
         self._cancel = script(lua.CANCEL)
@@ -132,36 +123,42 @@ class RedisState:
             )
         return [owner or None for owner in found]
 
-    async def claim(self, tenant: str, object_id: str | None, run_id: str | None = None) -> None:
+    async def claim(
+        self, tenant: str, object_id: str | None, run_id: str | None = None, bind: Binding | None = None
+    ) -> None:
         keys = [self._key("own:forgot")]
         if object_id is not None:
             keys += [self._key("own:t", object_id), self._key("own:t:idx")]
         if run_id is not None:
             keys += [self._key("own:r", run_id), self._key("own:r:idx")]
-        if len(keys) > 1:
-            async with self._call():
-                await self._claim(keys=keys, args=[tenant, self._ownership_ttl_s, self._max_owned])
-
-    # Requests per minute.
-    async def hit_requests(self, key: str, per_minute: int) -> Verdict:
-        item = self._rpm_items.get(per_minute)
-        if item is None:
-            item = self._rpm_items[per_minute] = PerMinute(per_minute)
+        if len(keys) == 1 and bind is None:
+            return
+        bind_keys, bind_args = self._binding(*bind) if bind is not None else ([], [])
         async with self._call():
-            ok = await self._rpm.hit(item, key)
-            stats = await self._rpm.get_window_stats(item, key)
-        return window_of(per_minute, stats.reset_time, stats.remaining, ok)
-
-    # Concurrency leases.
-    async def acquire(self, key: str, lease: str, limit: int, ttl_s: float) -> Verdict:
-        async with self._call():
-            ok, remaining, wait_ms = await self._acquire(
-                keys=[self._key("lease", key)], args=[lease, limit, max(1, math.ceil(ttl_s * 1000))]
+            await self._claim_and_bind(
+                keys=[*keys, *bind_keys], args=[len(keys), tenant, self._ownership_ttl_s, self._max_owned, *bind_args]
             )
-        if ok:
-            return Verdict(True, Window(limit, max(0, int(remaining)), 0.0))
-        wait = max(0.0, int(wait_ms) / 1000)
-        return Verdict(False, Window(limit, 0, wait), lease_limit_name(key), min(wait, LEASE_RETRY_AFTER_S))
+
+    # Admission, in one script: request windows, leases, reservation (see redis_scripts.ADMIT).
+    async def admit(self, admission: Admission) -> Admitted:
+        now, wanted = admission.now, admission.reservation
+        checked = reserved_buckets(wanted, now)
+        async with self._call():
+            out = await self._admit(
+                keys=[
+                    self._key("resv", wanted.reservation if wanted is not None else "-"),
+                    *(self._prefix + key for bucket, _ in admission.rates for key in rate_keys(bucket, now)),
+                    *(self._key("lease", bucket) for bucket, _ in admission.leases),
+                    *(self._prefix + bucket.key for bucket, _ in checked),
+                ],
+                args=[
+                    _num(now), len(admission.rates), len(admission.leases), len(checked), admission.lease,
+                    max(1, math.ceil(admission.lease_ttl_s * 1000)), RATE_TTL_S,
+                    *(limit for _, limit in admission.rates), *(limit for _, limit in admission.leases),
+                    *reserve_args(wanted, checked),
+                ],
+            )  # fmt: skip
+        return admitted_from(admission, [int(v) for v in out], checked)
 
     async def release(self, key: str, lease: str) -> None:
         async with self._call():
@@ -181,52 +178,35 @@ class RedisState:
                 keys=[self._key("slots", run_id), self._key("slots", run_id, "released")], args=[run_id, RELEASED_TTL_S]
             )
 
-    # Tokens.
-    async def reserve(
-        self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float, spend: Spend | None = None
-    ) -> Verdict:
-        buckets = token_buckets(tenant, now)
-        usd = spend_buckets(tenant, spend, now) if spend is not None else []
-        checked = [*zip(buckets, limit_values(limits), strict=True), *usd]
+    async def end_call(self, end: CallEnd) -> None:
+        mode = 0 if end.run_id is None or not end.run_slots else (1 if end.run_ended else 2)
+        run_sets = list(end.run_slots) if mode == 2 else []
+        others = [bucket for bucket in end.leases if bucket not in run_sets]
+        run_id = end.run_id or "-"
+        if mode == 0 and not others:
+            return
         async with self._call():
-            ok, refused, used_minute, used_refused = await self._reserve(
-                keys=[self._key("resv", reservation), *(self._prefix + bucket.key for bucket, _ in checked)],
-                args=[
-                    tenant,
-                    PENDING_TTL_S,
-                    max(0, amount),
-                    max(0, spend.micros) if spend is not None else 0,
-                    *(arg for bucket, limit in checked for arg in (-1 if limit is None else limit, bucket.ttl_s)),
-                ],
-            )
-        index = None if ok else int(refused) - 1
-        if index is None or index < 3:
-            return token_verdict(buckets, limits, int(used_minute), index)
-        bucket, limit = usd[index - 3]
-        assert limit is not None
-        return usd_verdict(token_verdict(buckets, limits, int(used_minute), None), bucket, limit, int(used_refused))
+            await self._end_call(
+                keys=[self._key("slots", run_id), self._key("slots", run_id, "released"),
+                      *(self._key("lease", bucket) for bucket in [*run_sets, *others])],
+                args=[mode, run_id, end.lease, max(1, math.ceil(end.run_ttl_s * 1000)), RELEASED_TTL_S, len(run_sets)],
+            )  # fmt: skip
 
+    # Tokens.
     async def bind(self, reservation: str, run: PendingRun) -> None:
+        keys, args = self._binding(reservation, run)
         async with self._call():
-            await self._bind(
-                keys=[
-                    self._key("resv", reservation),
-                    self._key("run", run.run_id),
-                    self._key("pending"),
-                    self._key("settled", run.run_id),
-                ],
-                args=[
-                    run.run_id,
-                    run.thread_id,
-                    run.tenant,
-                    _num(run.created_at),
-                    _num(run.checked_at),
-                    PENDING_TTL_S,
-                    reservation,
-                    _num(run.checked_at - PENDING_TTL_S),
-                    run.key,
-                ],
-            )
+            await self._bind(keys=keys, args=args)
+
+    def _binding(self, reservation: str, run: PendingRun) -> tuple[list[str], list[str | int]]:
+        """BIND's KEYS and ARGV."""
+        keys = [self._key("resv", reservation), self._key("run", run.run_id), self._key("pending"),
+                self._key("settled", run.run_id)]  # fmt: skip
+        args: list[str | int] = [
+            run.run_id, run.thread_id, run.tenant, _num(run.created_at), _num(run.checked_at), PENDING_TTL_S,
+            reservation, _num(run.checked_at - PENDING_TTL_S), run.key,
+        ]  # fmt: skip
+        return keys, args
 
     async def settle(
         self, run_id: str, tenant: str, model: str, usage: Usage | None, now: float, *, key: str = NO_KEY, cost: int = 0

@@ -7,7 +7,7 @@ Keys (all under `prefix`, `gw:` by default, so deployments can share a Redis):
     own:t:idx, own:r:idx                ZSET key → last use (ms); trimmed to `max_owned_objects` (LRU), if given
     own:forgot                          set once any claim was dropped (trimmed or expired): from then on an
                                         object with no owner reads as forgotten (denied), never as unknown
-    limits:{key}                        requests per minute: the `limits` moving window (a list of timestamps)
+    rpm:{key}:{minute}                  requests counted in that UTC minute (a sliding window counter; TTL 120 s)
     lease:{key}                         ZSET lease → expiry (ms, Redis's clock); a run's lease is its run id
     slots:{run_id}                      SET of the lease keys (full names) the run holds; TTL its lease's
     slots:{run_id}:released             the run's slots were released: it is not held again; TTL a day
@@ -50,8 +50,9 @@ local function give_back(resv)
 end
 """
 
-# KEYS: the forgot flag, then (object, index) pairs. ARGV: tenant, ttl_s, max objects (0: no index).
-CLAIM = """
+# A claim (run inside CLAIM_AND_BIND). KEYS: the forgot flag, then (object, index) pairs. ARGV: tenant,
+# ttl_s, max objects (0: no index).
+_CLAIM_BODY = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local max = tonumber(ARGV[3])
@@ -93,27 +94,6 @@ end
 return found
 """
 
-# KEYS: lease set. ARGV: lease, limit, ttl_ms. → {ok, remaining, ms until the oldest lease expires}
-ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local limit = tonumber(ARGV[2])
-local ttl = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
-local count = redis.call('ZCARD', KEYS[1])
-if not held and count >= limit then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  local wait = ttl
-  if oldest[2] then wait = tonumber(oldest[2]) - now end
-  return {0, 0, wait}
-end
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-if not held then count = count + 1 end
-return {1, limit - count, 0}
-"""
-
 # KEYS: run's slots, its released mark, the lease sets. ARGV: run id, the call's lease, ttl_ms.
 HOLD_FOR_RUN = """
 local t = redis.call('TIME')
@@ -132,6 +112,37 @@ if not released and #KEYS > 2 then redis.call('PEXPIRE', KEYS[1], ttl) end
 return 1
 """
 
+# A call's end (`CallEnd`): its run's slots released (mode 1) or handed to the run (mode 2, as
+# HOLD_FOR_RUN), then its lease given back in the other sets. KEYS: run's slots, its released mark,
+# the run's lease sets (mode 2), the call's other lease sets. ARGV: mode (0: no run), run id, lease,
+# ttl_ms, the released mark's TTL (s), how many run lease sets.
+END_CALL = """
+local mode, run, lease = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local first_other = 3
+if mode == 1 then
+  for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do redis.call('ZREM', key, run) end
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], '1', 'EX', ARGV[5])
+elseif mode == 2 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local ttl, n = tonumber(ARGV[4]), tonumber(ARGV[6])
+  local released = redis.call('EXISTS', KEYS[2]) == 1
+  for i = 3, 2 + n do
+    redis.call('ZREM', KEYS[i], lease)
+    if not released then
+      redis.call('ZADD', KEYS[i], now + ttl, run)
+      if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+      redis.call('SADD', KEYS[1], KEYS[i])
+    end
+  end
+  if not released and n > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+  first_other = 3 + n
+end
+for i = first_other, #KEYS do redis.call('ZREM', KEYS[i], lease) end
+return 1
+"""
+
 # KEYS: run's slots, its released mark. ARGV: run id, the mark's TTL (s).
 RELEASE_RUN = """
 for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do redis.call('ZREM', key, ARGV[1]) end
@@ -143,32 +154,98 @@ return 1
 # KEYS: reservation, then the buckets: minute, day, month (tokens), then 0 or 4 USD buckets.
 # ARGV: tenant, reservation TTL, tokens, µUSD, then per bucket: its limit (-1: none), its TTL.
 # → {ok, index of the refusing bucket (1-7), minute bucket after (ok) or before (refused), refusing bucket's use}
-RESERVE = """
-local n = #KEYS - 1
-local used = {}
-for i = 1, n do used[i] = tonumber(redis.call('GET', KEYS[i + 1]) or '0') end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {1, 0, used[1], 0} end
-local function amount(i) if i <= 3 then return tonumber(ARGV[3]) end return tonumber(ARGV[4]) end
-for i = 1, n do
-  local limit = tonumber(ARGV[3 + 2 * i])
-  if limit >= 0 and used[i] + amount(i) > limit then return {0, i, used[1], used[i]} end
+_RESERVE = """
+local function reserve(KEYS, ARGV)
+  local n = #KEYS - 1
+  local used = {}
+  for i = 1, n do used[i] = tonumber(redis.call('GET', KEYS[i + 1]) or '0') end
+  if redis.call('EXISTS', KEYS[1]) == 1 then return {1, 0, used[1], 0} end
+  local function amount(i) if i <= 3 then return tonumber(ARGV[3]) end return tonumber(ARGV[4]) end
+  for i = 1, n do
+    local limit = tonumber(ARGV[3 + 2 * i])
+    if limit >= 0 and used[i] + amount(i) > limit then return {0, i, used[1], used[i]} end
+  end
+  for i = 1, n do
+    redis.call('INCRBY', KEYS[i + 1], amount(i))
+    if redis.call('TTL', KEYS[i + 1]) < 0 then redis.call('EXPIRE', KEYS[i + 1], ARGV[4 + 2 * i]) end
+  end
+  redis.call('HSET', KEYS[1], 'tenant', ARGV[1], 'amount', ARGV[3], 'm', KEYS[2], 'd', KEYS[3], 'mo', KEYS[4],
+    'usd', ARGV[4], 'un', n - 3)
+  for i = 4, n do redis.call('HSET', KEYS[1], 'u' .. (i - 3), KEYS[i + 1]) end
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return {1, 0, used[1] + amount(1), 0}
 end
-for i = 1, n do
-  redis.call('INCRBY', KEYS[i + 1], amount(i))
-  if redis.call('TTL', KEYS[i + 1]) < 0 then redis.call('EXPIRE', KEYS[i + 1], ARGV[4 + 2 * i]) end
-end
-redis.call('HSET', KEYS[1], 'tenant', ARGV[1], 'amount', ARGV[3], 'm', KEYS[2], 'd', KEYS[3], 'mo', KEYS[4],
-  'usd', ARGV[4], 'un', n - 3)
-for i = 4, n do redis.call('HSET', KEYS[1], 'u' .. (i - 3), KEYS[i + 1]) end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return {1, 0, used[1] + amount(1), 0}
 """
+
+# A call's whole admission, all or nothing: its request windows, then its leases, then its reservation
+# (RESERVE's, below). KEYS: the reservation (or a placeholder), each window's counters (this minute's,
+# the previous), each lease set, the reservation's buckets. ARGV: now (unix s), windows, leases,
+# buckets (counts), the lease, its TTL (ms), the counters' TTL; then per window its limit; per lease
+# its limit; then RESERVE's ARGV. The windows' math is `semantics.rate_check`'s.
+# → {stage refused (0 none, 1 window, 2 lease, 3 reservation), index, then per window: previous,
+#    current; per lease: held (with this one), ms until the oldest expires; then RESERVE's reply}
+ADMIT = _RESERVE + """
+local now = tonumber(ARGV[1])
+local n_rates, n_leases, n_buckets = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local lease, lease_ttl, rate_ttl = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local into = (now % 60) / 60
+local out = {0, 0}
+local refused = nil
+for i = 1, n_rates do
+  local current = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
+  local previous = tonumber(redis.call('GET', KEYS[2 * i + 1]) or '0')
+  out[#out + 1] = previous
+  out[#out + 1] = current
+  if not refused and previous * (1 - into) + current + 1 > tonumber(ARGV[7 + i]) then refused = {1, i} end
+end
+if refused then out[1], out[2] = refused[1], refused[2] return out end
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local first_lease = 2 + 2 * n_rates
+for i = 1, n_leases do
+  local key = KEYS[first_lease + i - 1]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms)
+  local held = redis.call('ZCARD', key)
+  local renewed = redis.call('ZSCORE', key, lease)
+  if not renewed then held = held + 1 end
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  out[#out + 1] = held
+  out[#out + 1] = oldest[2] and (tonumber(oldest[2]) - now_ms) or lease_ttl
+  if not refused and not renewed and held > tonumber(ARGV[7 + n_rates + i]) then refused = {2, i} end
+end
+if refused then out[1], out[2] = refused[1], refused[2] return out end
+local first_bucket = first_lease + n_leases
+local reply = {1, 0, 0, 0}
+if n_buckets > 0 then
+  local keys = {KEYS[1]}
+  for i = 0, n_buckets - 1 do keys[#keys + 1] = KEYS[first_bucket + i] end
+  local args = {}
+  for i = 8 + n_rates + n_leases, #ARGV do args[#args + 1] = ARGV[i] end
+  reply = reserve(keys, args)
+  if reply[1] == 0 then
+    out[1], out[2] = 3, reply[2]
+    for _, v in ipairs(reply) do out[#out + 1] = v end
+    return out
+  end
+end
+for i = 1, n_rates do
+  redis.call('INCR', KEYS[2 * i])
+  if redis.call('TTL', KEYS[2 * i]) < 0 then redis.call('EXPIRE', KEYS[2 * i], rate_ttl) end
+end
+for i = 1, n_leases do
+  local key = KEYS[first_lease + i - 1]
+  redis.call('ZADD', key, now_ms + lease_ttl, lease)
+  if redis.call('PTTL', key) < lease_ttl then redis.call('PEXPIRE', key, lease_ttl) end
+end
+for _, v in ipairs(reply) do out[#out + 1] = v end
+return out
+"""
+
+
 
 # KEYS: reservation, run, pending, settled marker.
 # ARGV: run id, thread, tenant, created, checked, ttl, reservation id, pending cutoff, key.
-BIND = (
-    _GIVE_BACK
-    + """
+_BIND_BODY = """
 if redis.call('EXISTS', KEYS[4]) == 1 then
   give_back(KEYS[1])
   return 0
@@ -185,7 +262,8 @@ redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 return 1
 """
-)
+BIND = _GIVE_BACK + _BIND_BODY
+
 
 # KEYS: settled marker, run, pending, ledger day, ledger days, the minute/day/month buckets of now.
 # ARGV: run id, has usage (1/0), prompt, completion, total, settled TTL, ledger TTL, day, oldest day kept,
@@ -255,5 +333,25 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 redis.call('HSET', KEYS[1], 'checked', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
+
+def _function(name: str, body: str) -> str:
+    """A script's body as a Lua function of its own KEYS and ARGV, to run inside another script."""
+    return f"local function {name}(KEYS, ARGV)\n{body}\nend\n"
+
+
+# A run's claim and its bind (`StateStore.claim` with `bind`), at once. KEYS: CLAIM's, then BIND's (if
+# any). ARGV: how many of KEYS are CLAIM's, CLAIM's ARGV (3), then BIND's.
+CLAIM_AND_BIND = _GIVE_BACK + _function("claim", _CLAIM_BODY) + _function("bind", _BIND_BODY) + """
+local n = tonumber(ARGV[1])
+local claim_keys, bind_keys, bind_args = {}, {}, {}
+for i = 1, #KEYS do
+  if i <= n then claim_keys[#claim_keys + 1] = KEYS[i] else bind_keys[#bind_keys + 1] = KEYS[i] end
+end
+for i = 5, #ARGV do bind_args[#bind_args + 1] = ARGV[i] end
+claim(claim_keys, {ARGV[2], ARGV[3], ARGV[4]})
+if #bind_keys > 0 then bind(bind_keys, bind_args) end
 return 1
 """

@@ -28,7 +28,19 @@ import structlog
 from cachetools import TTLCache
 
 from gateway.domain import TokenLimits, Usage
-from gateway.state import FORGOTTEN, NO_KEY, PendingRun, Spend, StateStore, StateUnavailable, UsageRow, Verdict
+from gateway.state import (
+    FORGOTTEN,
+    NO_KEY,
+    Admission,
+    Admitted,
+    Binding,
+    CallEnd,
+    PendingRun,
+    Shortcuts,
+    StateStore,
+    StateUnavailable,
+    UsageRow,
+)
 from gateway.state.semantics import PENDING_TTL_S
 
 T = TypeVar("T")
@@ -37,7 +49,7 @@ log = structlog.get_logger("gateway.state")
 _LOCAL_MAX = 100_000  # leases / reservations / runs the fallback holds for us, at most
 
 
-class ResilientState:
+class ResilientState(Shortcuts):
     def __init__(
         self,
         primary: StateStore,
@@ -156,20 +168,22 @@ class ResilientState:
             return [_either(owner, fallback) for owner, fallback in zip(found, local, strict=True)]
         return found
 
-    async def claim(self, tenant: str, object_id: str | None, run_id: str | None = None) -> None:
-        await self._call(lambda s: s.claim(tenant, object_id, run_id))
+    async def claim(
+        self, tenant: str, object_id: str | None, run_id: str | None = None, bind: Binding | None = None
+    ) -> None:
+        _, primary = await self._call(lambda s: s.claim(tenant, object_id, run_id, bind))
+        if bind is not None:
+            await self._after_bind(*bind, primary)
 
-    # Requests per minute.
-    async def hit_requests(self, key: str, per_minute: int) -> Verdict:
-        verdict, _ = await self._call(lambda s: s.hit_requests(key, per_minute))
-        return verdict
-
-    # Concurrency leases.
-    async def acquire(self, key: str, lease: str, limit: int, ttl_s: float) -> Verdict:
-        verdict, primary = await self._call(lambda s: s.acquire(key, lease, limit, ttl_s))
-        if verdict.ok and not primary:
-            self._local_leases[(key, lease)] = True
-        return verdict
+    # Admission: what was taken while the primary was down is given back where it was taken.
+    async def admit(self, admission: Admission) -> Admitted:
+        admitted, primary = await self._call(lambda s: s.admit(admission))
+        if admitted.verdict.ok and not primary:
+            for bucket, _ in admission.leases:
+                self._local_leases[(bucket, admission.lease)] = True
+            if admission.reservation is not None:
+                self._local_reservations[admission.reservation.reservation] = True
+        return admitted
 
     async def release(self, key: str, lease: str) -> None:
         if self._local_leases.pop((key, lease), None):
@@ -186,22 +200,28 @@ class ResilientState:
         if not primary:
             self._local_run_slots[run_id] = True
 
+    async def end_call(self, end: CallEnd) -> None:
+        """One step where the primary holds everything; step by step where something was taken locally."""
+        local_leases = any((bucket, end.lease) in self._local_leases for bucket in end.leases)
+        if local_leases or (end.run_id is not None and end.run_id in self._local_run_slots):
+            await super().end_call(end)
+            return
+        _, primary = await self._call(lambda s: s.end_call(end))
+        if not primary and end.run_id is not None and end.run_slots and not end.run_ended:
+            self._local_run_slots[end.run_id] = True
+
     async def release_run(self, run_id: str) -> None:
         if self._local_run_slots.pop(run_id, None):
             await self._local(lambda s: s.release_run(run_id))
         await self._call(lambda s: s.release_run(run_id))  # marks it released there too, so it is not held again
 
     # Tokens.
-    async def reserve(
-        self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float, spend: Spend | None = None
-    ) -> Verdict:
-        verdict, primary = await self._call(lambda s: s.reserve(reservation, tenant, amount, limits, now, spend))
-        if verdict.ok and not primary:
-            self._local_reservations[reservation] = True
-        return verdict
-
     async def bind(self, reservation: str, run: PendingRun) -> None:
         _, primary = await self._call(lambda s: s.bind(reservation, run))
+        await self._after_bind(reservation, run, primary)
+
+    async def _after_bind(self, reservation: str, run: PendingRun, primary: bool) -> None:
+        """Where the bound run and its reservation live now, for its settle and a give-back."""
         local_reservation = self._local_reservations.pop(reservation, None)
         if not primary:
             self._local_runs[run.run_id] = True

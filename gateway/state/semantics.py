@@ -29,6 +29,9 @@ retention; `MemoryState` and `RedisState` each implement it (one atomically on t
   `settle` they move by `cost − micros`, as tokens do; a run reserved without a spend (or not at
   all) charges `cost` to the four buckets of `now`, the key being the one it was bound with, else
   `key`. The ledger row is per (day, tenant, key, model) and adds `cost` (0 without usage).
+- Request windows are sliding window counters per UTC minute (`rpm:{bucket}:{minute}`, see
+  `rate_check`); a refused hit is not counted.
+- `admit` checks request windows, then leases, then the reservation, and takes all or nothing.
 - Concurrency verdicts name `open_streams` for lease keys starting with `streams`, else
   `concurrent_runs`; a refused lease says retry after min(oldest lease's expiry, 1 s), since a slot
   usually frees long before its lease expires.
@@ -38,12 +41,8 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-
-from limits import RateLimitItemPerMinute
-from limits.limits import safe_string
 
 from gateway.domain import TokenLimits
 from gateway.state import (
@@ -51,7 +50,6 @@ from gateway.state import (
     KEY_USD_PER_DAY,
     KEY_USD_PER_MONTH,
     OPEN_STREAMS,
-    REQUESTS_PER_MINUTE,
     TOKENS_PER_DAY,
     TOKENS_PER_MINUTE,
     TOKENS_PER_MONTH,
@@ -152,28 +150,46 @@ def token_verdict(
     return Verdict(False, window, bucket.name, bucket.reset_s)
 
 
+RATE_WINDOW_S = 60
+RATE_TTL_S = 120  # a minute's request counter is read for two minutes: its own, and as the previous
+
+
+def rate_keys(bucket: str, now: float) -> tuple[str, str]:
+    """The counters of a request window: this UTC minute's (`rpm:{bucket}:{minute}`) and the previous."""
+    minute = math.floor(now / RATE_WINDOW_S)
+    return f"rpm:{bucket}:{minute}", f"rpm:{bucket}:{minute - 1}"
+
+
+@dataclass(frozen=True, slots=True)
+class RateCheck:
+    ok: bool
+    window: Window  # after the hit if ok, as it stands if not
+    retry_after_s: float
+
+
+def rate_check(limit: int, previous: int, current: int, now: float) -> RateCheck:
+    """A sliding window counter: the previous minute's count weighted by the share of it still inside
+    the last 60 s, plus this minute's. A hit fits if the weighted count stays within `limit`; a refusal
+    says when it will (the previous minute's count decays over this one, this minute's over the next)."""
+    into = (now % RATE_WINDOW_S) / RATE_WINDOW_S
+    left_in_minute = RATE_WINDOW_S * (1 - into)
+    weighted = previous * (1 - into) + current
+    ok = weighted + 1 <= limit
+    used = weighted + 1 if ok else weighted
+    reset_s = left_in_minute if previous == 0 else min(left_in_minute, RATE_WINDOW_S / previous)
+    window = Window(limit, max(0, math.floor(limit - used)), max(reset_s, 0.001))
+    if ok:
+        return RateCheck(True, window, 0.0)
+    if current + 1 <= limit and previous > 0:  # this minute: once enough of the previous one has left
+        wait = RATE_WINDOW_S * (1 - (limit - current - 1) / previous) - RATE_WINDOW_S * into
+    else:  # the next minute: once enough of this one has left
+        wait = left_in_minute + RATE_WINDOW_S * max(0.0, 1 - (limit - 1) / max(current, 1))
+    return RateCheck(False, window, max(wait, 0.001))
+
+
 def lease_limit_name(key: str) -> str:
     return OPEN_STREAMS if key.startswith(("streams", OPEN_STREAMS)) else CONCURRENT_RUNS
 
 
 def utc_day(now: float) -> str:
     return _calendar(math.floor(now / 60) * 60)[1]
-
-
-class PerMinute(RateLimitItemPerMinute):
-    """A per-minute limit whose storage key is just the caller's key (no amount, no namespace), so a
-    reload that changes the limit keeps the requests already counted."""
-
-    def key_for(self, *identifiers: bytes | str | int | float) -> str:
-        return "/".join(safe_string(k) for k in identifiers)
-
-
-def window_of(per_minute: int, reset_time: float, remaining: int, ok: bool) -> Verdict:
-    now = time.time()
-    reset_s = reset_time - now
-    if reset_s <= 0:  # `limits` says "now" when a counter's TTL is a whole number of windows: the window's end
-        reset_s = 60 - now % 60
-    window = Window(per_minute, max(0, remaining), reset_s)
-    if ok:
-        return Verdict(True, window)
-    return Verdict(False, window, REQUESTS_PER_MINUTE, reset_s)

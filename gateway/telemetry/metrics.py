@@ -15,25 +15,25 @@ import asyncio
 import os
 import re
 import time
+from collections.abc import Iterable
 from typing import Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Metric, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
-from gateway.config.pricing import usd
-from gateway.domain import BudgetReading, RunRecord, SSEEvent, Usage, counted_status
+from gateway.domain import counted_status
 from gateway.keys import CALLER, REQUEST_RUNTIME, RUNTIME
-from gateway.runtime import RuntimeHolder
-from gateway.runtime.auth import PASSTHROUGH
-from gateway.runtime.labels import OTHER, Labels
+from gateway.runtime.labels import OTHER
 
 OPERATION = "invoke_agent"  # an Assistants run is an agent invocation in the GenAI conventions
 PROVIDER = "openai"
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+CHUNK_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)  # the conventions' advice
 FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 EVENT_TYPES = frozenset(
     f"thread.{name}"
@@ -78,15 +78,7 @@ class Metrics:
         self.rate_limit_hits = Counter(
             "gateway_rate_limit_hits", "Calls refused by a limit.", ["tenant", "limit"], registry=r
         )
-        # Every worker's reconciler publishes the budgets from the one shared ledger: the newest is right.
-        self.budget_remaining = Gauge(
-            "gateway_budget_remaining_tokens", "Tokens left in a tenant's budget.", ["tenant", "period"], registry=r,
-            multiprocess_mode=_gauge_mode("livemostrecent"),
-        )  # fmt: skip
-        self.budget_limit = Gauge(
-            "gateway_budget_limit_tokens", "A tenant's token budget per period.", ["tenant", "period"], registry=r,
-            multiprocess_mode=_gauge_mode("livemostrecent"),
-        )  # fmt: skip
+        self.budget_remaining, self.budget_limit = _budget_gauges(r, "tokens")
         self.run_decisions = Counter(
             "gateway_run_decisions", "Run calls by tenant and policy decision (allow, modify, deny, none).",
             ["tenant", "decision"], registry=r,
@@ -112,14 +104,7 @@ class Metrics:
             "gateway_unpriced_runs", "Ended runs whose model has no price (counted at $0): price them under `pricing:`.",
             ["tenant", "model"], registry=r,
         )  # fmt: skip
-        self.budget_remaining_usd = Gauge(
-            "gateway_budget_remaining_usd", "USD left in a tenant's budget.", ["tenant", "period"], registry=r,
-            multiprocess_mode=_gauge_mode("livemostrecent"),
-        )  # fmt: skip
-        self.budget_limit_usd = Gauge(
-            "gateway_budget_limit_usd", "A tenant's USD budget per period.", ["tenant", "period"], registry=r,
-            multiprocess_mode=_gauge_mode("livemostrecent"),
-        )  # fmt: skip
+        self.budget_remaining_usd, self.budget_limit_usd = _budget_gauges(r, "usd")
         self.active_streams = Gauge(
             "gateway_active_streams", "Run streams being relayed now.", ["tenant"], registry=r,
             multiprocess_mode=_gauge_mode("livesum"),  # each worker counts its own; a dead one's are gone
@@ -152,19 +137,101 @@ class Metrics:
         ):
             for label in values:
                 counter.labels(label)
-        genai = ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_response_model"]
+        self.tool_calls = Counter(
+            "gateway_tool_calls", "Tool calls of streamed runs by type, counted as their run steps complete.",
+            ["tenant", "type"], registry=r,
+        )  # fmt: skip
+        self.requires_action = Counter(
+            "gateway_requires_action", "Streamed runs that stopped for tool outputs (requires_action).", ["tenant"],
+            registry=r,
+        )  # fmt: skip
+        self.requires_action_wait = Histogram(
+            "gateway_requires_action_wait_seconds",
+            "From a run's requires_action to its submit_tool_outputs call (both through this process).",
+            ["tenant"], buckets=DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.queued = Histogram(
+            "gateway_run_queued_seconds", "A streamed run's wait from queued to in_progress.", ["tenant"],
+            buckets=TTFT_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.runs_started = Counter(
+            "gateway_runs_started", "Runs created through the gateway: minus gateway_runs_total, the runs in flight.",
+            ["tenant", "model"], registry=r,
+        )  # fmt: skip
+        self.unfinished = Counter(
+            "gateway_runs_unsuccessful",
+            "Runs that ended otherwise than completed, with why: last_error.code or incomplete_details.reason.",
+            ["tenant", "status", "reason"], registry=r,
+        )  # fmt: skip
+        self.upstream_remaining = Gauge(
+            "gateway_upstream_ratelimit_remaining",
+            "The upstream's own rate-limit headroom (x-ratelimit-remaining-requests/-tokens) as its last answer said.",
+            ["tenant", "kind"], registry=r, multiprocess_mode=_gauge_mode("livemostrecent"),
+        )  # fmt: skip
+        self._genai(r)
+
+    def _genai(self, r: CollectorRegistry) -> None:
+        """The GenAI conventions' histograms, labelled with the upstream's `server_address` (the configured
+        host: bounded). `error_type` is on a call's duration only when it failed, as the conventions say:
+        the two label sets are two histograms in side registries, exported as one family."""
+        genai = ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_response_model",
+                 "server_address"]  # fmt: skip
         self.token_usage = Histogram(
             "gen_ai_client_token_usage", "GenAI semconv: tokens used per run, by type.",
             [*genai, "gen_ai_token_type", "gateway_tenant"], buckets=TOKEN_BUCKETS, registry=r,
         )  # fmt: skip
+        ok, failed = CollectorRegistry(), CollectorRegistry()
+        duration = "GenAI semconv: a run call's duration (a non-streamed create's: it returns at queued)."
         self.operation_duration = Histogram(
-            "gen_ai_client_operation_duration_seconds", "GenAI semconv: run call duration.",
-            [*genai, "error_type", "gateway_tenant"], buckets=DURATION_BUCKETS, registry=r,
+            "gen_ai_client_operation_duration_seconds", duration, [*genai, "gateway_tenant"],
+            buckets=DURATION_BUCKETS, registry=ok,
         )  # fmt: skip
-        self.time_to_first_token = Histogram(
-            "gen_ai_server_time_to_first_token_seconds", "GenAI semconv: time to the first message delta.",
+        self.operation_duration_failed = Histogram(
+            "gen_ai_client_operation_duration_seconds", duration, [*genai, "error_type", "gateway_tenant"],
+            buckets=DURATION_BUCKETS, registry=failed,
+        )  # fmt: skip
+        r.register(_OneFamily(ok, failed))
+        self.time_to_first_chunk = Histogram(
+            "gen_ai_client_operation_time_to_first_chunk_seconds",
+            "GenAI semconv: from sending a streamed run call upstream to the stream's first chunk.",
             [*genai, "gateway_tenant"], buckets=TTFT_BUCKETS, registry=r,
         )  # fmt: skip
+        self.time_per_output_chunk = Histogram(
+            "gen_ai_client_operation_time_per_output_chunk_seconds",
+            "GenAI semconv: a stream's mean time between output chunks (message deltas) after the first.",
+            [*genai, "gateway_tenant"], buckets=CHUNK_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.time_to_first_token = Histogram(
+            "gen_ai_server_time_to_first_token_seconds",
+            "GenAI semconv: time to a completed run's first message delta.",
+            [*genai, "gateway_tenant"], buckets=TTFT_BUCKETS, registry=r,
+        )  # fmt: skip
+
+
+class _OneFamily(Collector):
+    """The metrics of several registries, one family per name: its series may carry different labels."""
+
+    def __init__(self, *registries: CollectorRegistry) -> None:
+        self._registries = registries
+
+    def collect(self) -> Iterable[Metric]:
+        families: dict[str, Metric] = {}
+        for registry in self._registries:
+            for metric in registry.collect():
+                family = families.setdefault(metric.name, Metric(metric.name, metric.documentation, metric.type))
+                family.samples.extend(metric.samples)
+        return families.values()
+
+
+def _budget_gauges(registry: CollectorRegistry, unit: str) -> tuple[Gauge, Gauge]:
+    """A tenant's budgets per period in `unit` (tokens, usd): what is left, and the limit. Every worker's
+    reconciler publishes them from the one shared ledger: the newest reading is right."""
+    mode = _gauge_mode("livemostrecent")
+    left = Gauge(f"gateway_budget_remaining_{unit}", f"What is left of a tenant's budget per period, in {unit}.",
+                 ["tenant", "period"], registry=registry, multiprocess_mode=mode)  # fmt: skip
+    limit = Gauge(f"gateway_budget_limit_{unit}", f"A tenant's budget per period, in {unit}.",
+                  ["tenant", "period"], registry=registry, multiprocess_mode=mode)  # fmt: skip
+    return left, limit
 
 
 def _gauge_mode(mode: Literal["livesum", "livemostrecent"]) -> Literal["all", "livesum", "livemostrecent"]:
@@ -179,127 +246,6 @@ def exposition(metrics: Metrics) -> bytes:
     registry = CollectorRegistry()  # per scrape, as prometheus_client's multiprocess docs do
     MultiProcessCollector(registry, MULTIPROCESS_DIR)
     return generate_latest(registry)
-
-
-class RunMetrics:
-    """The run observer behind the run, token, stream, policy and GenAI metrics."""
-
-    def __init__(self, metrics: Metrics, runtime: RuntimeHolder) -> None:
-        self.m = metrics
-        self._runtime = runtime
-        self._start_series()
-
-    def _start_series(self) -> None:
-        """Each tenant's rare series start at 0, so its first violation of a rule (or first stream cut
-        at drain) shows in increase(): a series born at its first increment shows no increase."""
-        config = self._runtime.current.config
-        for tenant in config.tenants or (PASSTHROUGH,):
-            self.m.drained_streams.labels(tenant)
-            policy = config.policy_for(tenant)
-            if policy is not None:
-                for rule in policy.judged_rules():
-                    self.m.policy_decisions.labels(tenant, "shadow_deny" if policy.is_shadowed(rule) else "deny", rule)
-
-    @property
-    def labels(self) -> Labels:
-        return self._runtime.current.labels
-
-    def run_responded(self, record: RunRecord) -> None:
-        if record.streamed:
-            tenant = self.labels.tenant(record.tenant)
-            self.m.active_streams.labels(tenant).inc()
-            self.m.streams.labels(tenant).inc()
-
-    def run_event(self, record: RunRecord, event: SSEEvent) -> None:
-        self.m.stream_events.labels(event.event if event.event in EVENT_TYPES else OTHER).inc()
-
-    def config_reloaded(self, ok: bool) -> None:
-        self.m.config_reloads.labels("ok" if ok else "error").inc()
-        if ok:  # new tenants, rules
-            self._start_series()
-
-    def budget_read(self, reading: BudgetReading) -> None:
-        usd = reading.unit == "usd"  # in µUSD: the gauges say dollars
-        limit_gauge, remaining_gauge = (
-            (self.m.budget_limit_usd, self.m.budget_remaining_usd) if usd else (self.m.budget_limit, self.m.budget_remaining)
-        )
-        scale = 1e-6 if usd else 1
-        for period, limit in reading.limits.items():
-            limit_gauge.labels(reading.tenant, period).set(limit * scale)
-        for period, remaining in reading.remaining.items():
-            remaining_gauge.labels(reading.tenant, period).set(remaining * scale)
-
-    def state_changed(self, transition: str) -> None:
-        self.m.state_outages.labels(transition).inc()
-
-    def run_finished(self, record: RunRecord) -> None:
-        m, tenant = self.m, self.labels.tenant(record.tenant)
-        if record.refused_by is not None:
-            m.rate_limit_hits.labels(tenant, record.refused_by).inc()
-        if record.streamed and record.upstream_status is not None:
-            m.active_streams.labels(tenant).dec()
-        self._count_decision(record, tenant)
-        if record.forwarded_s is not None:
-            m.overhead.labels(record.route).observe(record.forwarded_s)
-        if record.ttfb_s is not None:
-            m.upstream_ttfb.labels(record.route).observe(record.ttfb_s)
-        kind = _upstream_error_kind(record)
-        if kind is not None:
-            m.upstream_errors.labels(kind).inc()
-        if record.broken:
-            m.broken_streams.labels(tenant).inc()
-        if record.drained:
-            m.drained_streams.labels(tenant).inc()
-        if record.decision == "deny":
-            return
-        requested = self.labels.model(record.requested_model or record.model)
-        response = self.labels.model(record.model)
-        genai = (OPERATION, PROVIDER, requested, response)
-        m.operation_duration.labels(*genai, record.error_type or "", tenant).observe(record.duration_s or 0.0)
-        if record.first_delta_s is not None:
-            m.time_to_first_token.labels(*genai, tenant).observe(record.first_delta_s)
-        if record.usage is not None:
-            for kind, count in (("input", record.usage.prompt_tokens), ("output", record.usage.completion_tokens)):
-                m.token_usage.labels(*genai, kind, tenant).observe(count)
-
-    def run_settled(self, tenant: str, model: str, status: str, usage: Usage | None, cost: int | None) -> None:
-        """Runs, tokens and dollars as the ledger has them: each run once, when it ends, however it was
-        seen to (a call's stream, a poll, a run list, the reconciler); a refused call made no run."""
-        tenant, model = self.labels.tenant(tenant), self.labels.model(model)
-        self.m.runs.labels(tenant, model, status).inc()
-        if usage is not None:
-            for kind, count in (("input", usage.prompt_tokens), ("output", usage.completion_tokens)):
-                self.m.tokens.labels(tenant, model, kind).inc(count)
-            if cost is None:
-                self.m.unpriced_runs.labels(tenant, model).inc()
-            self.m.cost.labels(tenant, model).inc(usd(cost or 0))
-
-    def _count_decision(self, record: RunRecord, tenant: str) -> None:
-        self.m.run_decisions.labels(tenant, record.decision).inc()
-        if record.decision == "none":
-            return
-        count = self.m.policy_decisions.labels
-        for rule in record.violations:
-            count(tenant, "deny", rule).inc()
-        for rule in record.shadowed:
-            count(tenant, "shadow_deny", rule).inc()
-        for param in record.modified:
-            count(tenant, "modify", f"tokens.{param}").inc()
-        if record.decision in ("allow", "modify") and not record.shadowed and not record.modified:
-            count(tenant, "allow", "").inc()
-
-
-def _upstream_error_kind(record: RunRecord) -> str | None:
-    if record.broken:
-        return "stream_broken"
-    kinds = {"upstream_unavailable": "unavailable", "upstream_timeout": "timeout", "error_event": "error_event"}
-    if record.error_type in kinds:
-        return kinds[record.error_type]
-    if record.upstream_status == 429:
-        return "rate_limited"
-    if record.upstream_status is not None and record.upstream_status >= 500:
-        return "server_error"
-    return None
 
 
 def route_label(request: web.Request) -> str:

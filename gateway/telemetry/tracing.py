@@ -44,6 +44,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanProcessor,
 )
+from opentelemetry.semconv.schemas import Schemas
 from opentelemetry.trace import Span, SpanKind, StatusCode, format_trace_id
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
@@ -54,6 +55,10 @@ from gateway.errors import upstream_failure
 from gateway.keys import CALLER, REQUEST_ID, TRACE_ID
 from gateway.runtime.labels import OTHER
 from gateway.telemetry.metrics import path_template, route_label
+
+# The semantic conventions the spans and metrics follow (GenAI's included), pinned: every span's
+# instrumentation scope carries this schema URL, so a backend can translate names across versions.
+SCHEMA_URL = Schemas.V1_44_0.value  # the newest the pinned opentelemetry-semantic-conventions ships
 
 DEFAULT_SERVICE_NAME = "assistants-gateway"
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes would drown the runs
@@ -94,7 +99,7 @@ class Tracing:
         provider = TracerProvider(resource=service_resource(), shutdown_on_exit=False)
         for processor in self._processors():
             provider.add_span_processor(processor)
-        self.tracer = provider.get_tracer("gateway", _version())
+        self.tracer = provider.get_tracer("gateway", _version(), schema_url=SCHEMA_URL)
         yield
         # Flushing may wait on the network (and on a collector served by this very loop): not on the loop.
         await asyncio.get_running_loop().run_in_executor(None, provider.shutdown)

@@ -1,7 +1,7 @@
 """A workload through the gateway that gives every dashboard panel data: four tenants with policies
 (allows, denials, shadow denials, clamps), streamed, polled and tool-calling runs, upstream errors,
 broken streams, error events, failed and incomplete runs, a rejected key and config reloads; token
-budgets (search), a requests-per-minute limit that refuses calls (batch), and an outage of the shared
+and USD budgets (search), a model with no price (analytics), a requests-per-minute limit that refuses calls (batch), and an outage of the shared
 state (Redis) that the gateway counts and recovers from."""
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ def write_config(path: Path, simulator_url: str, redis_url: str) -> None:
                             "tokens_per_minute": 100_000,
                             "tokens_per_day": 1_000_000,
                             "tokens_per_month": 20_000_000,
+                            "usd_per_day": 50,
+                            "usd_per_month": 1000,
                         },
                         "batch": {"requests_per_minute": BATCH_RPM},
                     },
@@ -110,7 +112,8 @@ async def search(gateway: Gateway) -> None:
     client = gateway.async_client(api_key=ENV["SEARCH_KEY"])
     threads = client.beta.threads
     assistant = await client.beta.assistants.create(model="gpt-4o")
-    run = await _stream(threads.create_and_run_stream(assistant_id=assistant.id, thread=HI))
+    cached = {"X-Simulator-Cached-Tokens": "16"}  # prompt caching: a share of the input priced as cached
+    run = await _stream(threads.create_and_run_stream(assistant_id=assistant.id, thread=HI, extra_headers=cached))
     assert run.status == "completed"
     polled = await threads.create_and_run_poll(
         assistant_id=assistant.id, thread=HI, max_completion_tokens=5000, poll_interval_ms=FAST_POLL
@@ -169,6 +172,8 @@ async def analytics(gateway: Gateway) -> None:
     assert again.status == "completed"
     queued = await threads.create_and_run(assistant_id=plain.id, model="gpt-4o-mini", thread=HI)
     assert queued.status == "queued"
+    unpriced = await client.beta.assistants.create(model="house-model-v1")  # no price: counted at $0
+    assert (await _stream(threads.create_and_run_stream(assistant_id=unpriced.id, thread=HI))).status == "completed"
     await client.close()
 
 
@@ -240,6 +245,7 @@ async def state_answers(gateway: Gateway) -> None:
         lambda: (
             _outages(gateway, "down") == _outages(gateway, "up")
             and _sample(gateway, "gateway_budget_remaining_tokens", tenant="search", period="day") is not None
+            and _sample(gateway, "gateway_budget_remaining_usd", tenant="search", period="day") is not None
         ),
     )
 

@@ -85,8 +85,8 @@ def series_labels() -> dict[str, set[str]]:
     for metric in vars(Metrics()).values():
         if isinstance(metric, MetricWrapperBase):
             labels = set(metric._labelnames)
-            for suffix in suffixes[metric._type]:
-                series[metric._name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
+            for suffix in suffixes[metric._type]:  # (a family may be two metrics whose labels differ)
+                series.setdefault(metric._name + suffix, set()).update(labels | ({"le"} if suffix == "_bucket" else set()))
     return series
 
 

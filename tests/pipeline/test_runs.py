@@ -74,7 +74,8 @@ def test_stream_events_fill_the_record():
     assert (record.thread_id, record.run_id, record.assistant_id, record.model) == ("thread_1", "run_1", "asst_1", "gpt-4o")
     assert record.status == "completed"
     assert record.usage == Usage(10, 5, 15, cached_tokens=0)  # the details the API reports are kept
-    assert (record.ttfb_s, record.first_delta_s, record.terminal_s, record.duration_s) == (1.0, 2.0, 3.0, 4.0)
+    assert (record.ttfb_s, record.queued_s, record.first_delta_s, record.last_delta_s) == (1.0, 2.0, 3.0, 4.0)
+    assert (record.terminal_s, record.duration_s) == (5.0, 6.0)
     assert record.events == 6 and record.event_counts["thread.message.delta"] == 2
     assert seen.events[-1] == "done"
 

@@ -11,7 +11,15 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import Gateway
-from tests.support import Samples, both_protocols, reconcile_until_settled, scrape, upstream_usage, value
+from tests.support import (
+    Samples,
+    both_protocols,
+    reconcile_until_settled,
+    run_with_tool_outputs,
+    scrape,
+    upstream_usage,
+    value,
+)
 
 ENV = {"UP": "sk-upstream", "TEAM": "sk-team", "ADMIN": "sk-admin"}
 MESSAGE = {"messages": [{"role": "user", "content": "hi"}]}
@@ -66,13 +74,7 @@ async def test_every_way_of_running_is_counted_once(make_gateway, simulator_stat
     runs.append((never_polled.thread_id, never_polled.id))
 
     tools = (await client.beta.assistants.create(model="gpt-4o", tools=[FN])).id
-    async with client.beta.threads.create_and_run_stream(assistant_id=tools) as stream:
-        paused = await stream.get_final_run()
-    calls = paused.required_action.submit_tool_outputs.tool_calls
-    async with client.beta.threads.runs.submit_tool_outputs_stream(
-        run_id=paused.id, thread_id=paused.thread_id, tool_outputs=[{"tool_call_id": c.id, "output": "sun"} for c in calls]
-    ) as stream:
-        await stream.until_done()
+    paused, _ = await run_with_tool_outputs(client, tools)
     runs.append((paused.thread_id, paused.id))
     with pytest.raises(openai.NotFoundError):  # refused before any run existed: not a run
         await client.beta.threads.create_and_run(assistant_id="asst_nobodys", thread=MESSAGE)

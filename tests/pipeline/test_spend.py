@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from tests.conftest import Gateway
-from tests.support import TEAM_KEY, both_protocols, limited_tenant, scrape
+from tests.support import TEAM_KEY, both_protocols, limited_tenant, run_with_tool_outputs, scrape
 
 ADMIN = "sk-admin"
 FN = {"type": "function", "function": {"name": "get_weather"}}
@@ -62,17 +62,13 @@ async def mixed_workload(client: openai.AsyncOpenAI) -> dict[str, int]:
         cached[(await stream.get_final_run()).id] = CACHED
     polled = await client.beta.threads.create_and_run_poll(assistant_id=assistant, poll_interval_ms=5)
     cached[polled.id] = 0
-    async with client.beta.threads.create_and_run_stream(assistant_id=tools) as stream:
-        paused = await stream.get_final_run()
-    outputs = [{"tool_call_id": c.id, "output": "sun"} for c in paused.required_action.submit_tool_outputs.tool_calls]
-    async with client.beta.threads.runs.submit_tool_outputs_stream(
-        run_id=paused.id, thread_id=paused.thread_id, tool_outputs=outputs
-    ) as stream:
-        assert (await stream.get_final_run()).status == "completed"
+    paused, final = await run_with_tool_outputs(client, tools)
+    assert final.status == "completed"
     cached[paused.id] = 0
     return cached
 
 
+@both_protocols
 async def test_the_ledger_usage_metric_and_audit_agree_with_the_price_table(make_gateway, backend, tmp_path: Path):
     audit = tmp_path / "audit.jsonl"
     gateway = await make_gateway(**priced({}, state=backend, audit={"sink": "file", "path": str(audit)}))
@@ -110,9 +106,14 @@ async def test_the_ledger_usage_metric_and_audit_agree_with_the_price_table(make
 @both_protocols
 async def test_a_usd_budget_admits_exactly_the_runs_whose_worst_case_fits(make_gateway, backend):
     budget = Decimal(4) * WORST_CASE + WORST_CASE / 2  # room for four worst cases and a half
-    gateway = await make_gateway(**priced({"usd_per_day": float(budget / 1_000_000)}, state=backend))
+    # fail_closed: a Redis call that times out on a busy machine must fail the test, not be admitted
+    # against a local fallback's budget (fail_open's way); a generous timeout, so it does not.
+    state = {**backend, "on_failure": "fail_closed", "timeout_s": 5.0} if backend["backend"] == "redis" else backend
+    gateway = await make_gateway(**priced({"usd_per_day": float(budget / 1_000_000)}, state=state))
     client = gateway.async_client(api_key=TEAM_KEY)
     assistant = (await client.beta.assistants.create(model="gpt-4o")).id
+    # the pool's connections opened before the burst (each a first connect under load)
+    await asyncio.gather(*(client.beta.assistants.retrieve(assistant) for _ in range(10)))
     results = await asyncio.gather(
         *(client.beta.threads.create_and_run(assistant_id=assistant) for _ in range(10)), return_exceptions=True
     )

@@ -11,6 +11,7 @@ import aiohttp
 import openai
 import pytest
 
+from gateway.config import ConfigError, parse_config
 from tests.conftest import Gateway
 from tests.support import both_protocols
 
@@ -143,6 +144,28 @@ async def test_a_forgotten_owner_is_denied_even_where_unknown_objects_are_allowe
         await bob.beta.threads.create()
     with pytest.raises(openai.NotFoundError):
         await bob.beta.threads.messages.list(thread.id)
+
+
+async def test_objects_declared_in_a_tenants_config_are_its_own_even_after_forgetting(make_gateway, simulator):
+    headers = {"Authorization": "Bearer sk-any", "OpenAI-Beta": "assistants=v2"}
+    async with aiohttp.ClientSession() as session:  # made before the gateway, behind its back
+        created = await session.post(simulator.make_url("/v1/assistants"), json={"model": "gpt-4o"}, headers=headers)
+        assistant = (await created.json())["id"]
+    gateway = await make_gateway(**two_teams(unknown_objects="allow", owns=[assistant]), state={"max_owned_objects": 3})
+    alice, bob = gateway.async_client(api_key="sk-alice"), gateway.async_client(api_key="sk-bob")
+    for _ in range(4):  # claims dropped from the bounded memory: unknown objects now read as forgotten
+        await bob.beta.threads.create()
+    assert (await bob.beta.threads.create_and_run(assistant_id=assistant)).assistant_id == assistant
+    assert assistant in [a.id async for a in bob.beta.assistants.list()]
+    with pytest.raises(openai.NotFoundError):
+        await alice.beta.assistants.retrieve(assistant)
+
+
+def test_an_object_declared_by_two_tenants_is_a_config_error():
+    raw = two_teams(owns=["asst_1"])
+    raw["tenants"]["alice"]["owns"] = ["asst_1"]
+    with pytest.raises(ConfigError, match="asst_1 is already tenant alice's"):
+        parse_config(raw, env=raw.pop("env"))
 
 
 async def test_creating_pass_through_calls_count_against_the_request_rate(make_gateway, simulator_state):

@@ -21,6 +21,8 @@ TEAMS = {
     "policies": {"strict": {"models": {"allow": ["gpt-4o"]}}},
 }
 MESSAGE = {"messages": [{"role": "user", "content": "hi"}]}
+GENAI = {"gen_ai_operation_name": "invoke_agent", "gen_ai_provider_name": "openai", "gen_ai_request_model": "gpt-4o",
+         "gen_ai_response_model": "gpt-4o", "server_address": "127.0.0.1", "gateway_tenant": "alice"}  # fmt: skip
 
 
 @pytest.fixture
@@ -61,9 +63,7 @@ async def test_counters_match_an_sdk_workload(teams):
     assert value(m, "gateway_runs_total", tenant="alice", model="gpt-4o", status="queued") == 0  # counted when it ends
     for kind, count in usage.items():
         assert value(m, "gateway_tokens_total", tenant="alice", model="gpt-4o", type=kind) == count
-        genai = {"gen_ai_operation_name": "invoke_agent", "gen_ai_provider_name": "openai",
-                 "gen_ai_request_model": "gpt-4o", "gen_ai_response_model": "gpt-4o",
-                 "gen_ai_token_type": kind, "gateway_tenant": "alice"}  # fmt: skip
+        genai = {**GENAI, "gen_ai_token_type": kind}
         assert value(m, "gen_ai_client_token_usage_count", **genai) == 2
         assert value(m, "gen_ai_client_token_usage_sum", **genai) == count
     assert value(m, "gateway_policy_decisions_total", tenant="bob", decision="deny", rule="models.allow") == 1
@@ -71,9 +71,15 @@ async def test_counters_match_an_sdk_workload(teams):
     for event_type in ("thread.message.delta", "thread.run.completed", "thread.created"):
         assert value(m, "gateway_stream_events_total", type=event_type) == deltas[event_type]
     assert value(m, "gateway_active_streams", tenant="alice") == 0
-    ttft = {"gen_ai_operation_name": "invoke_agent", "gen_ai_provider_name": "openai",
-            "gen_ai_request_model": "gpt-4o", "gen_ai_response_model": "gpt-4o", "gateway_tenant": "alice"}  # fmt: skip
-    assert value(m, "gen_ai_server_time_to_first_token_seconds_count", **ttft) == 2
+    assert value(m, "gen_ai_server_time_to_first_token_seconds_count", **GENAI) == 2
+    # The conventions' client view of the upstream: streamed calls only; error_type only on the failed call.
+    assert value(m, "gen_ai_client_operation_time_to_first_chunk_seconds_count", **GENAI) == 2
+    assert value(m, "gen_ai_client_operation_time_per_output_chunk_seconds_count", **GENAI) == 2
+    assert value(m, "gen_ai_client_operation_duration_seconds_count", **GENAI) == 3  # two streams, one create
+    unknown = {**GENAI, "gen_ai_request_model": "unknown", "gen_ai_response_model": "unknown"}  # no run: no model
+    assert value(m, "gen_ai_client_operation_duration_seconds_count", **unknown, error_type="500") == 1
+    assert not [key for key in m if key[0].startswith("gen_ai_") and ("error_type", "") in key[1]]
+    assert value(m, "gateway_runs_started_total", tenant="alice", model="gpt-4o") == 3
     assert value(m, "gateway_overhead_seconds_count", route="create_thread_and_run") == 4  # denied runs never forward
 
 

@@ -119,6 +119,8 @@ async def test_a_streamed_run_is_an_agent_invocation_with_its_milestones(traced,
     assert a["gen_ai.operation.name"] == "invoke_agent" and a["gen_ai.provider.name"] == "openai"
     assert a["gen_ai.agent.id"] == assistant.id
     assert not any(key.startswith("gen_ai.") for key in span.attributes)  # the agent's, not the HTTP server's
+    for each in (span, agent):  # the conventions they follow, pinned and exported
+        assert each.instrumentation_scope.schema_url == "https://opentelemetry.io/schemas/1.44.0"
     upstream_at = agent.attributes
     assert (upstream_at["server.address"], upstream_at["server.port"]) == ("127.0.0.1", gateway.config.upstream.base_url.port)
     assert a["gen_ai.conversation.id"] == run.thread_id
