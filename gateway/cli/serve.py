@@ -94,8 +94,9 @@ def run_gateway(app: Awaitable[web.Application], config: Config) -> None:
 
 
 def gateway_runner(app: web.Application, config: Config, *, handle_signals: bool) -> GatewayRunner:
-    """The runner every gateway process serves `app` on, alone or as one of several workers;
-    `handle_signals`: aiohttp's SIGINT and SIGTERM handlers (a gunicorn worker has its own)."""
+    """The runner every gateway process serves `app` on, alone or as one of several workers, with
+    the collector tuned for serving (`GC_THRESHOLDS`, the start-up heap frozen once `app` has
+    started); `handle_signals`: aiohttp's SIGINT and SIGTERM handlers (a gunicorn worker has its own)."""
     gc.set_threshold(*GC_THRESHOLDS)
     app.on_startup.append(_freeze_heap)  # after every cleanup_ctx has started (they are registered first)
     return GatewayRunner(

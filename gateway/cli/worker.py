@@ -20,7 +20,7 @@ from aiohttp.worker import GunicornUVLoopWebWorker
 
 from gateway.cli.serve import gateway_app, gateway_runner
 from gateway.config import Config
-from gateway.keys import RELOAD_PEERS
+from gateway.keys import RELOAD_WORKERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,7 @@ async def worker_runner(start: WorkerStart, index: int, arbiter_pid: int) -> web
     app = await gateway_app(config, start.config_path, simulator_url=start.simulator_url)
     # POST /admin/reload, answered here: the arbiter sends every worker SIGHUP, so all reload from the file.
     reload_all: Callable[[], None] = partial(os.kill, arbiter_pid, signal.SIGHUP)
-    app[RELOAD_PEERS] = reload_all
+    app[RELOAD_WORKERS] = reload_all
     return gateway_runner(app, config, handle_signals=False)  # the worker's own handlers: SIGTERM drains
 
 
