@@ -33,6 +33,7 @@ def serve_workers(config: Config, *, config_path: Path | None, mock_upstream: bo
         raise RuntimeError("prometheus_client was imported before its multiprocess directory was set")
     metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
     os.environ[METRICS_DIR_ENV] = metrics_dir
+    arbiter = os.getpid()
     simulator = SharedSimulator() if mock_upstream else None
     try:
         from gateway.cli.arbiter import GatewayApplication
@@ -42,9 +43,14 @@ def serve_workers(config: Config, *, config_path: Path | None, mock_upstream: bo
         try:
             GatewayApplication(config, start, metrics_dir).run()
         except SystemExit as stopped:  # the arbiter ends by sys.exit, with its status
+            if os.getpid() != arbiter:
+                # A worker: gunicorn forked it deep inside `run` and ends it by sys.exit, which
+                # unwinds it through this function too. Its status is its own.
+                raise
             return stopped.code if isinstance(stopped.code, int) else int(stopped.code is not None)
         return 0
     finally:
-        if simulator is not None:
-            simulator.stop()  # only now: the workers' draining streams were still reading from it
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        if os.getpid() == arbiter:  # (not in a worker: the directory and the simulator outlive it)
+            if simulator is not None:
+                simulator.stop()  # only now: the workers' draining streams were still reading from it
+            shutil.rmtree(metrics_dir, ignore_errors=True)

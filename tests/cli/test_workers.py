@@ -372,6 +372,25 @@ def test_a_worker_that_dies_stops_the_others(serve_workers):
         os.kill(second, 0)
 
 
+def test_a_worker_asked_to_leave_leaves_the_rest_serving(serve_workers):
+    """gunicorn's SIGTTOU (one worker fewer) and SIGTTIN (one more): neither is a death, and the one
+    that leaves takes nothing shared with it (the metrics directory, the simulator)."""
+    served = serve_workers("--workers", "2", "--mock-upstream")
+    port = int(served.url.rsplit(":", 1)[1])
+    metrics_dir = Path(served.logged("arbiter_started")[0]["metrics_dir"])
+    served.process.send_signal(signal.SIGTTOU)
+    eventually(lambda: len(served.logged("worker_stopped")) == 1)
+    served.process.send_signal(signal.SIGTTIN)
+    eventually(lambda: len(served.worker_pids()) == 3 and listening(port, sockets=2))
+    assert served.process.poll() is None and metrics_dir.is_dir()
+    assert not served.logged("worker_died")
+    for _ in range(6):  # fresh connections: both workers answer, through the one simulator
+        with served.client() as client:
+            assistant = client.beta.assistants.create(model="gpt-4o").id
+            assert client.beta.threads.create_and_run(assistant_id=assistant).status == "queued"
+    assert served.metric("gateway_requests_total", tenant="team") == 12  # every worker's files still read
+
+
 def test_workers_and_the_simulator_leave_with_a_killed_arbiter(serve_workers):
     served = serve_workers("--workers", "2", "--mock-upstream")
     served.process.kill()  # the OOM killer, say: no signal to forward, nothing handled
