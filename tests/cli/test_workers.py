@@ -147,7 +147,8 @@ def serve_workers(tmp_path: Path, redis_server: Any) -> Iterator[Callable[..., S
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "gateway", "serve", "--config", str(path), *flags],
-                cwd=REPO, env={**os.environ, **ENV}, stdout=subprocess.DEVNULL, stderr=log,
+                # TMPDIR: what a killed arbiter leaves behind (its metrics directory) stays in the test's.
+                cwd=REPO, env={**os.environ, **ENV, "TMPDIR": str(tmp_path)}, stdout=subprocess.DEVNULL, stderr=log,
                 start_new_session=True,  # its own process group: teardown can reach every worker
             )  # fmt: skip
         processes.append(process)
