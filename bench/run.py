@@ -33,7 +33,7 @@ from harness import configs, measure, report  # noqa: E402
 from harness.measure import BENCH, REPO, Layout, event_delays, hold_start, read_line  # noqa: E402
 from harness.procs import Proc, boosted, free_port, http_json, http_text, memory, stop_all, wait_port  # noqa: E402
 from harness.profile import analyse  # noqa: E402
-from harness.targets import TARGETS, VARIANTS, Env, Keys, Running, start  # noqa: E402
+from harness.targets import TARGETS, TWO_CORES, VARIANTS, Env, Keys, Running, start  # noqa: E402
 
 VENV = BENCH / ".venv-litellm"
 HOLD_REPLAY = "openai-dotnet__StreamingToolCall"  # a verbatim replay: cheap for the simulator to hold
@@ -188,9 +188,13 @@ class Bench:
     def quiet(self) -> float:
         return self.plan.quiet_wait
 
+    def layout_of(self, name: str) -> Layout:
+        """The two-worker rows pin neither the server nor the load generator (see TWO_CORES)."""
+        return Layout(None, None, self.layout.upstream) if name in TWO_CORES else self.layout
+
     # non-streaming: canned run object from nginx
     def nonstream(self, name: str) -> dict:
-        p, L = self.plan, self.layout
+        p, L = self.plan, self.layout_of(name)
         running = start(name, self.env, self.canned_port, self.canned.pid, "run")
         res: dict = {}
         try:
@@ -228,7 +232,7 @@ class Bench:
 
     # streaming: the simulator
     def stream(self, name: str) -> dict:
-        p, L = self.plan, self.layout
+        p, L = self.plan, self.layout_of(name)
         sim_pid = self.sims[0].pid if len(self.sims) == 1 else None
         running = start(name, self.env, self.sim_port, sim_pid, "stream")
         res: dict = {}
@@ -283,7 +287,7 @@ class Bench:
         return res
 
     def hold(self, running: Running) -> dict:
-        p, L = self.plan, self.layout
+        p, L = self.plan, self.layout_of(running.name)
         log(f"  {running.name}: {p.hold_n} held-open streams")
         time.sleep(1)
         before = memory(running.mem_pid) if running.mem_pid else None

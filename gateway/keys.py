@@ -40,8 +40,8 @@ AUDIT_WRITABLE: web.AppKey[Callable[[], bool]] = web.AppKey("audit_writable")
 READINESS = web.AppKey("readiness", Readiness)
 FAILED_ATTEMPTS = web.AppKey("failed_attempts", FailedAttempts)  # wrong admin / metrics keys, per address
 DRAIN = web.AppKey("drain", DrainDeadline)  # set off on shutdown: streams still open then are cut
-# A worker of `serve --workers N`: asks the parent to reload the other workers too.
-RELOAD_PEERS: web.AppKey[Callable[[], None]] = web.AppKey("reload_peers")
+# A worker of `serve --workers N`: asks the arbiter to reload every worker (this one again: the same file).
+RELOAD_WORKERS: web.AppKey[Callable[[], None]] = web.AppKey("reload_workers")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", Caller)

@@ -78,15 +78,16 @@ def canned_run() -> str:
     return json.dumps(run, separators=(",", ":")).replace("RID", "$request_id")
 
 
-def _nginx_conf(tmp: Path, name: str, servers: str, *, access_log: bool) -> Path:
-    """An nginx.conf in its own folder: one worker, as the gateway runs one process; `servers` inside `http`."""
+def _nginx_conf(tmp: Path, name: str, servers: str, *, access_log: bool, workers: int = 1) -> Path:
+    """An nginx.conf in its own folder: one worker, as the gateway runs one process (or `workers`, as
+    the gateway's `--workers`); `servers` inside `http`."""
     base = tmp / f"nginx-{name}"
     base.mkdir(parents=True, exist_ok=True)
     conf = base / "nginx.conf"
     conf.write_text(f"""
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {workers};
 worker_rlimit_nofile 65536;
 pid {base}/nginx.pid;
 error_log {base}/error.log warn;
@@ -126,9 +127,10 @@ def nginx_canned(tmp: Path, port: int) -> Path:
     }}""")
 
 
-def nginx_proxy(tmp: Path, port: int, upstream_port: int) -> Path:
-    """nginx as a plain reverse proxy: keep-alive upstream pool, no buffering (streams flow)."""
-    return _nginx_conf(tmp, f"proxy-{upstream_port}", access_log=True, servers=f"""
+def nginx_proxy(tmp: Path, port: int, upstream_port: int, workers: int = 1) -> Path:
+    """nginx as a plain reverse proxy: keep-alive upstream pool, no buffering (streams flow); its
+    workers share one listening socket, nginx's default."""
+    return _nginx_conf(tmp, f"proxy-{upstream_port}-w{workers}", access_log=True, workers=workers, servers=f"""
     upstream up {{
         server 127.0.0.1:{upstream_port};
         keepalive 1024;
@@ -153,7 +155,7 @@ ALL_FEATURES = frozenset({"tenants", "policy", "limits", "tracing", "audit"})
 # keeps one trace in ten, as a busy deployment would: OTEL_TRACES_SAMPLER=parentbased_traceidratio),
 # "redis" (state on the redis-server at `redis_url`), "facade" (the Assistants API served on the
 # upstream's Responses API, `upstream.protocol: responses`, with the bench's assistant as a
-# platform-defined one).
+# platform-defined one), "workers2" (`listen.workers: 2`: needs "redis").
 
 
 def gateway_config(
@@ -180,6 +182,7 @@ listen:
   host: 127.0.0.1
   port: {port}
   drain_timeout_s: 5
+  workers: {2 if 'workers2' in features else 1}
 upstream:
   base_url: http://127.0.0.1:{upstream_port}/v1
   protocol: {'responses' if 'facade' in features else 'assistants'}

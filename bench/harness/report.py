@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .measure import REPO
-from .targets import LABELS, TARGETS
+from .targets import LABELS, TARGETS, TWO_CORES
 
 MIB = 1024
 
@@ -376,6 +376,9 @@ def markdown(results: dict) -> str:
         f"- gateway at commit {m['git_commit'][:12]}{' (working tree of gateway/ modified)' if m['gateway_tree_dirty'] else ''}",
         f"- CPU layout (taskset): proxy under test on CPU {m['layout']['target']}; load generator, upstream "
         f"(canned nginx / simulator × {m.get('sim_workers', 1)}) and OTLP sink on CPU {m['layout']['client']}",
+        *([f"- two-worker rows ({', '.join(sorted(TWO_CORES & set(results['targets'])))}): the server and the load "
+           f"generator not pinned, so the server's two processes share both cores with the load generator, the "
+           f"upstream staying on CPU {m['layout']['upstream']}"] if TWO_CORES & set(results["targets"]) else []),
         f"- started {m['started']}, took {m.get('duration_s', 0) / 60:.1f} min",
         "",
         "## Command",

@@ -18,14 +18,21 @@ VARIANTS = {
     "gateway": configs.ALL_FEATURES | {"sampled"},
     "gateway-all-spans": configs.ALL_FEATURES,
     "gateway-redis": configs.ALL_FEATURES | {"sampled", "redis"},
+    "gateway-2w": configs.ALL_FEATURES | {"sampled", "redis", "workers2"},  # several workers need Redis
 }
-TARGETS = ("direct", *VARIANTS, "nginx", "litellm", "bare")
+TARGETS = ("direct", *VARIANTS, "nginx", "nginx-2w", "litellm", "bare")
+# Two worker processes against nginx's `worker_processes 2`: not pinned. This machine has two cores,
+# so the server's two processes share them with the load generator and the upstream (which stays on
+# its core); the scheduler decides who runs where.
+TWO_CORES = frozenset({"gateway-2w", "nginx-2w"})
 LABELS = {
     "direct": "direct (no proxy)",
     "gateway": "gateway (full pipeline, 1 trace in 10 sampled)",
     "gateway-all-spans": "gateway (full pipeline, every span sampled)",
     "gateway-redis": "gateway (full pipeline, Redis state)",
+    "gateway-2w": "gateway, 2 workers (full pipeline, Redis state; both cores shared)",
     "nginx": "nginx reverse proxy",
+    "nginx-2w": "nginx, 2 workers (both cores shared)",
     "litellm": "LiteLLM proxy (pass-through)",
     "bare": "bare aiohttp+uvloop proxy",
 }
@@ -103,6 +110,7 @@ def start(
         return Running(name, f"http://127.0.0.1:{upstream_port}/v1/threads/runs", direct_headers, [], upstream_pid)
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1/threads/runs"
+    cpus = None if name in TWO_CORES else env.layout.target
     if name in VARIANTS:
         features = features if name == "gateway" else frozenset(VARIANTS[name])
         if "redis" in features and env.redis_url:  # each start a clean state, as a fresh process is on memory
@@ -111,14 +119,14 @@ def start(
         config = configs.gateway_config(env.tmp, f"{name}-{tag}", port, upstream_port, audit_dir, env.max_owned, features,
                                         env.redis_url)  # fmt: skip
         proc = Proc("gateway", [sys.executable, "-m", "gateway", "serve", "--config", str(config)], log,
-                    cpus=env.layout.target, env=gateway_env(env, features), cwd=REPO).start()  # fmt: skip
+                    cpus=cpus, env=gateway_env(env, features), cwd=REPO).start()  # fmt: skip
         wait_http(f"http://127.0.0.1:{port}/readyz", 60, proc)
         headers = [f"Authorization: Bearer {env.keys.tenant}", BETA] if "tenants" in features else direct_headers
         return Running(name, url, headers, [proc], proc.pid, port, audit_dir)
-    if name == "nginx":
-        conf = configs.nginx_proxy(env.tmp, port, upstream_port)
+    if name in ("nginx", "nginx-2w"):
+        conf = configs.nginx_proxy(env.tmp, port, upstream_port, workers=2 if name == "nginx-2w" else 1)
         proc = Proc("nginx", ["nginx", "-p", str(conf.parent), "-c", str(conf), "-e", str(conf.parent / "error.log")],
-                    log, cpus=env.layout.target).start()  # fmt: skip
+                    log, cpus=cpus).start()  # fmt: skip
         wait_port(port, 20, proc)
         return Running(name, url, direct_headers, [proc], proc.pid, port)
     if name == "bare":

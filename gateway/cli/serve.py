@@ -71,17 +71,16 @@ final event and settles its run after that; aiohttp's timeout is only the backst
 (which it waits out twice before it cancels). Never 0 either: aiohttp reads 0 as "wait forever"."""
 
 
-def run_gateway(app: Awaitable[web.Application], config: Config, *, reuse_port: bool | None = None) -> None:
-    """Serve until SIGTERM, then drain; `reuse_port` lets several worker processes share the port.
+def run_gateway(app: Awaitable[web.Application], config: Config) -> None:
+    """Serve until SIGTERM, then drain.
 
     What `web.run_app` does, on `GatewayRunner` (run_app's runner is always aiohttp's own, whose
     answer to a request it cannot parse quotes the request). SIGTERM and SIGINT raise
-    `web.GracefulExit` out of the loop (the runner's handlers, or a worker's own: workers.py), then
-    the serving task is cancelled, which drains (`runner.cleanup`) before anything else stops."""
-    gc.set_threshold(*GC_THRESHOLDS)
+    `web.GracefulExit` out of the loop (the runner's handlers), then the serving task is cancelled,
+    which drains (`runner.cleanup`) before anything else stops. (Several workers: gateway/cli/worker.py.)"""
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    serving = loop.create_task(_serve(_with_frozen_heap(app), config, reuse_port))
+    serving = loop.create_task(_serve(app, config))
     try:
         loop.run_until_complete(serving)
     except (web.GracefulExit, KeyboardInterrupt):
@@ -94,10 +93,15 @@ def run_gateway(app: Awaitable[web.Application], config: Config, *, reuse_port: 
         _close(loop)
 
 
-async def _serve(app: Awaitable[web.Application], config: Config, reuse_port: bool | None) -> None:
-    runner = GatewayRunner(
-        await app,
-        handle_signals=True,
+def gateway_runner(app: web.Application, config: Config, *, handle_signals: bool) -> GatewayRunner:
+    """The runner every gateway process serves `app` on, alone or as one of several workers, with
+    the collector tuned for serving (`GC_THRESHOLDS`, the start-up heap frozen once `app` has
+    started); `handle_signals`: aiohttp's SIGINT and SIGTERM handlers (a gunicorn worker has its own)."""
+    gc.set_threshold(*GC_THRESHOLDS)
+    app.on_startup.append(_freeze_heap)  # after every cleanup_ctx has started (they are registered first)
+    return GatewayRunner(
+        app,
+        handle_signals=handle_signals,
         shutdown_timeout=config.listen.drain_timeout_s + DRAIN_GRACE_S,
         # A client that disconnects cancels its handler at once, so an idle upstream stream is
         # closed now rather than at its next chunk; stages clean up in `finally`.
@@ -105,9 +109,13 @@ async def _serve(app: Awaitable[web.Application], config: Config, reuse_port: bo
         access_log=None,
         **SERVER_OPTIONS,
     )
+
+
+async def _serve(app: Awaitable[web.Application], config: Config) -> None:
+    runner = gateway_runner(await app, config, handle_signals=True)
     await runner.setup()
     try:
-        await web.TCPSite(runner, config.listen.host, config.listen.port, reuse_port=reuse_port).start()
+        await web.TCPSite(runner, config.listen.host, config.listen.port).start()
         await asyncio.Event().wait()  # until cancelled by run_gateway
     finally:
         await runner.cleanup()
@@ -121,12 +129,6 @@ def _close(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
     loop.run_until_complete(loop.shutdown_asyncgens())
     loop.close()
-
-
-async def _with_frozen_heap(app: Awaitable[web.Application]) -> web.Application:
-    built = await app
-    built.on_startup.append(_freeze_heap)  # after every cleanup_ctx has started (they are registered first)
-    return built
 
 
 async def _freeze_heap(app: web.Application) -> None:
@@ -145,7 +147,7 @@ def serve_simulator(host: str, port: int, settings: SimulatorSettings) -> None:
 async def gateway_app(
     config: Config, config_path: Path | None, mock_upstream: bool = False, simulator_url: str | None = None
 ) -> web.Application:
-    """`simulator_url`: the simulator a `--mock-upstream --workers N` parent started for its workers."""
+    """`simulator_url`: the one simulator of `--mock-upstream --workers N`, which every worker uses."""
     simulator = await start_simulator() if mock_upstream else None
     override = simulator.url if simulator is not None else simulator_url
     if override is not None:

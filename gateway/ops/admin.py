@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway.config.pricing import usd
 from gateway.errors import InvalidRequest, NotFound
-from gateway.keys import FAILED_ATTEMPTS, RELOAD_PEERS, REQUEST_RUNTIME, RUNTIME, STATE
+from gateway.keys import FAILED_ATTEMPTS, RELOAD_WORKERS, REQUEST_RUNTIME, RUNTIME, STATE
 from gateway.ops.reload import reload_config
 from gateway.runtime.auth import KeyRing
 
@@ -37,8 +37,8 @@ async def admin_reload(request: web.Request) -> web.Response:
             "The new config was refused; the old one keeps serving: " + "; ".join(result.problems),
             code="invalid_config",
         )
-    if RELOAD_PEERS in request.app:  # one worker of several answered: the others reload from the same file
-        request.app[RELOAD_PEERS]()
+    if RELOAD_WORKERS in request.app:  # one worker of several answered: every worker reloads from the same file
+        request.app[RELOAD_WORKERS]()
     return web.json_response({"status": "reloaded", "summary": request.app[RUNTIME].current.config.summary()})
 
 

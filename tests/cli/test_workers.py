@@ -33,7 +33,7 @@ THREAD = {"messages": [{"role": "user", "content": "hi"}]}
 RPM = 5
 BUDGET = 100_000
 T = TypeVar("T")
-STARTUP_S = 60.0  # two interpreters importing everything at once on a loaded 2-core machine
+STARTUP_S = 60.0  # the arbiter importing everything, then two workers starting, on a loaded 2-core machine
 
 
 def gateway_config(redis_url: str, audit_path: Path, port: int, upstream: str | None = None) -> dict[str, Any]:
@@ -147,7 +147,8 @@ def serve_workers(tmp_path: Path, redis_server: Any) -> Iterator[Callable[..., S
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "gateway", "serve", "--config", str(path), *flags],
-                cwd=REPO, env={**os.environ, **ENV}, stdout=subprocess.DEVNULL, stderr=log,
+                # TMPDIR: what a killed arbiter leaves behind (its metrics directory) stays in the test's.
+                cwd=REPO, env={**os.environ, **ENV, "TMPDIR": str(tmp_path)}, stdout=subprocess.DEVNULL, stderr=log,
                 start_new_session=True,  # its own process group: teardown can reach every worker
             )  # fmt: skip
         processes.append(process)
@@ -313,7 +314,8 @@ def test_a_reload_reaches_every_worker(serve_workers):
         assert client.beta.threads.create_and_run(assistant_id=assistant).status == "queued"
 
 
-def test_sigterm_drains_open_streams_then_every_worker_exits(serve_workers):
+@pytest.mark.parametrize("stop", ["sigterm", "ctrl-c"])
+def test_sigterm_drains_open_streams_then_every_worker_exits(serve_workers, stop):
     served = serve_workers("--mock-upstream", workers=2)  # listen.workers from the file
     client = served.client()
     assistant = client.beta.assistants.create(model="gpt-4o").id
@@ -325,14 +327,17 @@ def test_sigterm_drains_open_streams_then_every_worker_exits(serve_workers):
             events.append(event.event)
             if len(events) == 3:
                 assert served.metric("gateway_active_streams", tenant="team") == 1  # whichever worker answers
-                served.process.send_signal(signal.SIGTERM)
+                if stop == "sigterm":
+                    served.process.send_signal(signal.SIGTERM)
+                else:  # the terminal's SIGINT reaches every process, the simulator too: it goes on serving
+                    os.killpg(served.process.pid, signal.SIGINT)
     assert events[-1] == "thread.run.completed"
     assert served.process.wait(timeout=60) == 0
     assert len(served.worker_pids()) == 2
     for pid in served.worker_pids():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    assert not Path(served.logged("workers_started")[0]["metrics_dir"]).exists()
+    assert not Path(served.logged("arbiter_started")[0]["metrics_dir"]).exists()
 
 
 def test_metrics_on_their_own_port_behind_a_key_sum_every_worker(serve_workers):
@@ -366,6 +371,40 @@ def test_a_worker_that_dies_stops_the_others(serve_workers):
     assert [record["pid"] for record in served.logged("worker_died")] == [first]
     with pytest.raises(ProcessLookupError):
         os.kill(second, 0)
+
+
+def test_a_worker_asked_to_leave_leaves_the_rest_serving(serve_workers):
+    """gunicorn's SIGTTOU (one worker fewer) and SIGTTIN (one more): neither is a death, and the one
+    that leaves takes nothing shared with it (the metrics directory, the simulator)."""
+    served = serve_workers("--workers", "2", "--mock-upstream")
+    port = int(served.url.rsplit(":", 1)[1])
+    metrics_dir = Path(served.logged("arbiter_started")[0]["metrics_dir"])
+    served.process.send_signal(signal.SIGTTOU)
+    eventually(lambda: len(served.logged("worker_stopped")) == 1)
+    served.process.send_signal(signal.SIGTTIN)
+    eventually(lambda: len(served.worker_pids()) == 3 and listening(port, sockets=2))
+    assert served.process.poll() is None and metrics_dir.is_dir()
+    assert not served.logged("worker_died")
+    for _ in range(6):  # fresh connections: both workers answer, through the one simulator
+        with served.client() as client:
+            assistant = client.beta.assistants.create(model="gpt-4o").id
+            assert client.beta.threads.create_and_run(assistant_id=assistant).status == "queued"
+    assert served.metric("gateway_requests_total", tenant="team") == 12  # every worker's files still read
+
+
+def test_workers_and_the_simulator_leave_with_a_killed_arbiter(serve_workers):
+    served = serve_workers("--workers", "2", "--mock-upstream")
+    served.process.kill()  # the OOM killer, say: no signal to forward, nothing handled
+    served.process.wait(timeout=10)
+
+    def gone() -> bool:
+        try:
+            os.killpg(served.process.pid, 0)  # (its own session: the workers, the simulator)
+        except ProcessLookupError:
+            return True
+        return False
+
+    eventually(gone, timeout=30)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from gateway.cli.main import main as cli_main
-from gateway.cli.workers import worker_config
+from gateway.cli.worker import worker_config
 from gateway.config import FromEnv, parse_config
 from gateway.config.audit import AuditConfig
 from gateway.telemetry.audit import AuditLog
