@@ -113,6 +113,17 @@ class SteppedClock:
         self.now += seconds
 
 
+async def listed_for_reconciling(gateway: Gateway, run_id: str, timeout_s: float = 5.0) -> None:
+    """Until `run_id` is on the reconciler's list. A call whose client left is recorded as it ends,
+    and its run bound (listed) just after, as its handler unwinds: a test that reconciles at once
+    could find nothing yet."""
+    state, deadline = gateway.app[STATE], time.monotonic() + timeout_s
+    while run_id not in {run.run_id for run in await state.due_runs(time.time() + 86400, 1000)}:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{run_id} was never put on the reconciler's list")
+        await asyncio.sleep(0.01)
+
+
 async def reconcile_until_settled(gateway: Gateway, rounds: int = 40) -> None:
     """Run the reconciler as if time passed between its passes, until nothing is pending. The
     gateway's clock is moved on; the upstream's is not, so a background response the simulator is

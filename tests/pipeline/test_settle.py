@@ -14,6 +14,7 @@ from tests.conftest import Gateway
 from tests.support import (
     Samples,
     both_protocols,
+    listed_for_reconciling,
     reconcile_until_settled,
     run_with_tool_outputs,
     scrape,
@@ -123,20 +124,14 @@ async def test_a_stream_left_before_it_named_its_run_is_still_counted(make_gatew
     await left.close()
     (record,) = await gateway.runs.wait(1)
     assert record.client_gone and record.run_id is not None
+    await listed_for_reconciling(gateway, record.run_id)
     await reconcile_until_settled(gateway)
     rows = await ledger(gateway)
     assert sum(row["runs"] for row in rows) == 1
     assert sum(row["total_tokens"] for row in rows) == upstream_usage(simulator_state, first.data.id, record.run_id)
 
 
-# Behind the facade the run is named in the stream's first chunk, but only kept (so the reconciler can
-# read its usage) once the upstream's `response.created` arrives: a client gone before that leaves it
-# unfound. The facade would have to read the upstream on in a task of its own (the relay's read-on
-# runs its generator, which the handler's cancellation has already ended): not done yet.
-FACADE_GAP = pytest.mark.xfail(strict=True, reason="the facade keeps a run only after response.created")
-
-
-@pytest.mark.parametrize("protocol", ["assistants", pytest.param("responses", marks=FACADE_GAP)])
+@both_protocols
 async def test_a_client_a_write_finds_gone_is_counted_499_and_its_run_still_settled(
     make_gateway, simulator_state, backend, monkeypatch
 ):
@@ -162,6 +157,7 @@ async def test_a_client_a_write_finds_gone_is_counted_499_and_its_run_still_sett
     counted = {dict(labels)["status"]: n for (name, labels), n in (await scrape(gateway)).items()
                if name == "gateway_requests_total" and ("route", "/v1/threads/runs") in labels}  # fmt: skip
     assert counted == {"499": 1}
+    await listed_for_reconciling(gateway, record.run_id)
     await reconcile_until_settled(gateway)
     rows = await ledger(gateway)
     assert sum(row["runs"] for row in rows) == 1

@@ -267,15 +267,25 @@ async def _translated(
 ) -> AsyncGenerator[bytes]:
     """The run's Assistants events, each written as soon as the upstream event that makes it arrives."""
     parser = SSEParser()
+    # The run is named to the client (`start`) only once it is kept with its response: a client that
+    # leaves as soon as it knows the run (the gateway is then cancelled) leaves a run that can be read,
+    # polled and settled. The wait is the upstream's first event.
+    head: bytes | None = events.start()
     try:
-        yield events.start()
         async for chunk in response.content.iter_any():
             known = events.response_id
             out = b"".join(events.feed(event) for event in parser.feed(chunk))
             if known is None and events.response_id is not None:
                 await _keep(call.state, events)  # from here on it can be cancelled, and read if the client leaves
+            if head is not None:
+                if events.response_id is None:
+                    head += out
+                    continue
+                out, head = head + out, None
             if out:
                 yield out
+        if head is not None:  # the upstream never named its response
+            yield head
         if events.status is None and events.response_id is not None:  # stopped short (cancelled?): ask
             status, ended = await client.json(call, "GET", f"/responses/{events.response_id}")
             yield events.ended(ended) if status == 200 else b""
