@@ -37,16 +37,16 @@ async def one_call(state: MemoryState, mode: str, now: float) -> None:
     if mode == "claims":
         await state.claim("team", thread, run)
         return
-    await state.acquire("runs:team", lease, 10**9, 3600)
+    await state.acquire("team", "runs:team", lease, 10**9, 3600)
     await state.reserve(lease, "team", 2000, TokenLimits(per_day=10**12), now)
     await state.claim("team", thread, run)
     await state.bind(lease, PendingRun(run, thread, "team", now, now, "fp_0123456789ab"))
     if mode == "held":
-        await state.hold_for_run(run, ["runs:team"], lease, 600)
+        await state.hold_for_run("team", run, ["runs:team"], lease, 600)
         return
-    await state.release("runs:team", lease)
+    await state.release("team", "runs:team", lease)
     await state.settle(run, "team", "gpt-4o", Usage(100, 20, 120), now, key="fp_0123456789ab", cost=10)
-    await state.release_run(run)
+    await state.release_run("team", run)
 
 
 async def measure(mode: str, calls: int) -> float:

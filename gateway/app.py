@@ -145,6 +145,7 @@ async def _shared_state(app: web.Application) -> AsyncIterator[None]:
         config.on_failure,
         config.max_owned_objects,
         on_outage=app[RECORDER].state_changed,
+        cluster=config.cluster,
     )
     yield
     await app[STATE].close()

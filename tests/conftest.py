@@ -23,7 +23,8 @@ from gateway.simulator import SIMULATOR_STATE, SimulatorSettings, build_simulato
 from tests.support import TEAM_KEY as TEAM_KEY  # re-exported: tests that import these from conftest
 from tests.support import limited_tenant as limited_tenant
 
-pytest_plugins = ["tests.redis_server"]  # the `redis_server` fixture: a real redis-server on a free port
+# `redis_server`: a real redis-server on a free port; `redis_cluster`: a real three-node Redis Cluster.
+pytest_plugins = ["tests.redis_server", "tests.redis_cluster"]
 
 API_KEY = "sk-test-caller"
 
@@ -129,12 +130,15 @@ def simulator_state(simulator: TestServer) -> Any:
     return simulator.app[SIMULATOR_STATE]  # type: ignore[index]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """The `state:` section of a gateway, once for each backend (Redis: a real redis-server)."""
+    """The `state:` section of a gateway, once for each backend (Redis: a real redis-server; Redis
+    Cluster: three real ones)."""
     if request.param == "memory":
         return {"backend": "memory"}
-    return {"backend": "redis", "url": request.getfixturevalue("redis_server").url, "timeout_s": 1.0}
+    if request.param == "redis":
+        return {"backend": "redis", "url": request.getfixturevalue("redis_server").url, "timeout_s": 1.0}
+    return {"backend": "redis", "cluster": True, "url": request.getfixturevalue("redis_cluster").url, "timeout_s": 1.0}
 
 
 @pytest.fixture

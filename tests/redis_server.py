@@ -34,9 +34,10 @@ def _pong(port: int) -> bool:
 
 
 class RedisServer:
-    def __init__(self, executable: str, directory: Path) -> None:
+    def __init__(self, executable: str, directory: Path, options: tuple[str, ...] = ()) -> None:
         self.executable = executable
         self.directory = directory
+        self.options = options  # after the defaults, so they override them (a cluster node's, persistence)
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log = directory / "redis.log"
@@ -60,6 +61,7 @@ class RedisServer:
             "--appendonly", "no",
             "--dir", str(self.directory),
             "--logfile", str(self.log),
+            *self.options,
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + _READY_TIMEOUT_S
@@ -87,7 +89,7 @@ class RedisServer:
         self.process.send_signal(signal.SIGCONT)
 
 
-def _executable() -> str:
+def executable() -> str:
     found = shutil.which("redis-server")
     if found is None:
         if os.environ.get("CI"):
@@ -107,7 +109,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     directory = tmp_path / "redis"
     directory.mkdir()
-    server = RedisServer(_executable(), directory)
+    server = RedisServer(executable(), directory)
     for attempt in range(3):  # the free port can be taken between choosing it and binding it
         try:
             server.start()

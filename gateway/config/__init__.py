@@ -144,6 +144,7 @@ class AdminConfig(_Section):
 class StateConfig(_Section):
     backend: Literal["memory", "redis"] = Field("memory", description="memory: one process; redis: shared")
     url: str | None = Field(None, description="redis://host:port/db, with credentials from ${VAR}")
+    cluster: bool = Field(False, description="url names a node of a Redis Cluster (each tenant's keys share a slot)")
     timeout_s: float = Field(0.25, gt=0, description="longest wait for one Redis call")
     on_failure: Literal["fail_open", "fail_closed"] = Field(
         "fail_open", description="Redis unreachable: admit and count locally, or answer 503"

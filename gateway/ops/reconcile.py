@@ -43,7 +43,7 @@ async def reconcile_once(app: web.Application, now: float | None = None) -> int:
                 settled += 1
                 app[RECORDER].run_settled(RunSettled(run.tenant, "unknown", "unknown", None))
             if counts_runs:
-                await state.release_run(run.run_id)
+                await state.release_run(run.tenant, run.run_id)
             log.warning("run_abandoned", run_id=run.run_id, tenant=run.tenant)
             continue
         found = await _poll(app[SESSION], runtime, state, run, now, counts_runs)
@@ -61,23 +61,23 @@ async def _poll(
     cost, if this settled it); free its concurrency slots (with `counts_runs`) once it has ended, usage or not."""
     authorization = runtime.authenticator.upstream_authorization(run.tenant)
     if authorization is None:  # caller-credential mode: only the abandon rule can settle it
-        await state.touch(run.run_id, now)
+        await state.touch(run.tenant, run.run_id, now)
         return None
     path = f"/threads/{quote(run.thread_id, safe='')}/runs/{quote(run.run_id, safe='')}"
     try:
         status, body, _ = await runtime.upstream.fetch(session, path, authorization, state=state, tenant=run.tenant)
     except GatewayError:
-        await state.touch(run.run_id, now)
+        await state.touch(run.tenant, run.run_id, now)
         return None
     data = json_object(body) if status == 200 else {}
     if counts_runs and next(ending_runs(data), None) is not None:
-        await state.release_run(run.run_id)
+        await state.release_run(run.tenant, run.run_id)
     settled = next(settled_runs(data), None)
     if settled is not None:
         cost = runtime.pricing.cost(settled.model, settled.usage)
         done = await state.settle(run.run_id, run.tenant, settled.model, settled.usage, now, key=run.key, cost=cost or 0)
         return (settled, cost) if done else None
-    await state.touch(run.run_id, now)
+    await state.touch(run.tenant, run.run_id, now)
     return None
 
 
@@ -133,4 +133,5 @@ async def _loop(app: web.Application, stop: asyncio.Event) -> None:
             log.exception("reconcile_failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), app[RUNTIME].current.config.limits.reconcile_interval_s)
+
 

@@ -89,7 +89,7 @@ async def _admit(call: RunCall, limits: TenantLimits, ticket: Ticket) -> None:
         spend = await _worst_case_spend(call, limits) if limits.spends_usd else None
         reservation = Reservation(call.settlement.reservation, tenant, call.reserve_tokens, limits.tokens, spend)
     admission = Admission(
-        time.time(), checks.rates, [(bucket, limit) for bucket, _, limit in checks.leases], ticket.lease,
+        tenant, time.time(), checks.rates, [(bucket, limit) for bucket, _, limit in checks.leases], ticket.lease,
         call.runtime.config.limits.lease_ttl_s, reservation,
     )  # fmt: skip
     admitted = await call.state.admit(admission)
@@ -127,7 +127,7 @@ async def count_request(state: StateStore, limits: TenantLimits, tenant: str, ke
     rates = checks_for(limits, tenant, key, stream=False, creates_run=False).rates
     if not rates:
         return
-    admitted = await state.admit(Admission(time.time(), rates))
+    admitted = await state.admit(Admission(tenant, time.time(), rates))
     for window in admitted.requests:
         ticket.saw_requests(window)
     if not admitted.verdict.ok:
@@ -144,8 +144,8 @@ async def _give_back(call: RunCall, ticket: Ticket) -> None:
     """The call's leases back; the run's slots to the run while it goes on, freed once it has ended."""
     run_id, status = call.record.run_id, call.record.status
     ended = status is not None and status in ENDING_STATUSES
-    end = CallEnd(ticket.lease, ticket.leases, run_id if status is not None else None, ticket.run_slots, ended,
-                  call.runtime.config.limits.run_lease_ttl_s)  # fmt: skip
+    end = CallEnd(call.tenant, ticket.lease, ticket.leases, run_id if status is not None else None,
+                  ticket.run_slots, ended, call.runtime.config.limits.run_lease_ttl_s)  # fmt: skip
     try:
         await call.state.end_call(end)
     except StateUnavailable:

@@ -81,7 +81,7 @@ class Settlement:
                     reason = record.last_error_code or record.incomplete_reason
                     self._recorder.run_settled(RunSettled(self._tenant, model, record.status, record.usage, cost, reason))
             elif self._creates_run and not self._bound:
-                await self._state.cancel(self.reservation)
+                await self._state.cancel(self._tenant, self.reservation)
         except StateUnavailable:
             log.warning("state_unavailable", step="settle", run_id=record.run_id)
 
@@ -102,6 +102,6 @@ async def settle_polled(
             log.warning("state_unavailable", step="settle_polled", run_id=run.run_id)
     for run_id in ending_runs(data) if counts_runs else ():
         try:
-            await state.release_run(run_id)
+            await state.release_run(tenant, run_id)
         except StateUnavailable:
             log.warning("state_unavailable", step="release_run", run_id=run_id)  # it expires (run_lease_ttl_s)

@@ -115,6 +115,7 @@ class Admission:
     minute) each; the concurrency leases, (bucket, limit) each, all under `lease` for `lease_ttl_s`;
     and the reservation. Refused by the first that fails, in that order; then nothing is taken."""
 
+    tenant: str  # whose checks they all are (the shared state keeps a tenant's counters together)
     now: float  # unix time (the windows' clock)
     rates: Sequence[tuple[str, int]] = ()
     leases: Sequence[tuple[str, int]] = ()
@@ -143,6 +144,7 @@ class CallEnd:
     its run (`run_slots`, among `leases`) go to the run while it goes on, or, if it has ended
     (`run_ended`), the run's own slots are released too."""
 
+    tenant: str
     lease: str
     leases: Sequence[str]
     run_id: str | None = None
@@ -172,22 +174,24 @@ class StateStore(Protocol):
 
     # Requests per minute, counted on a sliding window (the previous minute's count weighted by how
     # much of it is still inside the last 60 s, plus this minute's): `admit` with one window.
-    async def hit_requests(self, key: str, per_minute: int) -> Verdict: ...
+    # Every counter, lease and run belongs to a tenant, named first: the shared state keeps a
+    # tenant's together (in Redis Cluster, in one hash slot, so each update is one script).
+    async def hit_requests(self, tenant: str, key: str, per_minute: int) -> Verdict: ...
 
     # Concurrency leases: `lease` is unique per call; a lease not released expires after `ttl_s`
     # (a crashed replica cannot hold slots forever). `acquire`: `admit` with one lease.
-    async def acquire(self, key: str, lease: str, limit: int, ttl_s: float) -> Verdict: ...
+    async def acquire(self, tenant: str, key: str, lease: str, limit: int, ttl_s: float) -> Verdict: ...
 
-    async def release(self, key: str, lease: str) -> None: ...
+    async def release(self, tenant: str, key: str, lease: str) -> None: ...
 
     # A run's slots: a call that ends with its run unfinished hands its lease in each of `keys` to the
     # run (a lease named `run_id`, no limit checked, expiring after `ttl_s`; a key the call held no
     # lease in is held all the same: submit_tool_outputs holds no slot of its own). `release_run` frees
     # them wherever the run is seen finished, and a released run is never held again (a poll can see
     # it finished before the call that made it has ended).
-    async def hold_for_run(self, run_id: str, keys: Sequence[str], lease: str, ttl_s: float) -> None: ...
+    async def hold_for_run(self, tenant: str, run_id: str, keys: Sequence[str], lease: str, ttl_s: float) -> None: ...
 
-    async def release_run(self, run_id: str) -> None: ...
+    async def release_run(self, tenant: str, run_id: str) -> None: ...
 
     # A call's end, in one step: its leases back, its run's slots handed over or released (see CallEnd).
     async def end_call(self, end: CallEnd) -> None: ...
@@ -209,17 +213,17 @@ class StateStore(Protocol):
         self, run_id: str, tenant: str, model: str, usage: Usage | None, now: float, *, key: str = NO_KEY, cost: int = 0
     ) -> bool: ...
 
-    async def cancel(self, reservation: str) -> None: ...
+    async def cancel(self, tenant: str, reservation: str) -> None: ...
 
     async def tokens_remaining(self, tenant: str, limits: TokenLimits, now: float) -> dict[str, int]: ...
 
-    # µUSD spent (and reserved) by `owner` (a tenant, or `tenant:key`) in the UTC day and month of `now`.
-    async def usd_spent(self, owner: str, now: float) -> tuple[int, int]: ...
+    # µUSD spent (and reserved) by `tenant` (with `key`: by that key of it) in the UTC day and month of `now`.
+    async def usd_spent(self, tenant: str, now: float, key: str | None = None) -> tuple[int, int]: ...
 
     # The reconciler's list: runs not settled whose last look is older than `before`, oldest first.
     async def due_runs(self, before: float, limit: int) -> list[PendingRun]: ...
 
-    async def touch(self, run_id: str, now: float) -> None: ...
+    async def touch(self, tenant: str, run_id: str, now: float) -> None: ...
 
     # The ledger behind GET /admin/usage.
     async def usage(self, tenant: str | None, since_day: str) -> list[UsageRow]: ...
@@ -248,36 +252,36 @@ class Shortcuts:
     async def admit(self, admission: Admission) -> Admitted:
         raise NotImplementedError
 
-    async def hold_for_run(self, run_id: str, keys: Sequence[str], lease: str, ttl_s: float) -> None:
+    async def hold_for_run(self, tenant: str, run_id: str, keys: Sequence[str], lease: str, ttl_s: float) -> None:
         raise NotImplementedError
 
-    async def release_run(self, run_id: str) -> None:
+    async def release_run(self, tenant: str, run_id: str) -> None:
         raise NotImplementedError
 
-    async def release(self, key: str, lease: str) -> None:
+    async def release(self, tenant: str, key: str, lease: str) -> None:
         raise NotImplementedError
 
     async def end_call(self, end: CallEnd) -> None:
         held = list(end.leases)
         if end.run_id is not None and end.run_slots:
             if end.run_ended:
-                await self.release_run(end.run_id)  # a slot it held since an earlier call (tool outputs)
+                await self.release_run(end.tenant, end.run_id)  # a slot it held since an earlier call (tool outputs)
             else:
-                await self.hold_for_run(end.run_id, end.run_slots, end.lease, end.run_ttl_s)
+                await self.hold_for_run(end.tenant, end.run_id, end.run_slots, end.lease, end.run_ttl_s)
                 held = [bucket for bucket in held if bucket not in end.run_slots]
         for bucket in held:
-            await self.release(bucket, end.lease)
+            await self.release(end.tenant, bucket, end.lease)
 
-    async def hit_requests(self, key: str, per_minute: int) -> Verdict:
-        admitted = await self.admit(Admission(time.time(), rates=[(key, per_minute)]))
+    async def hit_requests(self, tenant: str, key: str, per_minute: int) -> Verdict:
+        admitted = await self.admit(Admission(tenant, time.time(), rates=[(key, per_minute)]))
         return replace(admitted.verdict, window=admitted.requests[0])
 
-    async def acquire(self, key: str, lease: str, limit: int, ttl_s: float) -> Verdict:
-        admitted = await self.admit(Admission(time.time(), leases=[(key, limit)], lease=lease, lease_ttl_s=ttl_s))
+    async def acquire(self, tenant: str, key: str, lease: str, limit: int, ttl_s: float) -> Verdict:
+        admitted = await self.admit(Admission(tenant, time.time(), leases=[(key, limit)], lease=lease, lease_ttl_s=ttl_s))
         return replace(admitted.verdict, window=admitted.leases[0])
 
     async def reserve(
         self, reservation: str, tenant: str, amount: int, limits: TokenLimits, now: float, spend: Spend | None = None
     ) -> Verdict:
-        admitted = await self.admit(Admission(now, reservation=Reservation(reservation, tenant, amount, limits, spend)))
+        admitted = await self.admit(Admission(tenant, now, reservation=Reservation(reservation, tenant, amount, limits, spend)))
         return admitted.verdict

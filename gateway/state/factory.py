@@ -16,6 +16,7 @@ def open_state(
     on_failure: Literal["fail_open", "fail_closed"],
     max_owned_objects: int,
     on_outage: Callable[[str], None] | None = None,
+    cluster: bool = False,
 ) -> StateStore:
     """memory → `MemoryState`; redis → `ResilientState(RedisState, MemoryState)` with `on_failure` as
     its mode. Nothing connects yet: the first call does (and a Redis down at start is an outage like
@@ -29,7 +30,7 @@ def open_state(
         from gateway.state.resilient import ResilientState
 
         return ResilientState(
-            RedisState(url, timeout_s=timeout_s, max_owned_objects=max_owned_objects),
+            RedisState(url, timeout_s=timeout_s, max_owned_objects=max_owned_objects, cluster=cluster),
             MemoryState(max_owned_objects),
             on_failure,
             on_outage,

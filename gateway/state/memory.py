@@ -145,10 +145,10 @@ class MemoryState(Shortcuts):
             windows.append(Window(limit, max(0, limit - taken), 0.0))
         return windows, None
 
-    async def release(self, key: str, lease: str) -> None:
+    async def release(self, tenant: str, key: str, lease: str) -> None:
         self._drop(key, lease)
 
-    async def hold_for_run(self, run_id: str, keys: Sequence[str], lease: str, ttl_s: float) -> None:
+    async def hold_for_run(self, tenant: str, run_id: str, keys: Sequence[str], lease: str, ttl_s: float) -> None:
         now = self._monotonic()
         released = self._released.get(run_id, now) > now
         for key in keys:
@@ -159,7 +159,7 @@ class MemoryState(Shortcuts):
             self._run_slots[run_id] = tuple(dict.fromkeys((*self._run_slots.get(run_id, ()), *keys)))
             self._bound(self._run_slots)
 
-    async def release_run(self, run_id: str) -> None:
+    async def release_run(self, tenant: str, run_id: str) -> None:
         for key in self._run_slots.pop(run_id, ()):
             self._drop(key, run_id)
         self._released[run_id] = self._monotonic() + RELEASED_TTL_S
@@ -260,7 +260,7 @@ class MemoryState(Shortcuts):
             row[4] += cost
         return True
 
-    async def cancel(self, reservation: str) -> None:
+    async def cancel(self, tenant: str, reservation: str) -> None:
         self._give_back(reservation)
 
     async def tokens_remaining(self, tenant: str, limits: TokenLimits, now: float) -> dict[str, int]:
@@ -271,9 +271,9 @@ class MemoryState(Shortcuts):
                 remaining[bucket.name] = max(0, limit - int(self._used(bucket.key)))
         return remaining
 
-    async def usd_spent(self, owner: str, now: float) -> tuple[int, int]:
+    async def usd_spent(self, tenant: str, now: float, key: str | None = None) -> tuple[int, int]:
         self._tick(now)
-        day, month = usd_buckets(owner, now)
+        day, month = usd_buckets(tenant if key is None else key_owner(tenant, key), now)
         return int(self._used(day.key)), int(self._used(month.key))
 
     # The reconciler's list.
@@ -282,7 +282,7 @@ class MemoryState(Shortcuts):
         due = (p.run for p in self._pending.values() if p.run.checked_at < before)
         return heapq.nsmallest(limit, due, key=lambda run: run.checked_at)
 
-    async def touch(self, run_id: str, now: float) -> None:
+    async def touch(self, tenant: str, run_id: str, now: float) -> None:
         self._tick(now)
         pending = self._pending.get(run_id)
         if pending is not None:

@@ -5,25 +5,26 @@ Every Redis failure or timeout surfaces as `StateUnavailable`; no call waits lon
 `timeout_s` per round trip (and `2 × timeout_s` in all), and redis-py's own retries are reduced to
 one immediate reconnect (a pooled connection Redis closed while restarting).
 
-The key layout and the scripts are in `redis_scripts`; the scripts need a standalone Redis (or one
-shard), see there.
+The key layout and the scripts are in `redis_scripts`. Every script touches the keys of one hash
+slot (a tenant's, or the ownership index's), so the same code runs on a standalone Redis and on a
+Redis Cluster (`cluster=True`); there a run's claim and its bind, which live in two slots, are two
+scripts sent at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import cast
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.domain import TokenLimits, Usage
 from gateway.state import (
@@ -39,13 +40,14 @@ from gateway.state import (
     UsageRow,
 )
 from gateway.state import redis_scripts as lua
-from gateway.state.redis_replies import admitted_from, reserve_args, reserved_buckets
+from gateway.state.redis_replies import admitted_from, ledger_rows, reserve_args, reserved_buckets
 from gateway.state.semantics import (
     LEDGER_DAYS,
     PENDING_TTL_S,
     RATE_TTL_S,
     RELEASED_TTL_S,
     SETTLED_TTL_S,
+    key_owner,
     limit_values,
     rate_keys,
     token_buckets,
@@ -54,8 +56,7 @@ from gateway.state.semantics import (
 )
 
 OWNERSHIP_TTL_S = 30 * 86400
-_ERRORS = (RedisError, OSError, TimeoutError)
-_METRICS = ("runs", "prompt", "completion", "total", "cost")
+_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 
 
 def _num(value: float) -> str:
@@ -74,21 +75,33 @@ class RedisState(Shortcuts):
         prefix: str = "gw:",
         max_connections: int = 128,
         ownership_ttl_s: int = OWNERSHIP_TTL_S,
+        cluster: bool = False,
     ) -> None:
         self._prefix = prefix
+        self._own = prefix + "{own}:"  # the ownership index: one slot, since one script reads several objects
         self._deadline_s = 2 * timeout_s
         self._max_owned = max_owned_objects or 0
         self._ownership_ttl_s = ownership_ttl_s
-        self._pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout_s,  # wait for a free pooled connection at most this long
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-            decode_responses=True,
-        )
-        self._redis = Redis(connection_pool=self._pool)
+        self._cluster = cluster
+        self._registered: set[str] = set()  # tenants this process has put on the tenants list
+        self._redis: Redis | RedisCluster
+        if cluster:
+            # Connections are per node (`max_connections` each). The cluster client keeps its own retries
+            # (it re-reads the topology between them); `_call`'s deadline bounds them. A node down
+            # leaves its slots unserved: the other tenants' calls go on (not `require_full_coverage`).
+            self._redis = RedisCluster.from_url(
+                url, max_connections=max_connections, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                decode_responses=True, require_full_coverage=False,
+            )  # fmt: skip
+        else:
+            retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+            self._redis = Redis(
+                connection_pool=BlockingConnectionPool.from_url(
+                    url, max_connections=max_connections,
+                    timeout=timeout_s,  # wait for a free pooled connection at most this long
+                    socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=retry, decode_responses=True,
+                )  # fmt: skip
+            )
         script = self._redis.register_script
         self._claim_and_bind = script(lua.CLAIM_AND_BIND)
         self._owners = script(lua.OWNERS)
@@ -105,12 +118,26 @@ class RedisState(Shortcuts):
     async def _call(self) -> AsyncIterator[None]:
         try:
             async with asyncio.timeout(self._deadline_s):
+                if isinstance(self._redis, RedisCluster):
+                    # Learn the topology under redis-py's lock first (a no-op once known): left to the
+                    # commands, calls in flight together broke each other's connections (redis-py 8.1).
+                    await self._redis.initialize()
                 yield
         except _ERRORS as exc:
             raise StateUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
 
-    def _key(self, *parts: str) -> str:
-        return self._prefix + ":".join(parts)
+    def _of(self, tenant: str) -> str:
+        """Where `tenant`'s keys start: its name is their hash tag, so a cluster keeps them in one slot."""
+        return f"{self._prefix}{{{tenant or '-'}}}:"
+
+    async def _register(self, tenant: str) -> None:
+        """Put `tenant` on the list the reconciler and the ledger walk (once per process: a set add)."""
+        if tenant not in self._registered:
+            await self._redis.sadd(self._prefix + "tenants", tenant)
+            self._registered.add(tenant)
+
+    async def _tenants(self) -> list[str]:
+        return sorted(cast(set[str], await self._redis.smembers(self._prefix + "tenants")))
 
     # Ownership.
     async def owners(self, object_ids: Sequence[str]) -> list[str | None]:
@@ -118,7 +145,7 @@ class RedisState(Shortcuts):
             return []
         async with self._call():
             found = await self._owners(
-                keys=[self._key("own:forgot"), self._key("own:t:idx"), *(self._key("own:t", i) for i in object_ids)],
+                keys=[self._own + "forgot", self._own + "t:idx", *(self._own + "t:" + i for i in object_ids)],
                 args=[self._ownership_ttl_s, self._max_owned, FORGOTTEN],
             )
         return [owner or None for owner in found]
@@ -126,30 +153,37 @@ class RedisState(Shortcuts):
     async def claim(
         self, tenant: str, object_id: str | None, run_id: str | None = None, bind: Binding | None = None
     ) -> None:
-        keys = [self._key("own:forgot")]
+        keys = [self._own + "forgot"]
         if object_id is not None:
-            keys += [self._key("own:t", object_id), self._key("own:t:idx")]
+            keys += [self._own + "t:" + object_id, self._own + "t:idx"]
         if run_id is not None:
-            keys += [self._key("own:r", run_id), self._key("own:r:idx")]
+            keys += [self._own + "r:" + run_id, self._own + "r:idx"]
         if len(keys) == 1 and bind is None:
             return
-        bind_keys, bind_args = self._binding(*bind) if bind is not None else ([], [])
+        claim_args: list[str | int] = [len(keys), tenant, self._ownership_ttl_s, self._max_owned]
         async with self._call():
-            await self._claim_and_bind(
-                keys=[*keys, *bind_keys], args=[len(keys), tenant, self._ownership_ttl_s, self._max_owned, *bind_args]
-            )
+            if bind is None:
+                await self._claim_and_bind(keys=keys, args=claim_args)
+                return
+            bind_keys, bind_args = self._binding(*bind)
+            await self._register(bind[1].tenant)
+            if self._cluster:  # two slots: the claim's and the run's tenant's, at once
+                await asyncio.gather(self._claim_and_bind(keys=keys, args=claim_args), self._bind(keys=bind_keys, args=bind_args))
+            else:
+                await self._claim_and_bind(keys=[*keys, *bind_keys], args=[*claim_args, *bind_args])
 
     # Admission, in one script: request windows, leases, reservation (see redis_scripts.ADMIT).
     async def admit(self, admission: Admission) -> Admitted:
         now, wanted = admission.now, admission.reservation
         checked = reserved_buckets(wanted, now)
+        of = self._of(admission.tenant)
         async with self._call():
             out = await self._admit(
                 keys=[
-                    self._key("resv", wanted.reservation if wanted is not None else "-"),
-                    *(self._prefix + key for bucket, _ in admission.rates for key in rate_keys(bucket, now)),
-                    *(self._key("lease", bucket) for bucket, _ in admission.leases),
-                    *(self._prefix + bucket.key for bucket, _ in checked),
+                    of + "resv:" + (wanted.reservation if wanted is not None else "-"),
+                    *(of + key for bucket, _ in admission.rates for key in rate_keys(bucket, now)),
+                    *(of + "lease:" + bucket for bucket, _ in admission.leases),
+                    *(of + bucket.key for bucket, _ in checked),
                 ],
                 args=[
                     _num(now), len(admission.rates), len(admission.leases), len(checked), admission.lease,
@@ -160,23 +194,26 @@ class RedisState(Shortcuts):
             )  # fmt: skip
         return admitted_from(admission, [int(v) for v in out], checked)
 
-    async def release(self, key: str, lease: str) -> None:
+    async def release(self, tenant: str, key: str, lease: str) -> None:
         async with self._call():
-            await self._redis.zrem(self._key("lease", key), lease)
+            await self._redis.zrem(self._of(tenant) + "lease:" + key, lease)
 
-    async def hold_for_run(self, run_id: str, keys: Sequence[str], lease: str, ttl_s: float) -> None:
+    async def hold_for_run(self, tenant: str, run_id: str, keys: Sequence[str], lease: str, ttl_s: float) -> None:
+        of = self._of(tenant)
         async with self._call():
             await self._hold_for_run(
-                keys=[self._key("slots", run_id), self._key("slots", run_id, "released"),
-                      *(self._key("lease", key) for key in keys)],
+                keys=[*self._slots(of, run_id), *(of + "lease:" + key for key in keys)],
                 args=[run_id, lease, max(1, math.ceil(ttl_s * 1000))],
-            )  # fmt: skip
-
-    async def release_run(self, run_id: str) -> None:
-        async with self._call():
-            await self._release_run(
-                keys=[self._key("slots", run_id), self._key("slots", run_id, "released")], args=[run_id, RELEASED_TTL_S]
             )
+
+    async def release_run(self, tenant: str, run_id: str) -> None:
+        async with self._call():
+            await self._release_run(keys=self._slots(self._of(tenant), run_id), args=[run_id, RELEASED_TTL_S])
+
+    @staticmethod
+    def _slots(of: str, run_id: str) -> list[str]:
+        """A run's slots, and its mark of having released them."""
+        return [f"{of}slots:{run_id}", f"{of}slots:{run_id}:released"]
 
     async def end_call(self, end: CallEnd) -> None:
         mode = 0 if end.run_id is None or not end.run_slots else (1 if end.run_ended else 2)
@@ -185,10 +222,10 @@ class RedisState(Shortcuts):
         run_id = end.run_id or "-"
         if mode == 0 and not others:
             return
+        of = self._of(end.tenant)
         async with self._call():
             await self._end_call(
-                keys=[self._key("slots", run_id), self._key("slots", run_id, "released"),
-                      *(self._key("lease", bucket) for bucket in [*run_sets, *others])],
+                keys=[*self._slots(of, run_id), *(of + "lease:" + bucket for bucket in [*run_sets, *others])],
                 args=[mode, run_id, end.lease, max(1, math.ceil(end.run_ttl_s * 1000)), RELEASED_TTL_S, len(run_sets)],
             )  # fmt: skip
 
@@ -196,12 +233,13 @@ class RedisState(Shortcuts):
     async def bind(self, reservation: str, run: PendingRun) -> None:
         keys, args = self._binding(reservation, run)
         async with self._call():
+            await self._register(run.tenant)
             await self._bind(keys=keys, args=args)
 
     def _binding(self, reservation: str, run: PendingRun) -> tuple[list[str], list[str | int]]:
         """BIND's KEYS and ARGV."""
-        keys = [self._key("resv", reservation), self._key("run", run.run_id), self._key("pending"),
-                self._key("settled", run.run_id)]  # fmt: skip
+        of = self._of(run.tenant)
+        keys = [of + "resv:" + reservation, of + "run:" + run.run_id, of + "pending", of + "settled:" + run.run_id]
         args: list[str | int] = [
             run.run_id, run.thread_id, run.tenant, _num(run.created_at), _num(run.checked_at), PENDING_TTL_S,
             reservation, _num(run.checked_at - PENDING_TTL_S), run.key,
@@ -215,15 +253,17 @@ class RedisState(Shortcuts):
         buckets = token_buckets(tenant, now)
         usd_day, usd_month = usd_buckets("", now)  # the names of now's day and month (owners are the script's)
         counts = (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) if usage else (0, 0, 0)
+        of = self._of(tenant)
         async with self._call():
+            await self._register(tenant)
             settled = await self._settle(
                 keys=[
-                    self._key("settled", run_id),
-                    self._key("run", run_id),
-                    self._key("pending"),
-                    self._key("ledger", day),
-                    self._key("ledger:days"),
-                    *(self._prefix + b.key for b in buckets),
+                    of + "settled:" + run_id,
+                    of + "run:" + run_id,
+                    of + "pending",
+                    of + "ledger:" + day,
+                    of + "ledger:days",
+                    *(of + b.key for b in buckets),
                 ],
                 args=[
                     run_id,
@@ -238,18 +278,18 @@ class RedisState(Shortcuts):
                     key,
                     max(0, cost),
                     *(b.ttl_s for b in buckets),
-                    self._key("resv", ""),
-                    self._key("usdd", ""),
-                    self._key("usdmo", ""),
+                    of + "resv:",
+                    of + "usdd:",
+                    of + "usdmo:",
                     usd_day.key.rpartition(":")[2],
                     usd_month.key.rpartition(":")[2],
                 ],
             )
         return bool(settled)
 
-    async def cancel(self, reservation: str) -> None:
+    async def cancel(self, tenant: str, reservation: str) -> None:
         async with self._call():
-            await self._cancel(keys=[self._key("resv", reservation)])
+            await self._cancel(keys=[self._of(tenant) + "resv:" + reservation])
 
     async def tokens_remaining(self, tenant: str, limits: TokenLimits, now: float) -> dict[str, int]:
         configured = [
@@ -260,90 +300,90 @@ class RedisState(Shortcuts):
         if not configured:
             return {}
         async with self._call():
-            used = await self._redis.mget([self._prefix + bucket.key for bucket, _ in configured])
+            used = await self._redis.mget([self._of(tenant) + bucket.key for bucket, _ in configured])
         return {
             bucket.name: max(0, limit - int(spent or 0))
             for (bucket, limit), spent in zip(configured, used, strict=True)
         }
 
-    async def usd_spent(self, owner: str, now: float) -> tuple[int, int]:
-        day, month = usd_buckets(owner, now)
+    async def usd_spent(self, tenant: str, now: float, key: str | None = None) -> tuple[int, int]:
+        day, month = usd_buckets(tenant if key is None else key_owner(tenant, key), now)
+        of = self._of(tenant)
         async with self._call():
-            spent = await self._redis.mget([self._prefix + day.key, self._prefix + month.key])
+            spent = await self._redis.mget([of + day.key, of + month.key])
         return int(spent[0] or 0), int(spent[1] or 0)
 
-    # The reconciler's list.
+    # The reconciler's list: each tenant's pending runs, oldest first across them.
     async def due_runs(self, before: float, limit: int) -> list[PendingRun]:
         runs: list[PendingRun] = []
-        pending = self._key("pending")
         async with self._call():
-            offset = 0
-            while len(runs) < limit:
-                want = limit - len(runs)
-                ids = cast(
-                    list[str],
-                    await self._redis.zrangebyscore(pending, "-inf", f"({_num(before)}", start=offset, num=want),
-                )
-                if not ids:
-                    break
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for run_id in ids:
-                        pipe.hmget(self._key("run", run_id), "thread", "tenant", "created", "checked", "key")
-                    found: list[list[str | None]] = await pipe.execute()
-                gone = []
-                for run_id, (thread, tenant, created, checked, key) in zip(ids, found, strict=True):
-                    if thread is None or tenant is None or created is None or checked is None:
-                        gone.append(run_id)  # its hash expired: given up on
-                    else:
-                        runs.append(PendingRun(run_id, thread, tenant, float(created), float(checked), key or NO_KEY))
-                if gone:
-                    await self._redis.zrem(pending, *gone)
-                offset += len(ids) - len(gone)
-                if len(ids) < want:
-                    break
+            for tenant in await self._tenants():
+                runs += await self._due_runs_of(self._of(tenant), before, limit)
+        return sorted(runs, key=lambda run: run.checked_at)[:limit]
+
+    async def _due_runs_of(self, of: str, before: float, limit: int) -> list[PendingRun]:
+        runs: list[PendingRun] = []
+        offset = 0
+        while len(runs) < limit:
+            want = limit - len(runs)
+            ids = cast(
+                list[str],
+                await self._redis.zrangebyscore(of + "pending", "-inf", f"({_num(before)}", start=offset, num=want),
+            )
+            if not ids:
+                break
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for run_id in ids:
+                    pipe.hmget(of + "run:" + run_id, "thread", "tenant", "created", "checked", "key")
+                found: list[list[str | None]] = await pipe.execute()
+            gone = []
+            for run_id, (thread, tenant, created, checked, key) in zip(ids, found, strict=True):
+                if thread is None or tenant is None or created is None or checked is None:
+                    gone.append(run_id)  # its hash expired: given up on
+                else:
+                    runs.append(PendingRun(run_id, thread, tenant, float(created), float(checked), key or NO_KEY))
+            if gone:
+                await self._redis.zrem(of + "pending", *gone)
+            offset += len(ids) - len(gone)
+            if len(ids) < want:
+                break
         return runs
 
-    async def touch(self, run_id: str, now: float) -> None:
+    async def touch(self, tenant: str, run_id: str, now: float) -> None:
+        of = self._of(tenant)
         async with self._call():
-            await self._touch(keys=[self._key("run", run_id), self._key("pending")], args=[run_id, _num(now)])
+            await self._touch(keys=[of + "run:" + run_id, of + "pending"], args=[run_id, _num(now)])
 
-    # The ledger.
+    # The ledger: each tenant's days (and the days written before the ledger was kept per tenant).
     async def usage(self, tenant: str | None, since_day: str) -> list[UsageRow]:
+        tables: list[tuple[str, dict[str, str]]] = []
         async with self._call():
-            days = cast(list[str], await self._redis.zrangebylex(self._key("ledger:days"), f"[{since_day}", "+"))
-            if not days:
-                return []
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for day in days:
-                    pipe.hgetall(self._key("ledger", day))
-                tables: list[dict[str, str]] = await pipe.execute()
-        counts: dict[tuple[str, str, str, str], dict[str, int]] = {}
-        for day, table in zip(days, tables, strict=True):
-            for field, value in table.items():
-                try:
-                    parts = json.loads(field)
-                    row_tenant, key, model, metric = parts if len(parts) == 4 else (parts[0], NO_KEY, *parts[1:])
-                except (ValueError, TypeError):
-                    continue
-                if tenant is None or row_tenant == tenant:
-                    row = counts.setdefault((day, row_tenant, key, model), {})
-                    row[metric] = row.get(metric, 0) + int(value)
-        return [
-            UsageRow(row_tenant, key, model, day, *(values.get(metric, 0) for metric in _METRICS))
-            for (day, row_tenant, key, model), values in sorted(counts.items(), key=lambda item: item[0])
-        ]
+            tenants = [tenant] if tenant is not None else await self._tenants()
+            for where in [self._prefix, *(self._of(t) for t in tenants)]:
+                tables += await self._ledger_days(where, since_day)
+        return ledger_rows(tables, tenant)
+
+    async def _ledger_days(self, where: str, since_day: str) -> list[tuple[str, dict[str, str]]]:
+        days = cast(list[str], await self._redis.zrangebylex(where + "ledger:days", f"[{since_day}", "+"))
+        if not days:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for day in days:
+                pipe.hgetall(where + "ledger:" + day)
+            tables: list[dict[str, str]] = await pipe.execute()
+        return list(zip(days, tables, strict=True))
 
     async def put_record(self, kind: str, object_id: str, data: bytes, ttl_s: float) -> None:
         async with self._call():
-            await self._redis.set(self._key("rec", kind, object_id), data, px=max(int(ttl_s * 1000), 1))
+            await self._redis.set(self._prefix + f"rec:{kind}:{object_id}", data, px=max(int(ttl_s * 1000), 1))
 
     async def get_record(self, kind: str, object_id: str) -> bytes | None:
         async with self._call():
-            found = await self._redis.get(self._key("rec", kind, object_id))
+            found = await self._redis.get(self._prefix + f"rec:{kind}:{object_id}")
         return found if isinstance(found, bytes) else (found.encode() if isinstance(found, str) else None)
 
     async def add_to_list(self, kind: str, key: str, member: str, ttl_s: float) -> None:
-        name = self._key("list", kind, key)
+        name = self._prefix + f"list:{kind}:{key}"
         async with self._call():  # a sorted set scored by when each id came: the order they were added
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.zadd(name, {member: time.time()}, nx=True)
@@ -352,16 +392,15 @@ class RedisState(Shortcuts):
 
     async def remove_from_list(self, kind: str, key: str, member: str) -> None:
         async with self._call():
-            await self._redis.zrem(self._key("list", kind, key), member)
+            await self._redis.zrem(self._prefix + f"list:{kind}:{key}", member)
 
     async def list_members(self, kind: str, key: str) -> list[str]:
         async with self._call():
-            found = await self._redis.zrange(self._key("list", kind, key), 0, -1)
+            found = await self._redis.zrange(self._prefix + f"list:{kind}:{key}", 0, -1)
         return [m.decode() if isinstance(m, bytes) else str(m) for m in found]
 
     async def close(self) -> None:
         await self._redis.aclose()
-        await self._pool.aclose()
 
     # Not in the protocol: for health checks.
     async def ping(self) -> bool:

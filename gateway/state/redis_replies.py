@@ -1,8 +1,11 @@
-"""ADMIT's arguments made and its reply read (`RedisState.admit`): pure, apart from the store's I/O."""
+"""ADMIT's arguments made and its reply read (`RedisState.admit`), and the ledger's days read into
+rows (`RedisState.usage`): pure, apart from the store's I/O."""
 
 from __future__ import annotations
 
-from gateway.state import REQUESTS_PER_MINUTE, Admission, Admitted, Reservation, Verdict, Window
+import json
+
+from gateway.state import NO_KEY, REQUESTS_PER_MINUTE, Admission, Admitted, Reservation, UsageRow, Verdict, Window
 from gateway.state.semantics import (
     LEASE_RETRY_AFTER_S,
     PENDING_TTL_S,
@@ -67,3 +70,26 @@ def admitted_from(admission: Admission, out: list[int], checked: list[tuple[Buck
     assert budget_limit is not None
     admitted = token_verdict(buckets, wanted.limits, used_minute, None)
     return Admitted(usd_verdict(admitted, budget, budget_limit, used_refused), requests, leases)
+
+
+_METRICS = ("runs", "prompt", "completion", "total", "cost")
+
+
+def ledger_rows(tables: list[tuple[str, dict[str, str]]], tenant: str | None) -> list[UsageRow]:
+    """The ledger's (day, its hash) read into rows, `tenant`'s only if given; a row found in several
+    tables (a day kept before and after the ledger moved) is their sum."""
+    counts: dict[tuple[str, str, str, str], dict[str, int]] = {}
+    for day, table in tables:
+        for field, value in table.items():
+            try:
+                parts = json.loads(field)
+                row_tenant, key, model, metric = parts if len(parts) == 4 else (parts[0], NO_KEY, *parts[1:])
+            except (ValueError, TypeError):
+                continue
+            if tenant is None or row_tenant == tenant:
+                row = counts.setdefault((day, row_tenant, key, model), {})
+                row[metric] = row.get(metric, 0) + int(value)
+    return [
+        UsageRow(row_tenant, key, model, day, *(values.get(metric, 0) for metric in _METRICS))
+        for (day, row_tenant, key, model), values in sorted(counts.items(), key=lambda item: item[0])
+    ]

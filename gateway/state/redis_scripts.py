@@ -1,20 +1,28 @@
 """The Lua scripts of `RedisState` (each one atomic multi-key update), and the key layout they share.
 
-Keys (all under `prefix`, `gw:` by default, so deployments can share a Redis):
+Keys (all under `prefix`, `gw:` by default, so deployments can share a Redis). A tenant's keys start
+with `{tenant}:`, the ownership index's with `{own}:`: those are Redis Cluster hash tags, so every
+script touches one slot (a tenant's, or the index's) and the same scripts run on one Redis or a cluster.
 
-    own:t:{object_id}, own:r:{run_id}   owning tenant (of a thread, assistant, file, vector store; of a run);
-                                        SET NX, TTL `ownership_ttl_s` refreshed on each look
-    own:t:idx, own:r:idx                ZSET key → last use (ms); trimmed to `max_owned_objects` (LRU), if given
-    own:forgot                          set once any claim was dropped (trimmed or expired): from then on an
+    {own}:t:{object_id}, {own}:r:{run_id}  owning tenant (of a thread, assistant, file, vector store; of a
+                                        run); SET NX, TTL `ownership_ttl_s` refreshed on each look
+    {own}:t:idx, {own}:r:idx            ZSET key → last use (ms); trimmed to `max_owned_objects` (LRU), if given
+    {own}:forgot                        set once any claim was dropped (trimmed or expired): from then on an
                                         object with no owner reads as forgotten (denied), never as unknown
-    rpm:{key}:{minute}                  requests counted in that UTC minute (a sliding window counter; TTL 120 s)
-    lease:{key}                         ZSET lease → expiry (ms, Redis's clock); a run's lease is its run id
+    tenants                             SET of the tenants with runs listed or a ledger: what the reconciler
+                                        and the ledger walk (each replica adds a tenant once)
+    rec:{kind}:{id}, list:{kind}:{key}  an adapter's records and lists (one key each)
+
+and per tenant, each under `{tenant}:`:
+
+    rpm:{bucket}:{minute}               requests counted in that UTC minute (a sliding window counter; TTL 120 s)
+    lease:{bucket}                      ZSET lease → expiry (ms, Redis's clock); a run's lease is its run id
     slots:{run_id}                      SET of the lease keys (full names) the run holds; TTL its lease's
     slots:{run_id}:released             the run's slots were released: it is not held again; TTL a day
     tpm:{tenant}:{YYYYMMDDHHMM}         tokens counted in that UTC minute (TTL 120 s)
     tpd:{tenant}:{YYYY-MM-DD}           … that UTC day (TTL a day past its end)
     tpmo:{tenant}:{YYYY-MM}             … that UTC month (TTL a day past its end)
-    usdd:{owner}:{YYYY-MM-DD}           µUSD counted in that UTC day, of a tenant or of `tenant:key` (TTL as tpd)
+    usdd:{owner}:{YYYY-MM-DD}           µUSD counted in that UTC day, of the tenant or of `tenant:key` (TTL as tpd)
     usdmo:{owner}:{YYYY-MM}             … that UTC month (TTL as tpmo)
     resv:{reservation}                  HASH tenant, amount, m, d, mo (its token buckets), usd, un, u1..u4 (its USD
                                         buckets), run; TTL 2 days
@@ -25,8 +33,9 @@ Keys (all under `prefix`, `gw:` by default, so deployments can share a Redis):
                                         (before USD: '["tenant","model",…]', read as key "-"); TTL 400 days
     ledger:days                         ZSET (all scores 0, ordered by name) of the ledger's days
 
-Scripts reach keys named inside other keys (a reservation's buckets, evicted owners), so the store
-needs a standalone Redis (or one shard: give a hash-tagged prefix such as `{gw}:`).
+Scripts still reach keys named inside other keys (a reservation's buckets, a run's slots, evicted
+owners), always of the same slot. Before the keys were tagged, the ledger was one `ledger:{day}` for
+all tenants: `RedisState.usage` still reads it.
 """
 
 _GIVE_BACK = """

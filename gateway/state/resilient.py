@@ -185,18 +185,18 @@ class ResilientState(Shortcuts):
                 self._local_reservations[admission.reservation.reservation] = True
         return admitted
 
-    async def release(self, key: str, lease: str) -> None:
+    async def release(self, tenant: str, key: str, lease: str) -> None:
         if self._local_leases.pop((key, lease), None):
-            await self._local(lambda s: s.release(key, lease))
+            await self._local(lambda s: s.release(tenant, key, lease))
         else:
-            await self._call(lambda s: s.release(key, lease))
+            await self._call(lambda s: s.release(tenant, key, lease))
 
-    async def hold_for_run(self, run_id: str, keys: Sequence[str], lease: str, ttl_s: float) -> None:
+    async def hold_for_run(self, tenant: str, run_id: str, keys: Sequence[str], lease: str, ttl_s: float) -> None:
         if [key for key in keys if self._local_leases.pop((key, lease), None)]:  # the call's slots are local
-            await self._local(lambda s: s.hold_for_run(run_id, keys, lease, ttl_s))
+            await self._local(lambda s: s.hold_for_run(tenant, run_id, keys, lease, ttl_s))
             self._local_run_slots[run_id] = True
             return
-        _, primary = await self._call(lambda s: s.hold_for_run(run_id, keys, lease, ttl_s))
+        _, primary = await self._call(lambda s: s.hold_for_run(tenant, run_id, keys, lease, ttl_s))
         if not primary:
             self._local_run_slots[run_id] = True
 
@@ -210,10 +210,10 @@ class ResilientState(Shortcuts):
         if not primary and end.run_id is not None and end.run_slots and not end.run_ended:
             self._local_run_slots[end.run_id] = True
 
-    async def release_run(self, run_id: str) -> None:
+    async def release_run(self, tenant: str, run_id: str) -> None:
         if self._local_run_slots.pop(run_id, None):
-            await self._local(lambda s: s.release_run(run_id))
-        await self._call(lambda s: s.release_run(run_id))  # marks it released there too, so it is not held again
+            await self._local(lambda s: s.release_run(tenant, run_id))
+        await self._call(lambda s: s.release_run(tenant, run_id))  # marks it released there too, so it is not held again
 
     # Tokens.
     async def bind(self, reservation: str, run: PendingRun) -> None:
@@ -229,7 +229,7 @@ class ResilientState(Shortcuts):
                 self._local_reservations[reservation] = True  # still held locally, by the local run
         elif local_reservation:
             # Redis now lists the run (without a reservation: it will charge the real usage there).
-            await self._local(lambda s: s.cancel(reservation))
+            await self._local(lambda s: s.cancel(run.tenant, reservation))
 
     async def settle(
         self, run_id: str, tenant: str, model: str, usage: Usage | None, now: float, *, key: str = NO_KEY, cost: int = 0
@@ -239,18 +239,18 @@ class ResilientState(Shortcuts):
             await self._local(lambda s: s.settle(run_id, tenant, model, usage, now, key=key, cost=cost))
         return settled
 
-    async def cancel(self, reservation: str) -> None:
+    async def cancel(self, tenant: str, reservation: str) -> None:
         if self._local_reservations.pop(reservation, None):
-            await self._local(lambda s: s.cancel(reservation))
+            await self._local(lambda s: s.cancel(tenant, reservation))
         else:
-            await self._call(lambda s: s.cancel(reservation))
+            await self._call(lambda s: s.cancel(tenant, reservation))
 
     async def tokens_remaining(self, tenant: str, limits: TokenLimits, now: float) -> dict[str, int]:
         remaining, _ = await self._call(lambda s: s.tokens_remaining(tenant, limits, now))
         return remaining
 
-    async def usd_spent(self, owner: str, now: float) -> tuple[int, int]:
-        spent, _ = await self._call(lambda s: s.usd_spent(owner, now))
+    async def usd_spent(self, tenant: str, now: float, key: str | None = None) -> tuple[int, int]:
+        spent, _ = await self._call(lambda s: s.usd_spent(tenant, now, key))
         return spent
 
     # The reconciler's list.
@@ -263,11 +263,11 @@ class ResilientState(Shortcuts):
             runs = runs[:limit]
         return runs
 
-    async def touch(self, run_id: str, now: float) -> None:
+    async def touch(self, tenant: str, run_id: str, now: float) -> None:
         if run_id in self._local_runs:
-            await self._local(lambda s: s.touch(run_id, now))
+            await self._local(lambda s: s.touch(tenant, run_id, now))
         else:
-            await self._call(lambda s: s.touch(run_id, now))
+            await self._call(lambda s: s.touch(tenant, run_id, now))
 
     # The ledger.
     async def usage(self, tenant: str | None, since_day: str) -> list[UsageRow]:

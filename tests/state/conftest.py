@@ -1,5 +1,6 @@
 """`replicas(n)`: n stores sharing state, on each backend. For memory the same object n times (one
-process), for Redis n separate clients of one real redis-server, like n gateway replicas."""
+process), for Redis n separate clients of one real redis-server, like n gateway replicas; for Redis
+Cluster n clients of a real three-node cluster."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from gateway.state.redis import RedisState
 from tests.state.stores import Replicas
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def replicas(request: pytest.FixtureRequest) -> AsyncIterator[Replicas]:
     opened: list[StateStore] = []
     if request.param == "memory":
@@ -24,12 +25,15 @@ async def replicas(request: pytest.FixtureRequest) -> AsyncIterator[Replicas]:
             return [memory] * n
 
     else:
-        server = request.getfixturevalue("redis_server")
+        cluster = request.param == "redis-cluster"
+        server = request.getfixturevalue("redis_cluster" if cluster else "redis_server")
 
         async def make(n: int) -> list[StateStore]:
-            stores: list[StateStore] = [RedisState(server.url, timeout_s=1.0, max_owned_objects=1000) for _ in range(n)]
+            stores = [RedisState(server.url, timeout_s=1.0, max_owned_objects=1000, cluster=cluster) for _ in range(n)]
+            for store in stores:
+                await store.ping()  # connected (and the cluster's layout learnt) before a test's clock runs
             opened.extend(stores)
-            return stores
+            return list(stores)
 
     yield make
     for store in opened:

@@ -46,16 +46,16 @@ async def test_fail_open_counts_locally_and_recovers(redis_server: RedisServer) 
     store, _ = resilient(redis_server, "fail_open", events)
     check = RedisState(redis_server.url, timeout_s=1.0)  # another replica, to see what reached Redis
     try:
-        assert (await store.hit_requests("rpm:a", 2)).ok
-        assert (await store.hit_requests("rpm:a", 2)).ok
-        assert not (await store.hit_requests("rpm:a", 2)).ok  # Redis counted 2
+        assert (await store.hit_requests("a", "rpm:a", 2)).ok
+        assert (await store.hit_requests("a", "rpm:a", 2)).ok
+        assert not (await store.hit_requests("a", "rpm:a", 2)).ok  # Redis counted 2
         await store.claim("team-a", "thread_1")
         assert (await check.owners(["thread_1"]))[0] == "team-a"
 
         redis_server.stop()
         verdicts = []
         for _ in range(3):
-            verdict, elapsed = await timed(store.hit_requests("rpm:a", 2))
+            verdict, elapsed = await timed(store.hit_requests("a", "rpm:a", 2))
             assert elapsed < TIMEOUT_S + 0.3
             verdicts.append(verdict)
         assert [v.ok for v in verdicts] == [True, True, False]  # admitted, and counted locally
@@ -72,8 +72,8 @@ async def test_fail_open_counts_locally_and_recovers(redis_server: RedisServer) 
         assert (await check.owners(["thread_3"]))[0] == "team-c"  # went to Redis
         assert (await check.owners(["thread_2"]))[0] is None
         assert (await store.owners(["thread_2"]))[0] == "team-b"  # claimed locally, still known to this replica
-        assert (await store.hit_requests("rpm:b", 1)).ok
-        assert not (await check.hit_requests("rpm:b", 1)).ok  # counted in Redis
+        assert (await store.hit_requests("b", "rpm:b", 1)).ok
+        assert not (await check.hit_requests("b", "rpm:b", 1)).ok  # counted in Redis
     finally:
         await store.close()
         await check.close()
@@ -83,19 +83,19 @@ async def test_fail_closed_refuses_while_down(redis_server: RedisServer) -> None
     events: list[str] = []
     store, _ = resilient(redis_server, "fail_closed", events)
     try:
-        assert (await store.acquire("runs:a", "l1", 5, 60)).ok
+        assert (await store.acquire("a", "runs:a", "l1", 5, 60)).ok
         redis_server.stop()
         for _ in range(3):
             started = time.monotonic()
             with pytest.raises(StateUnavailable):
-                await store.acquire("runs:a", "l2", 5, 60)
+                await store.acquire("a", "runs:a", "l2", 5, 60)
             assert time.monotonic() - started < TIMEOUT_S + 0.3
         with pytest.raises(StateUnavailable):
             await store.reserve("r1", "team-a", 10, TokenLimits(per_day=100), time.time())
         assert events == ["down"]
         redis_server.start()
         CLOCK.advance(RETRY_S)
-        assert (await store.acquire("runs:a", "l2", 5, 60)).ok
+        assert (await store.acquire("a", "runs:a", "l2", 5, 60)).ok
         assert events == ["down", "up"]
     finally:
         await store.close()
@@ -114,10 +114,10 @@ async def test_a_frozen_redis_costs_one_timeout_per_retry_interval(redis_server:
             (await direct.owners(["thread_1"]))[0]
         assert TIMEOUT_S * 0.9 < time.monotonic() - started < TIMEOUT_S + 0.3
 
-        first, elapsed = await timed(store.hit_requests("rpm:a", 10))
+        first, elapsed = await timed(store.hit_requests("a", "rpm:a", 10))
         assert first.ok and elapsed < TIMEOUT_S + 0.3
         assert events == ["down"]
-        _, elapsed = await timed(asyncio.gather(*(store.hit_requests("rpm:a", 10) for _ in range(20))))
+        _, elapsed = await timed(asyncio.gather(*(store.hit_requests("a", "rpm:a", 10) for _ in range(20))))
         assert elapsed < TIMEOUT_S / 2  # within the retry interval: straight to the fallback, no waiting on Redis
         CLOCK.advance(RETRY_S)
         _, elapsed = await timed(store.owners(["thread_1"]))  # one probe, one timeout
@@ -142,15 +142,15 @@ async def test_what_was_taken_locally_is_given_back_locally(redis_server: RedisS
     now = time.time()
     try:
         redis_server.stop()
-        assert (await store.acquire("runs:a", "l1", 1, 600)).ok
+        assert (await store.acquire("a", "runs:a", "l1", 1, 600)).ok
         assert (await store.reserve("res1", "team-a", 400, limits, now)).ok
         assert (await store.reserve("res2", "team-a", 400, limits, now)).ok
         await store.bind("res2", PendingRun("run_2", "thread_2", "team-a", now, now))  # bound locally
         redis_server.start()
         CLOCK.advance(RETRY_S)
 
-        await store.release("runs:a", "l1")
-        assert (await fallback.acquire("runs:a", "l9", 1, 600)).ok  # the local slot was freed
+        await store.release("a", "runs:a", "l1")
+        assert (await fallback.acquire("a", "runs:a", "l9", 1, 600)).ok  # the local slot was freed
         await store.bind("res1", PendingRun("run_1", "thread_1", "team-a", now, now))
         assert events == ["down", "up"]
         assert await fallback.tokens_remaining("team-a", limits, now) == {TOKENS_PER_DAY: 600}  # res1 given back
@@ -173,13 +173,13 @@ async def test_a_run_holds_a_slot_taken_locally_where_it_was_taken(redis_server:
     store, fallback = resilient(redis_server, "fail_open", [])
     try:
         redis_server.stop()
-        assert (await store.acquire("runs:a", "call1", 1, 600)).ok
+        assert (await store.acquire("a", "runs:a", "call1", 1, 600)).ok
         redis_server.start()
         CLOCK.advance(RETRY_S)
-        await store.hold_for_run("run_1", ["runs:a"], "call1", 600)  # the call ends: its run holds the local slot
-        assert not (await fallback.acquire("runs:a", "l9", 1, 600)).ok
-        await store.release_run("run_1")
-        assert (await fallback.acquire("runs:a", "l9", 1, 600)).ok
+        await store.hold_for_run("a", "run_1", ["runs:a"], "call1", 600)  # the call ends: its run holds the local slot
+        assert not (await fallback.acquire("a", "runs:a", "l9", 1, 600)).ok
+        await store.release_run("a", "run_1")
+        assert (await fallback.acquire("a", "runs:a", "l9", 1, 600)).ok
     finally:
         await store.close()
 

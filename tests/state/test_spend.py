@@ -40,7 +40,7 @@ async def test_a_usd_budget_refuses_naming_itself_and_takes_nothing(replicas: Re
     assert (await store.reserve("r4", "team-a", 0, NO_TOKENS, T0, spend(DOLLAR, key_day=DOLLAR, key="fp_b"))).ok
     refused = await store.reserve("r5", "team-a", 0, NO_TOKENS, T0, spend(DOLLAR, key_day=DOLLAR, key="fp_b"))
     assert refused.refused_by == KEY_USD_PER_DAY
-    assert await store.usd_spent("team-a:fp_b", T0) == (DOLLAR, DOLLAR)
+    assert await store.usd_spent("team-a", T0, key="fp_b") == (DOLLAR, DOLLAR)
     assert await store.usd_spent("team-a", T0) == (4 * DOLLAR, 4 * DOLLAR)
 
 
@@ -72,7 +72,7 @@ async def test_settle_turns_the_worst_case_into_the_cost_once(replicas: Replicas
     assert await b.settle("run_1", "team-a", "gpt-4o", usage, T0 + 5, key="fp_other", cost=3_500)
     assert not await a.settle("run_1", "team-a", "gpt-4o", usage, T0 + 6, cost=3_500)
     assert await a.usd_spent("team-a", T0) == (3_500, 3_500)
-    assert await a.usd_spent("team-a:fp_a", T0) == (3_500, 3_500)
+    assert await a.usd_spent("team-a", T0, key="fp_a") == (3_500, 3_500)
     # The ledger row is the key the run was bound with, not the settling call's.
     assert await a.usage(None, "2026-03-01") == [
         UsageRow("team-a", "fp_a", "gpt-4o", "2026-03-10", 1, 1000, 100, 1100, 3_500)
@@ -83,7 +83,7 @@ async def test_an_unreserved_cost_is_charged_now_and_a_lost_run_keeps_its_reserv
     store = await one(replicas)
     assert await store.settle("run_x", "team-a", "gpt-4o", Usage(10, 10, 20), T0, key="fp_a", cost=700)
     assert await store.usd_spent("team-a", T0) == (700, 700)
-    assert await store.usd_spent("team-a:fp_a", T0) == (700, 700)
+    assert await store.usd_spent("team-a", T0, key="fp_a") == (700, 700)
     # Reserved with tokens only (no USD budget then): the cost is charged as if unreserved.
     assert (await store.reserve("res2", "team-a", 100, TokenLimits(per_day=1000), T0)).ok
     await store.bind("res2", run("run_2", T0, key="fp_a"))
@@ -101,9 +101,9 @@ async def test_an_unreserved_cost_is_charged_now_and_a_lost_run_keeps_its_reserv
 async def test_cancel_gives_the_dollars_back(replicas: Replicas) -> None:
     a, b = await replicas(2)
     assert (await a.reserve("res1", "team-a", 10, NO_TOKENS, T0, spend(DOLLAR, day=DOLLAR, key_day=DOLLAR))).ok
-    await b.cancel("res1")
+    await b.cancel("team-a", "res1")
     assert await a.usd_spent("team-a", T0) == (0, 0)
-    assert await a.usd_spent("team-a:fp_a", T0) == (0, 0)
+    assert await a.usd_spent("team-a", T0, key="fp_a") == (0, 0)
     assert (await a.reserve("res2", "team-a", 10, NO_TOKENS, T0, spend(DOLLAR, day=DOLLAR, key_day=DOLLAR))).ok
 
 

@@ -72,20 +72,20 @@ async def test_redis_ownership_is_bounded_least_recently_used_first(redis_server
 async def test_requests_per_minute(replicas: Replicas) -> None:
     a, b = await replicas(2)
     for n, store in enumerate([a, b, a]):
-        verdict = await store.hit_requests("rpm:team-a", 3)
+        verdict = await store.hit_requests("team-a", "rpm:team-a", 3)
         assert verdict.ok and verdict.refused_by is None
         assert verdict.window is not None
         assert (verdict.window.limit, verdict.window.remaining) == (3, 2 - n)
         assert 0 < verdict.window.reset_s <= 60  # until the sliding window frees a slot
-    refused = await b.hit_requests("rpm:team-a", 3)
+    refused = await b.hit_requests("team-a", "rpm:team-a", 3)
     assert not refused.ok
     assert refused.refused_by == REQUESTS_PER_MINUTE
     assert refused.window is not None and refused.window.remaining == 0
     # A sliding window counter: this minute's 3 weigh fully until it ends, then leave over the next one.
     assert 0 < refused.retry_after_s <= 80
-    assert (await a.hit_requests("rpm:team-b", 3)).ok  # another key, its own window
+    assert (await a.hit_requests("team-b", "rpm:team-b", 3)).ok  # another key, its own window
     # A reload that raises the limit keeps what was counted.
-    raised = await a.hit_requests("rpm:team-a", 5)
+    raised = await a.hit_requests("team-a", "rpm:team-a", 5)
     assert raised.ok and raised.window is not None and raised.window.remaining == 1
 
 
@@ -94,58 +94,58 @@ async def test_requests_per_minute(replicas: Replicas) -> None:
 
 async def test_leases_refuse_at_the_limit_and_free_on_release(replicas: Replicas) -> None:
     a, b = await replicas(2)
-    assert (await a.acquire("runs:team-a", "l1", 2, 60)).ok
-    second = await b.acquire("runs:team-a", "l2", 2, 60)
+    assert (await a.acquire("team-a", "runs:team-a", "l1", 2, 60)).ok
+    second = await b.acquire("team-a", "runs:team-a", "l2", 2, 60)
     assert second.ok and second.window is not None and second.window.remaining == 0
-    refused = await a.acquire("runs:team-a", "l3", 2, 60)
+    refused = await a.acquire("team-a", "runs:team-a", "l3", 2, 60)
     assert not refused.ok
     assert refused.refused_by == CONCURRENT_RUNS
     assert 0 < refused.retry_after_s <= 1.0
-    assert (await a.acquire("runs:team-a", "l1", 2, 60)).ok  # a lease already held is renewed, not counted twice
-    await b.release("runs:team-a", "l1")
-    await b.release("runs:team-a", "never-held")
-    assert (await a.acquire("runs:team-a", "l3", 2, 60)).ok
-    streams = await a.acquire("streams:team-a", "s1", 0, 60)
+    assert (await a.acquire("team-a", "runs:team-a", "l1", 2, 60)).ok  # a lease already held is renewed, not counted twice
+    await b.release("team-a", "runs:team-a", "l1")
+    await b.release("team-a", "runs:team-a", "never-held")
+    assert (await a.acquire("team-a", "runs:team-a", "l3", 2, 60)).ok
+    streams = await a.acquire("team-a", "streams:team-a", "s1", 0, 60)
     assert not streams.ok and streams.refused_by == OPEN_STREAMS
 
 
 async def test_leases_expire(replicas: Replicas) -> None:
     a, b = await replicas(2)
-    assert (await a.acquire("runs:team-a", "l1", 1, 0.15)).ok
-    assert not (await b.acquire("runs:team-a", "l2", 1, 0.15)).ok
+    assert (await a.acquire("team-a", "runs:team-a", "l1", 1, 0.15)).ok
+    assert not (await b.acquire("team-a", "runs:team-a", "l2", 1, 0.15)).ok
     await asyncio.sleep(0.2)
-    assert (await b.acquire("runs:team-a", "l2", 1, 60)).ok
+    assert (await b.acquire("team-a", "runs:team-a", "l2", 1, 60)).ok
 
 
 async def test_a_run_holds_the_slots_its_call_handed_over_until_it_is_released(replicas: Replicas) -> None:
     a, b = await replicas(2)
-    assert (await a.acquire("runs:team-a", "call1", 1, 60)).ok
-    await a.hold_for_run("run_1", ["runs:team-a"], "call1", 60)  # the call ends, its run goes on
-    await a.release("runs:team-a", "call1")  # giving back the moved lease changes nothing
-    assert not (await b.acquire("runs:team-a", "call2", 1, 60)).ok
-    await a.hold_for_run("run_1", ["runs:team-a"], "call3", 60)  # a later call of the same run: still one slot
-    second = await b.acquire("runs:team-a", "call2", 2, 60)
+    assert (await a.acquire("team-a", "runs:team-a", "call1", 1, 60)).ok
+    await a.hold_for_run("team-a", "run_1", ["runs:team-a"], "call1", 60)  # the call ends, its run goes on
+    await a.release("team-a", "runs:team-a", "call1")  # giving back the moved lease changes nothing
+    assert not (await b.acquire("team-a", "runs:team-a", "call2", 1, 60)).ok
+    await a.hold_for_run("team-a", "run_1", ["runs:team-a"], "call3", 60)  # a later call of the same run: still one slot
+    second = await b.acquire("team-a", "runs:team-a", "call2", 2, 60)
     assert second.ok and second.window is not None and second.window.remaining == 0
-    await b.release("runs:team-a", "call2")
-    await b.release_run("run_1")  # seen ended, by another replica
-    assert (await a.acquire("runs:team-a", "call2", 1, 60)).ok
+    await b.release("team-a", "runs:team-a", "call2")
+    await b.release_run("team-a", "run_1")  # seen ended, by another replica
+    assert (await a.acquire("team-a", "runs:team-a", "call2", 1, 60)).ok
 
 
 async def test_a_released_run_is_not_held_again(replicas: Replicas) -> None:
     a, b = await replicas(2)
-    assert (await a.acquire("runs:team-a", "call1", 1, 60)).ok
-    await b.release_run("run_1")  # a poll saw it finished before its call had ended
-    await a.hold_for_run("run_1", ["runs:team-a"], "call1", 60)
-    assert (await b.acquire("runs:team-a", "call2", 1, 60)).ok  # the call's slot was given back all the same
+    assert (await a.acquire("team-a", "runs:team-a", "call1", 1, 60)).ok
+    await b.release_run("team-a", "run_1")  # a poll saw it finished before its call had ended
+    await a.hold_for_run("team-a", "run_1", ["runs:team-a"], "call1", 60)
+    assert (await b.acquire("team-a", "runs:team-a", "call2", 1, 60)).ok  # the call's slot was given back all the same
 
 
 async def test_a_run_slot_expires(replicas: Replicas) -> None:
     a, b = await replicas(2)
-    await a.hold_for_run("run_1", ["runs:team-a", "runs:team-a:fp"], "call1", 0.15)  # no lease taken: held anyway
-    assert not (await b.acquire("runs:team-a:fp", "call2", 1, 60)).ok
+    await a.hold_for_run("team-a", "run_1", ["runs:team-a", "runs:team-a:fp"], "call1", 0.15)  # no lease taken: held anyway
+    assert not (await b.acquire("team-a", "runs:team-a:fp", "call2", 1, 60)).ok
     await asyncio.sleep(0.2)
-    assert (await b.acquire("runs:team-a", "call2", 1, 60)).ok
-    assert (await b.acquire("runs:team-a:fp", "call2", 1, 60)).ok
+    assert (await b.acquire("team-a", "runs:team-a", "call2", 1, 60)).ok
+    assert (await b.acquire("team-a", "runs:team-a:fp", "call2", 1, 60)).ok
 
 
 # Token reservations.
@@ -278,9 +278,9 @@ async def test_cancel_gives_the_reservation_back(replicas: Replicas) -> None:
     limits = TokenLimits(per_minute=1000, per_day=5000, per_month=9000)
     assert (await a.reserve("res1", "team-a", 1000, limits, T0)).ok
     assert not (await a.reserve("res2", "team-a", 1, limits, T0)).ok
-    await b.cancel("res1")
-    await b.cancel("res1")  # twice: still once
-    await b.cancel("never-reserved")
+    await b.cancel("team-a", "res1")
+    await b.cancel("team-a", "res1")  # twice: still once
+    await b.cancel("team-a", "never-reserved")
     assert await a.tokens_remaining("team-a", limits, T0) == {
         TOKENS_PER_MINUTE: 1000,
         TOKENS_PER_DAY: 5000,
@@ -309,13 +309,13 @@ async def test_due_runs_and_touch(replicas: Replicas) -> None:
     assert await b.due_runs(T0 + 250, 10) == [run("run_1", T0 + 100, "team-1"), run("run_2", T0 + 200, "team-2")]
     assert await b.due_runs(T0 + 250, 1) == [run("run_1", T0 + 100, "team-1")]
     assert await b.due_runs(T0 + 200, 10) == [run("run_1", T0 + 100, "team-1")]  # strictly before
-    await b.touch("run_1", T0 + 400)
-    await b.touch("unknown", T0 + 400)
+    await b.touch("team-1", "run_1", T0 + 400)
+    await b.touch("team-1", "unknown", T0 + 400)
     assert await a.due_runs(T0 + 250, 10) == [run("run_2", T0 + 200, "team-2")]
     assert await b.settle("run_2", "team-2", "gpt-4o", Usage(1, 1, 2), T0 + 401)
     touched = PendingRun("run_1", "thread_run_1", "team-1", T0 + 100, T0 + 400)
     assert await a.due_runs(T0 + 1000, 10) == [run("run_3", T0 + 300, "team-3"), touched]
-    await a.touch("run_2", T0 + 500)  # settled: stays off the list
+    await a.touch("team-2", "run_2", T0 + 500)  # settled: stays off the list
     assert [r.run_id for r in await a.due_runs(T0 + 1000, 10)] == ["run_3", "run_1"]
 
 
