@@ -1,4 +1,4 @@
-"""Command line: serve, check-config, policy explain, audit verify, mock-upstream."""
+"""Command line: serve, check-config, policy explain, audit verify, assistants import, state migrate, mock-upstream."""
 
 from __future__ import annotations
 
@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     imported.add_argument("path", help="JSON: GET /v1/assistants saved to a file, a list of assistants, or one")
     imported.add_argument("--tenant", action="append", default=[], help="who may use them (repeatable); default: all")
 
+    state = commands.add_parser("state", help="shared state tools").add_subparsers(dest="state_command", required=True)
+    migrate = state.add_parser(
+        "migrate", help="move a Redis written before keys were hash-tagged per tenant to today's layout (exit 0 done)"
+    )
+    migrate.add_argument("--config", required=True, help="the gateway's config: its state.url and its tenants")
+
     mock = commands.add_parser("mock-upstream", help="run the built-in Assistants API simulator")
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=8081)
@@ -81,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.cli.assistants import run
 
         return run(args.path, args.tenant)
+    if args.command == "state":
+        return _migrate_state(args.config)
     if args.command == "mock-upstream":
         from gateway.cli.serve import serve_simulator
         from gateway.simulator import SimulatorSettings
@@ -109,6 +117,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gateway.cli.serve import serve
 
     serve(config, config_path=config_path, mock_upstream=args.mock_upstream)
+    return 0
+
+
+def _migrate_state(path: str) -> int:
+    import asyncio
+    import json
+
+    from gateway.state.redis_migrate import migrate
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return _report(exc)
+    state = config.state
+    if state.backend != "redis" or state.url is None:
+        print(f"{path}: state.backend is {state.backend}: nothing is kept in Redis", file=sys.stderr)
+        return 2
+    if state.cluster:
+        print("state.cluster: the layout before hash tags never ran on a cluster: nothing to move", file=sys.stderr)
+        return 0
+    moved = asyncio.run(migrate(state.url, "gw:", list(config.tenants or {})))
+    print(json.dumps(moved.summary()))
     return 0
 
 
