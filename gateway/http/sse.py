@@ -42,16 +42,17 @@ class SSEParser:
             if chunk.startswith(b"\n"):
                 chunk = chunk[1:]
         data = self._buf + chunk if self._buf else chunk
+        if b"\r" in data:
+            lines = _LINE_END.split(data)
+            self._skip_lf = data.endswith(b"\r")
+        else:  # LF only, as every upstream we know writes: bytes.split, no regex (a stream's hottest loop)
+            lines = data.split(b"\n")
+        self._buf = lines.pop()  # after the last line end: a partial line, or b""
         events: list[SSEEvent] = []
-        start = 0
-        for match in _LINE_END.finditer(data):
-            event = self._line(data[start : match.start()])
+        for line in lines:
+            event = self._line(line)
             if event is not None:
                 events.append(event)
-            start = match.end()
-        if data.endswith(b"\r"):
-            self._skip_lf = True
-        self._buf = data[start:]
         if len(self._buf) > self._max_line:
             self.overflowed = True
             self._buf = b""
