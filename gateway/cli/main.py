@@ -137,7 +137,7 @@ def _migrate_state(path: str) -> int:
     if state.cluster:
         print("state.cluster: the layout before hash tags never ran on a cluster: nothing to move", file=sys.stderr)
         return 0
-    moved = asyncio.run(migrate(state.url, "gw:", list(config.tenants or {})))
+    moved = asyncio.run(migrate(state.url, list(config.tenants or {})))
     print(json.dumps(moved.summary()))
     return 0
 

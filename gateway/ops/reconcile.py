@@ -133,5 +133,3 @@ async def _loop(app: web.Application, stop: asyncio.Event) -> None:
             log.exception("reconcile_failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), app[RUNTIME].current.config.limits.reconcile_interval_s)
-
-

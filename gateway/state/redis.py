@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import cast
 
@@ -56,6 +56,9 @@ from gateway.state.semantics import (
 )
 
 OWNERSHIP_TTL_S = 30 * 86400
+TENANTS_REFRESH_S = 60.0
+"""How often a replica adds a tenant it writes runs for to the tenants list again: the list is lost with a
+Redis that restarts empty, and a tenant off it is walked by neither the reconciler nor the ledger."""
 _ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 
 
@@ -72,18 +75,19 @@ class RedisState(Shortcuts):
         *,
         timeout_s: float,
         max_owned_objects: int | None = None,
-        prefix: str = "gw:",
+        prefix: str = lua.PREFIX,
         max_connections: int = 128,
         ownership_ttl_s: int = OWNERSHIP_TTL_S,
         cluster: bool = False,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._prefix = prefix
         self._own = prefix + "{own}:"  # the ownership index: one slot, since one script reads several objects
         self._deadline_s = 2 * timeout_s
         self._max_owned = max_owned_objects or 0
         self._ownership_ttl_s = ownership_ttl_s
-        self._cluster = cluster
-        self._registered: set[str] = set()  # tenants this process has put on the tenants list
+        self._monotonic = monotonic
+        self._registered: dict[str, float] = {}  # tenant → when this process last put it on the tenants list
         self._redis: Redis | RedisCluster
         if cluster:
             # Connections are per node (`max_connections` each). The cluster client keeps its own retries
@@ -131,10 +135,12 @@ class RedisState(Shortcuts):
         return f"{self._prefix}{{{tenant or '-'}}}:"
 
     async def _register(self, tenant: str) -> None:
-        """Put `tenant` on the list the reconciler and the ledger walk (once per process: a set add)."""
-        if tenant not in self._registered:
+        """Put `tenant` on the list the reconciler and the ledger walk: a set add, at most once per
+        `TENANTS_REFRESH_S` (not once for good: a Redis that restarted empty has lost the list)."""
+        now = self._monotonic()
+        if now - self._registered.get(tenant, -math.inf) >= TENANTS_REFRESH_S:
             await self._redis.sadd(self._prefix + "tenants", tenant)
-            self._registered.add(tenant)
+            self._registered[tenant] = now
 
     async def _tenants(self) -> list[str]:
         return sorted(cast(set[str], await self._redis.smembers(self._prefix + "tenants")))
@@ -167,7 +173,7 @@ class RedisState(Shortcuts):
                 return
             bind_keys, bind_args = self._binding(*bind)
             await self._register(bind[1].tenant)
-            if self._cluster:  # two slots: the claim's and the run's tenant's, at once
+            if isinstance(self._redis, RedisCluster):  # two slots: the claim's and the run's tenant's, at once
                 await asyncio.gather(self._claim_and_bind(keys=keys, args=claim_args), self._bind(keys=bind_keys, args=bind_args))
             else:
                 await self._claim_and_bind(keys=[*keys, *bind_keys], args=[*claim_args, *bind_args])

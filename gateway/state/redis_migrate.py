@@ -23,6 +23,8 @@ from typing import cast
 from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
+from gateway.state.redis_scripts import PREFIX
+
 _COUNTERS = ("tpm", "tpd", "tpmo", "usdd", "usdmo")
 _RESERVATION_KEYS = ("m", "d", "mo")  # and u1..u<un>: its buckets' full names
 
@@ -40,7 +42,7 @@ class Moved:
         return asdict(self)
 
 
-async def migrate(url: str, prefix: str, tenants: Collection[str]) -> Moved:
+async def migrate(url: str, tenants: Collection[str], prefix: str = PREFIX) -> Moved:
     redis = Redis.from_url(url, decode_responses=True)
     try:
         layout = _Layout(redis, prefix, tenants)

@@ -38,6 +38,8 @@ owners), always of the same slot. Before the keys were tagged, the ledger was on
 all tenants: `RedisState.usage` still reads it.
 """
 
+PREFIX = "gw:"  # every key's, by default
+
 _GIVE_BACK = """
 local function adjust(key, delta)
   if key and redis.call('EXISTS', key) == 1 then

@@ -21,9 +21,10 @@ from gateway.state import (
     UsageRow,
 )
 from gateway.state.memory import MemoryState
-from gateway.state.redis import RedisState
+from gateway.state.redis import TENANTS_REFRESH_S, RedisState
 from tests.redis_server import RedisServer
 from tests.state.stores import T0, Replicas, one, run
+from tests.support import SteppedClock
 
 # Ownership.
 
@@ -393,3 +394,21 @@ async def test_lists_keep_every_id_added_at_once_in_order_until_they_expire(repl
     await a.add_to_list("assistants", "brief", "asst_3", 0.05)
     await asyncio.sleep(0.1)
     assert await b.list_members("assistants", "brief") == []
+
+
+async def test_a_tenants_runs_are_found_again_after_redis_lost_its_list(redis_server: RedisServer) -> None:
+    """Redis restarted empty (no persistence) under a running replica: runs bound afterwards are on the
+    reconciler's list again once the replica re-adds its tenant, at its next bind or settle a
+    `TENANTS_REFRESH_S` later, not only after the replica restarts."""
+    clock = SteppedClock()
+    store = RedisState(redis_server.url, timeout_s=1.0, max_owned_objects=1000, monotonic=clock)
+    try:
+        await store.bind("res1", run("run_1", T0))
+        redis_server.stop()
+        redis_server.start()
+        await store.bind("res2", run("run_2", T0))
+        clock.advance(TENANTS_REFRESH_S)
+        await store.bind("res3", run("run_3", T0))
+        assert [r.run_id for r in await store.due_runs(T0 + 10, 10)] == ["run_2", "run_3"]
+    finally:
+        await store.close()
