@@ -10,7 +10,7 @@ script touches one slot (a tenant's, or the index's) and the same scripts run on
     {own}:forgot                        set once any claim was dropped (trimmed or expired): from then on an
                                         object with no owner reads as forgotten (denied), never as unknown
     tenants                             SET of the tenants with runs listed or a ledger: what the reconciler
-                                        and the ledger walk (each replica adds a tenant once)
+                                        and the ledger walk (each replica adds its tenants again every minute)
     rec:{kind}:{id}, list:{kind}:{key}  an adapter's records and lists (one key each)
 
 and per tenant, each under `{tenant}:`:
