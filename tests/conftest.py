@@ -20,6 +20,7 @@ from gateway.domain import RunRecord
 from gateway.http.server import GatewayRunner
 from gateway.http.sse import SSEEvent
 from gateway.simulator import SIMULATOR_STATE, SimulatorSettings, build_simulator_app
+from tests.support import REDIS_TIMEOUT_S
 from tests.support import TEAM_KEY as TEAM_KEY  # re-exported: tests that import these from conftest
 from tests.support import limited_tenant as limited_tenant
 
@@ -137,8 +138,8 @@ def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
     if request.param == "memory":
         return {"backend": "memory"}
     if request.param == "redis":
-        return {"backend": "redis", "url": request.getfixturevalue("redis_server").url, "timeout_s": 1.0}
-    return {"backend": "redis", "cluster": True, "url": request.getfixturevalue("redis_cluster").url, "timeout_s": 1.0}
+        return {"backend": "redis", "url": request.getfixturevalue("redis_server").url, "timeout_s": REDIS_TIMEOUT_S}
+    return {"backend": "redis", "cluster": True, "url": request.getfixturevalue("redis_cluster").url, "timeout_s": REDIS_TIMEOUT_S}
 
 
 @pytest.fixture

@@ -30,6 +30,10 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 # forwarding the Assistants API, and serving it on the Responses API. As a test's or a module's mark.
 both_protocols = pytest.mark.parametrize("protocol", ["assistants", "responses"])
 
+# Redis's timeout where a test is not about timeouts: a second was once too short to connect to a
+# local redis-server on a loaded two-core CI machine. Tests of a slow or frozen Redis set their own.
+REDIS_TIMEOUT_S = 5.0
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on (yet: it can be taken before the caller binds it)."""

@@ -12,6 +12,7 @@ import pytest
 from openai.lib.streaming import AssistantEventHandler
 
 from gateway.keys import STATE
+from tests.support import REDIS_TIMEOUT_S
 
 FACADE = {
     "upstream": {"protocol": "responses", "model_map": {"gpt-4o": "gpt-4.1"}},
@@ -343,7 +344,7 @@ async def test_attachments_join_the_threads_vector_store_and_code_interpreter_fi
 
 
 async def test_assistants_created_at_once_are_all_listed(make_gateway, redis_server) -> None:
-    state = {"backend": "redis", "url": redis_server.url, "timeout_s": 1.0}  # where writers interleave
+    state = {"backend": "redis", "url": redis_server.url, "timeout_s": REDIS_TIMEOUT_S}  # where writers interleave
     client = (await make_gateway(**FACADE, state=state)).async_client()
     made = await asyncio.gather(*(client.beta.assistants.create(model="gpt-4o", name=f"a{n}") for n in range(12)))
     listed = await client.beta.assistants.list(limit=100)
@@ -393,7 +394,7 @@ async def test_truncation_to_the_last_messages_gives_the_run_only_those(make_gat
 
 
 async def test_a_run_paused_on_one_replica_is_finished_on_another_through_redis(make_gateway, redis_server) -> None:
-    state = {"backend": "redis", "url": redis_server.url, "timeout_s": 1.0}
+    state = {"backend": "redis", "url": redis_server.url, "timeout_s": REDIS_TIMEOUT_S}
     a, b = [await make_gateway(upstream=FACADE["upstream"], state=state) for _ in range(2)]  # or one, restarted
     first, second = a.async_client(), b.async_client()
     tools = [{"type": "function", "function": {"name": "get_capital"}}]

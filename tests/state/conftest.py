@@ -12,6 +12,7 @@ from gateway.state import StateStore
 from gateway.state.memory import MemoryState
 from gateway.state.redis import RedisState
 from tests.state.stores import Replicas
+from tests.support import REDIS_TIMEOUT_S
 
 
 @pytest.fixture(params=["memory", "redis", "redis-cluster"])
@@ -29,7 +30,7 @@ async def replicas(request: pytest.FixtureRequest) -> AsyncIterator[Replicas]:
         server = request.getfixturevalue("redis_cluster" if cluster else "redis_server")
 
         async def make(n: int) -> list[StateStore]:
-            stores = [RedisState(server.url, timeout_s=1.0, max_owned_objects=1000, cluster=cluster) for _ in range(n)]
+            stores = [RedisState(server.url, timeout_s=REDIS_TIMEOUT_S, max_owned_objects=1000, cluster=cluster) for _ in range(n)]
             for store in stores:
                 await store.ping()  # connected (and the cluster's layout learnt) before a test's clock runs
             opened.extend(stores)

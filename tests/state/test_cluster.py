@@ -21,6 +21,7 @@ from gateway.state import TOKENS_PER_DAY, StateUnavailable
 from gateway.state.redis import RedisState
 from tests.redis_cluster import RedisCluster
 from tests.state.stores import T0, run
+from tests.support import REDIS_TIMEOUT_S
 
 TIMEOUT_S = 0.5
 T = TypeVar("T")
@@ -92,7 +93,7 @@ async def test_a_node_down_stops_only_its_tenants_and_comes_back_with_what_it_he
 
 
 async def test_a_tenants_keys_share_one_slot_and_tenants_spread_over_the_nodes(redis_cluster: RedisCluster) -> None:
-    store = RedisState(redis_cluster.url, timeout_s=1.0, max_owned_objects=1000, cluster=True)
+    store = RedisState(redis_cluster.url, timeout_s=REDIS_TIMEOUT_S, max_owned_objects=1000, cluster=True)
     try:
         tenants = [f"team-{n}" for n in range(12)]
         for tenant in tenants:

@@ -16,6 +16,7 @@ from gateway.state import TOKENS_PER_DAY
 from gateway.state.redis import RedisState
 from tests.redis_server import RedisServer
 from tests.state.stores import T0
+from tests.support import REDIS_TIMEOUT_S
 
 DAY, MONTH, MINUTE = "2026-03-10", "2026-03", "202603101200"
 
@@ -71,7 +72,7 @@ def test_what_was_kept_before_reads_the_same_after(
 
 
 async def reads_the_same(url: str) -> None:
-    store = RedisState(url, timeout_s=1.0, max_owned_objects=1000)
+    store = RedisState(url, timeout_s=REDIS_TIMEOUT_S, max_owned_objects=1000)
     try:
         assert await store.owners(["thread_1", "never-claimed"]) == ["team-a", None]
         limits = TokenLimits(per_day=10_000)

@@ -17,7 +17,7 @@ from gateway.state.redis import RedisState
 from gateway.state.resilient import ResilientState
 from gateway.state.semantics import utc_day
 from tests.redis_server import RedisServer
-from tests.support import SteppedClock
+from tests.support import REDIS_TIMEOUT_S, SteppedClock
 
 TIMEOUT_S = 0.2
 RETRY_S = 30.0  # on the stepped clock: no probe slips in before the test moves the clock
@@ -44,7 +44,7 @@ async def timed(call: Awaitable[Any]) -> tuple[Any, float]:
 async def test_fail_open_counts_locally_and_recovers(redis_server: RedisServer) -> None:
     events: list[str] = []
     store, _ = resilient(redis_server, "fail_open", events)
-    check = RedisState(redis_server.url, timeout_s=1.0)  # another replica, to see what reached Redis
+    check = RedisState(redis_server.url, timeout_s=REDIS_TIMEOUT_S)  # another replica, to see what reached Redis
     try:
         assert (await store.hit_requests("a", "rpm:a", 2)).ok
         assert (await store.hit_requests("a", "rpm:a", 2)).ok
@@ -137,7 +137,7 @@ async def test_a_frozen_redis_costs_one_timeout_per_retry_interval(redis_server:
 async def test_what_was_taken_locally_is_given_back_locally(redis_server: RedisServer) -> None:
     events: list[str] = []
     store, fallback = resilient(redis_server, "fail_open", events)
-    check = RedisState(redis_server.url, timeout_s=1.0)
+    check = RedisState(redis_server.url, timeout_s=REDIS_TIMEOUT_S)
     limits = TokenLimits(per_day=1000)
     now = time.time()
     try:

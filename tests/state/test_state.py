@@ -24,7 +24,7 @@ from gateway.state.memory import MemoryState
 from gateway.state.redis import TENANTS_REFRESH_S, RedisState
 from tests.redis_server import RedisServer
 from tests.state.stores import T0, Replicas, one, run
-from tests.support import SteppedClock
+from tests.support import REDIS_TIMEOUT_S, SteppedClock
 
 # Ownership.
 
@@ -52,7 +52,7 @@ async def test_ownership_is_bounded() -> None:
 
 
 async def test_redis_ownership_is_bounded_least_recently_used_first(redis_server: RedisServer) -> None:
-    store = RedisState(redis_server.url, timeout_s=1.0, max_owned_objects=2)
+    store = RedisState(redis_server.url, timeout_s=REDIS_TIMEOUT_S, max_owned_objects=2)
     try:
         await store.claim("team-a", "thread_0")
         await asyncio.sleep(0.002)
@@ -401,7 +401,7 @@ async def test_a_tenants_runs_are_found_again_after_redis_lost_its_list(redis_se
     reconciler's list again once the replica re-adds its tenant, at its next bind or settle a
     `TENANTS_REFRESH_S` later, not only after the replica restarts."""
     clock = SteppedClock()
-    store = RedisState(redis_server.url, timeout_s=1.0, max_owned_objects=1000, monotonic=clock)
+    store = RedisState(redis_server.url, timeout_s=REDIS_TIMEOUT_S, max_owned_objects=1000, monotonic=clock)
     try:
         await store.bind("res1", run("run_1", T0))
         redis_server.stop()
