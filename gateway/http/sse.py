@@ -45,17 +45,41 @@ class SSEParser:
         if b"\r" in data:
             lines = _LINE_END.split(data)
             self._skip_lf = data.endswith(b"\r")
-        else:  # LF only, as every upstream we know writes: bytes.split, no regex (a stream's hottest loop)
-            lines = data.split(b"\n")
-        self._buf = lines.pop()  # after the last line end: a partial line, or b""
+            self._buf = lines.pop()  # after the last line end: a partial line, or b""
+            events = self._lines(lines)
+        else:  # LF only, as every upstream we know writes (a stream's hottest loop)
+            events = self._blocks(data)
+        if len(self._buf) > self._max_line:
+            self.overflowed = True
+            self._buf = b""
+        return events
+
+    def _blocks(self, data: bytes) -> list[SSEEvent]:
+        """LF-only bytes, whole events at a time: the usual `event: NAME` + one `data:` line is made in
+        one step, anything else line by line. (Each block's lines are its text split on LF, and the
+        blank line that ended it.)"""
+        *blocks, tail = data.split(b"\n\n")
+        events: list[SSEEvent] = []
+        for block in blocks:
+            if block.startswith(b"event: ") and not (self._data or self._event):
+                head, _, rest = block.partition(b"\n")
+                if rest.startswith(b"data: ") and b"\n" not in rest:
+                    name = head[7:].decode("utf-8", "replace") or "message"
+                    events.append(SSEEvent(name, rest[6:].decode("utf-8", "replace"), self._id))
+                    continue
+            events += self._lines(block.split(b"\n"))
+            if (event := self._dispatch()) is not None:
+                events.append(event)
+        lines = tail.split(b"\n")
+        self._buf = lines.pop()
+        return events + self._lines(lines) if lines else events
+
+    def _lines(self, lines: list[bytes]) -> list[SSEEvent]:
         events: list[SSEEvent] = []
         for line in lines:
             event = self._line(line)
             if event is not None:
                 events.append(event)
-        if len(self._buf) > self._max_line:
-            self.overflowed = True
-            self._buf = b""
         return events
 
     def _line(self, line: bytes) -> SSEEvent | None:

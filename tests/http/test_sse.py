@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.http.sse import SSEEvent, SSEParser
 from tests.recordings import RecordedStream, stream_params
@@ -70,3 +72,30 @@ def test_recorded_streams_parse_to_the_recorded_events(stream: RecordedStream):
     assert events[-1] == SSEEvent("done", "[DONE]")
     for event in events[:-1]:
         json.loads(event.data)
+
+
+_FIELDS = st.sampled_from([b"event", b"data", b"id", b"retry", b"", b"dat", b"event "])
+_VALUES = st.binary(max_size=6).map(lambda v: v.replace(b"\n", b"").replace(b"\r", b""))
+_LINE = st.one_of(
+    st.tuples(_FIELDS, st.sampled_from([b":", b": ", b":  "]), _VALUES).map(b"".join),
+    st.sampled_from([b"", b":comment", b"data", b"event: e", b"data: {}", b"id: 7"]),
+)
+_LINE_ENDS = st.sampled_from([b"\n", b"\n", b"\n", b"\r\n", b"\r"])
+_USUAL = st.tuples(_VALUES, _VALUES).map(lambda nd: b"event: " + nd[0] + b"\ndata: " + nd[1] + b"\n\n")
+_PIECE = st.one_of(_USUAL, st.tuples(_LINE, _LINE_ENDS).map(b"".join))  # an event as servers write it, or any line
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    pieces=st.lists(_PIECE, max_size=25),
+    cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=6),
+)
+def test_any_stream_parses_the_same_however_it_is_cut(pieces: list[bytes], cuts: list[int]) -> None:
+    """Whole, cut anywhere, or a byte at a time: the same events (whole events in one chunk take a
+    faster path than lines arriving one by one)."""
+    body = b"".join(pieces)
+    bounds = sorted({0, len(body), *(c for c in cuts if c < len(body))})
+    chunks = [body[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    by_byte = feed_all(SSEParser(), [body[i : i + 1] for i in range(len(body))])
+    assert feed_all(SSEParser(), [body]) == by_byte
+    assert feed_all(SSEParser(), chunks) == by_byte
