@@ -183,12 +183,17 @@ def client_trace_config(tracing: Tracing) -> aiohttp.TraceConfig:
         spans = _CLIENT_SPANS.get()
         if spans is None:
             return
+        params.headers.popall("tracestate", None)  # the client's goes on inside our context, if we continued its trace
+        if not trace.get_current_span().get_span_context().trace_flags.sampled:
+            # Sampled out (every sampler the SDK reads decides a child as its parent was decided): no
+            # span, which would record nothing; the upstream is still told the trace, not sampled.
+            _PROPAGATOR.inject(params.headers)
+            return
         url, method = params.url, params.method
         attributes: Attributes = {"http.request.method": method, "server.address": url.host or "", "server.port": url.port or 0}
         span = tracing.tracer.start_span(f"{method} {path_template(url.path)}", kind=SpanKind.CLIENT, attributes=attributes)
         spans.append(span)
         ctx.span = span
-        params.headers.popall("tracestate", None)  # the client's goes on inside our context, if we continued its trace
         _PROPAGATOR.inject(params.headers, context=trace.set_span_in_context(span))
 
     async def on_end(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:

@@ -336,6 +336,24 @@ async def test_a_new_trace_starts_without_a_client_traceparent(traced, spans, si
     assert (version, sent_trace, sent_span, int(flags, 16) & 1) == ("00", trace_id, span_id, 1)  # sampled
 
 
+async def test_a_trace_sampled_out_by_the_client_reaches_the_upstream_unsampled(traced, spans, simulator_state):
+    """The client's `traceparent` says not sampled: nothing is recorded, and the upstream is told the
+    same trace, still not sampled, with the client's `tracestate`."""
+    gateway = await traced()
+    client = gateway.async_client()
+    assistant = await client.beta.assistants.create(model="gpt-4o")
+    unsampled = TRACEPARENT[:-2] + "00"
+    await client.beta.threads.create_and_run(
+        assistant_id=assistant.id, extra_headers={"traceparent": unsampled, "tracestate": "vendor=abc"}
+    )
+    sent = simulator_state.requests[-1].headers
+    version, sent_trace, sent_span, flags = sent["traceparent"].split("-")
+    assert (version, sent_trace, flags) == ("00", TRACE_ID, "00") and sent_span != PARENT_ID
+    assert sent.getall("traceparent") == [sent["traceparent"]] and sent["tracestate"] == "vendor=abc"
+    assert {s.name for s in spans.get_finished_spans()} == {"POST /v1/assistants"}  # (its SERVER and CLIENT spans)
+    assert gateway.runs.finished[-1].trace_id == TRACE_ID
+
+
 async def test_probes_are_not_traced(traced, spans):
     gateway = await traced()
     async with aiohttp.ClientSession() as session:
