@@ -48,6 +48,18 @@ async def admin_usage(gateway: Gateway) -> list[dict[str, Any]]:
         return list((await answer.json())["data"])
 
 
+async def settled_usage(gateway: Gateway, runs: int, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+    """/admin/usage once it counts `runs` runs: a run is settled just after its client has the answer
+    that ends it (README), so a read right after the last call may come first."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        rows = await admin_usage(gateway)
+        if sum(row["runs"] for row in rows) >= runs or loop.time() > deadline:
+            return rows
+        await asyncio.sleep(0.02)
+
+
 async def mixed_workload(client: openai.AsyncOpenAI) -> dict[str, int]:
     """A streamed run, a streamed run with cached tokens, a polled run and a tool-call run: each run's id
     → how many of its prompt tokens were cached."""
@@ -84,7 +96,7 @@ async def test_the_ledger_usage_metric_and_audit_agree_with_the_price_table(make
             assert expected[run_id] < expected_micros(run.usage, 0)
     total = sum(expected.values())
 
-    rows = await admin_usage(gateway)
+    rows = await settled_usage(gateway, runs=4)
     assert [(row["tenant"], row["model"], row["runs"]) for row in rows] == [("team", "gpt-4o", 4)]
     assert rows[0]["key"].startswith("fp_")
     assert round(rows[0]["cost_usd"] * 1_000_000) == total
