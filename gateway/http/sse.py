@@ -72,7 +72,7 @@ class SSEParser:
                 events.append(event)
         lines = tail.split(b"\n")
         self._buf = lines.pop()
-        return events + self._lines(lines) if lines else events
+        return events + self._lines(lines)
 
     def _lines(self, lines: list[bytes]) -> list[SSEEvent]:
         events: list[SSEEvent] = []

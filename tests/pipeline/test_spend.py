@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from tests.conftest import Gateway
-from tests.support import TEAM_KEY, both_protocols, limited_tenant, run_with_tool_outputs, scrape
+from tests.support import REDIS_TIMEOUT_S, TEAM_KEY, both_protocols, limited_tenant, run_with_tool_outputs, scrape
 
 ADMIN = "sk-admin"
 FN = {"type": "function", "function": {"name": "get_weather"}}
@@ -120,7 +120,7 @@ async def test_a_usd_budget_admits_exactly_the_runs_whose_worst_case_fits(make_g
     budget = Decimal(4) * WORST_CASE + WORST_CASE / 2  # room for four worst cases and a half
     # fail_closed: a Redis call that times out on a busy machine must fail the test, not be admitted
     # against a local fallback's budget (fail_open's way); a generous timeout, so it does not.
-    state = {**backend, "on_failure": "fail_closed", "timeout_s": 5.0} if backend["backend"] == "redis" else backend
+    state = {**backend, "on_failure": "fail_closed", "timeout_s": REDIS_TIMEOUT_S} if backend["backend"] == "redis" else backend
     gateway = await make_gateway(**priced({"usd_per_day": float(budget / 1_000_000)}, state=state))
     client = gateway.async_client(api_key=TEAM_KEY)
     assistant = (await client.beta.assistants.create(model="gpt-4o")).id
