@@ -61,8 +61,8 @@ async def settled_usage(gateway: Gateway, runs: int, timeout_s: float = 5.0) -> 
 
 
 async def mixed_workload(client: openai.AsyncOpenAI) -> dict[str, int]:
-    """A streamed run, a streamed run with cached tokens, a polled run and a tool-call run: each run's id
-    → how many of its prompt tokens were cached."""
+    """A streamed run, a streamed run with cached tokens, a polled run and a tool-call run (five run
+    calls): each run's id → how many of its prompt tokens were cached."""
     assistant = (await client.beta.assistants.create(model="gpt-4o")).id
     tools = (await client.beta.assistants.create(model="gpt-4o", tools=[FN])).id
     cached: dict[str, int] = {}
@@ -104,7 +104,8 @@ async def test_the_ledger_usage_metric_and_audit_agree_with_the_price_table(make
     metric = sum(v for (name, labels), v in (await scrape(gateway)).items() if name == "gateway_cost_usd_total")
     assert round(metric * 1_000_000) == total
 
-    await gateway.app.shutdown()  # the audit writer flushes
+    await gateway.runs.wait(5)  # every run call recorded its outcome (the last one just after its answer)
+    await gateway.server.close()  # the audit log stops: it writes everything accepted
     outcomes = [r for r in map(orjson.loads, audit.read_bytes().splitlines()) if r["kind"] == "outcome"]
     audited: dict[str, int] = defaultdict(int)
     for outcome in outcomes:
