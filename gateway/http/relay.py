@@ -21,6 +21,7 @@ from multidict import CIMultiDict
 from gateway.domain import CLIENT_CLOSED, COUNTED_STATUS, SSEEvent
 from gateway.errors import UpstreamAnswer, UpstreamUnavailable, error_body
 from gateway.http.drain import DrainDeadline, StreamCut
+from gateway.http.finish import to_the_end
 from gateway.http.sse import SSEParser
 from gateway.http.upstream import Reply, strip_hop_by_hop
 
@@ -133,7 +134,11 @@ async def _tee_events(
     await response.prepare(request)
     tee = _EventTee(request, response, upstream, tracker, drain)
     try:
-        if await tee.pump():
+        complete = await tee.pump()
+        # The answer is whole (to its `[DONE]`, or ended with an error event): a client that leaves
+        # from here on, while the call's bookkeeping goes on, had all of it.
+        request[COUNTED_STATUS] = response.status
+        if complete:
             tracker.finish()  # the call is complete: what the upstream still holds open is not the client's
             await _write_eof(response)
             await _read_to_end(upstream)
@@ -260,7 +265,7 @@ async def _observed_body(
     body = await _read_bounded(upstream, max_bytes)
     decoded = _decoded(body, upstream.headers.get("Content-Encoding", "identity"), max_bytes)
     if decoded is not None:
-        await observe(decoded)
+        await to_the_end(observe(decoded))  # claims and settlements: a client that leaves does not cut them short
     return web.Response(status=upstream.status, reason=upstream.reason, body=body, headers=headers)
 
 

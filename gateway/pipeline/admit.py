@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from gateway.config.limits import TenantLimits
 from gateway.domain import ENDING_STATUSES, UsdLimits
 from gateway.errors import AuditDown, InvalidRequest
+from gateway.http.finish import to_the_end
 from gateway.ids import token
 from gateway.keys import AUDIT_ROOM, AUDIT_WRITABLE
 from gateway.limits import Ticket, checks_for, refusal
@@ -74,7 +75,7 @@ async def admission(call: RunCall) -> AsyncIterator[None]:
         call.tracker.on_forward()
         yield
     finally:
-        await _give_back(call, ticket)
+        await to_the_end(_give_back(call, ticket))  # (the client may have left: the leases come back all the same)
 
 
 async def _admit(call: RunCall, limits: TenantLimits, ticket: Ticket) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway.http.finish import to_the_end
 from gateway.pipeline.admit import admission, audit_room
 from gateway.pipeline.call import RunCall
 from gateway.pipeline.enforce import enforce
@@ -36,6 +37,6 @@ def run_call(route: RunRoute) -> Handler:
             call.tracker.failed(exc)
             raise
         finally:
-            await call.settlement.close(call.record)  # usage settled once per run; unused reservation back
+            await to_the_end(call.settlement.close(call.record))  # usage settled once per run; unused reservation back
 
     return handle

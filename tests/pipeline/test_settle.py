@@ -3,6 +3,7 @@ records equal the tokens the simulator reported."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -12,6 +13,7 @@ from aiohttp import web
 
 from tests.conftest import Gateway
 from tests.support import (
+    REDIS_TIMEOUT_S,
     Samples,
     both_protocols,
     listed_for_reconciling,
@@ -162,3 +164,33 @@ async def test_a_client_a_write_finds_gone_is_counted_499_and_its_run_still_sett
     rows = await ledger(gateway)
     assert sum(row["runs"] for row in rows) == 1
     assert sum(row["total_tokens"] for row in rows) == upstream_usage(simulator_state, record.thread_id, record.run_id)
+
+
+async def test_a_client_that_leaves_while_its_run_is_settled_has_it_counted_all_the_same(make_gateway, redis_server):
+    """The SDK closes its connection just after the stream's end, while the gateway is settling the run
+    (the settle waits on Redis): aiohttp cancels the handler then, and the settlement must go on, its
+    run counted in the ledger and in the runs metric alike."""
+    state = {"backend": "redis", "url": redis_server.url, "timeout_s": REDIS_TIMEOUT_S}
+    gateway, client = await accounted(make_gateway, state)
+    assistant = (await client.beta.assistants.create(model="gpt-4o")).id
+    stream = await client.beta.threads.create_and_run(
+        assistant_id=assistant, thread=MESSAGE, stream=True, extra_headers={"X-Simulator-Event-Delay-Ms": "20"}
+    )
+    try:
+        async for event in stream:
+            if event.event == "thread.run.completed":
+                redis_server.pause()  # what the stream's end sets off (the settle) waits for Redis
+        await asyncio.sleep(0.1)  # the handler is settling
+        await client.close()  # the connection closes under it
+        await asyncio.sleep(0.1)
+    finally:
+        redis_server.resume()
+
+    async def counted() -> tuple[float, int]:
+        runs = value(await scrape(gateway), "gateway_runs_total", tenant="team", model="gpt-4o", status="completed")
+        return runs, sum(row["runs"] for row in await ledger(gateway))
+
+    deadline = asyncio.get_running_loop().time() + 5
+    while await counted() != (1, 1) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    assert await counted() == (1, 1)

@@ -71,8 +71,15 @@ def team(policy: dict[str, Any], **telemetry: Any) -> dict[str, Any]:
     return team_tenant(policy, **({"telemetry": telemetry} if telemetry else {}))
 
 
-def server_span(spans: InMemorySpanExporter, name: str) -> ReadableSpan:
-    found = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER and s.name == name]
+async def server_span(spans: InMemorySpanExporter, name: str, timeout_s: float = 5.0) -> ReadableSpan:
+    """The one SERVER span `name`, once it has ended: a run call's ends just after its client has the
+    answer (its settlement comes first)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        found = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER and s.name == name]
+        if found or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.01)
     assert len(found) == 1, [s.name for s in spans.get_finished_spans()]
     return found[0]
 
@@ -112,7 +119,7 @@ async def test_a_streamed_run_is_an_agent_invocation_with_its_milestones(traced,
         await stream.until_done()
         run = await stream.get_final_run()
 
-    span = server_span(spans, "POST /v1/threads/runs")
+    span = await server_span(spans, "POST /v1/threads/runs")
     agent = agent_of(spans, span)
     a = {**span.attributes, **agent.attributes}
     assert agent.name == f"invoke_agent {assistant.id}"
@@ -183,7 +190,7 @@ async def test_a_polled_run_under_a_policy_that_clamps_and_shadows(traced, spans
     )
     await client.beta.threads.runs.poll(run.id, thread_id=run.thread_id, poll_interval_ms=5)
 
-    span = server_span(spans, "POST /v1/threads/runs")
+    span = await server_span(spans, "POST /v1/threads/runs")
     agent = agent_of(spans, span)
     a = {**span.attributes, **agent.attributes}
     assert (a["gen_ai.response.id"], a["gen_ai.conversation.id"]) == (run.id, run.thread_id)
@@ -216,7 +223,7 @@ async def test_a_policy_denial_is_traced_without_an_upstream_call(traced, spans,
     with pytest.raises(openai.PermissionDeniedError):
         await client.beta.threads.create_and_run(assistant_id=assistant.id, model="o3", thread=HI)
 
-    span = server_span(spans, "POST /v1/threads/runs")
+    span = await server_span(spans, "POST /v1/threads/runs")
     a = span.attributes
     assert a["http.response.status_code"] == 403
     assert span.status.status_code == StatusCode.UNSET  # a refusal is the client's error, not the server's
@@ -232,7 +239,7 @@ async def test_an_unauthenticated_call_still_gets_a_span(traced, spans):
     gateway = await traced(**team({}))
     with pytest.raises(openai.AuthenticationError):
         await gateway.async_client(api_key="sk-wrong").beta.threads.create_and_run(assistant_id="asst_1")
-    span = server_span(spans, "POST /v1/threads/runs")
+    span = await server_span(spans, "POST /v1/threads/runs")
     assert span.attributes["http.response.status_code"] == 401 and "gateway.tenant" not in span.attributes
 
 
@@ -243,7 +250,7 @@ async def test_an_upstream_500_marks_both_spans(traced, spans, protocol):
     assistant = await client.beta.assistants.create(model="gpt-4o")
     with pytest.raises(openai.InternalServerError):
         await client.beta.threads.create_and_run(assistant_id=assistant.id, extra_headers={"X-Simulator-Fault": "http-500"})
-    span = server_span(spans, "POST /v1/threads/runs")
+    span = await server_span(spans, "POST /v1/threads/runs")
     assert span.status.status_code == StatusCode.ERROR
     assert (span.attributes["http.response.status_code"], span.attributes["error.type"]) == (500, "500")
     upstream = children(spans, agent_of(spans, span))[CREATE_CALLS[protocol][0]]  # the first call upstream fails
@@ -257,7 +264,7 @@ async def test_an_unreachable_upstream_is_a_502_with_its_kind(traced, spans):
     with pytest.raises(openai.APIStatusError) as caught:
         await gateway.async_client().beta.threads.create_and_run(assistant_id="asst_1")
     assert caught.value.status_code == 502
-    span = server_span(spans, "POST /v1/threads/runs")
+    span = await server_span(spans, "POST /v1/threads/runs")
     assert span.status.status_code == StatusCode.ERROR
     assert (span.attributes["http.response.status_code"], span.attributes["error.type"]) == (
         502,
@@ -277,7 +284,7 @@ async def test_a_broken_stream_is_an_error_though_the_answer_was_200(traced, spa
             assistant_id=assistant.id, thread=HI, extra_headers={"X-Simulator-Fault": "drop:5"}
         ) as stream:
             await stream.until_done()
-    span = server_span(spans, "POST /v1/threads/runs")
+    span = await server_span(spans, "POST /v1/threads/runs")
     assert span.attributes["http.response.status_code"] == 200
     assert (span.attributes["gateway.run.broken"], span.attributes["error.type"]) == (True, "stream_broken")
     assert span.status.status_code == StatusCode.ERROR
@@ -298,7 +305,7 @@ async def test_a_client_that_walks_away_ends_every_span(traced, spans, protocol)
         if any(s.kind == SpanKind.SERVER and s.name == "POST /v1/threads/runs" for s in spans.get_finished_spans()):
             break
         await asyncio.sleep(0.02)
-    span = server_span(spans, "POST /v1/threads/runs")
+    span = await server_span(spans, "POST /v1/threads/runs")
     assert span.attributes["gateway.run.client_gone"] is True and span.attributes["http.response.status_code"] == 499
     assert span.attributes["error.type"] == "CancelledError" and span.status.status_code == StatusCode.UNSET
     agent = agent_of(spans, span)
@@ -314,7 +321,7 @@ async def test_a_client_trace_continues_and_reaches_the_upstream(traced, spans, 
         await client.beta.threads.create_and_run(
             assistant_id=assistant.id, extra_headers={"traceparent": TRACEPARENT, "tracestate": "vendor=abc"}
         )
-    span = server_span(spans, "POST /v1/threads/runs")
+    span = await server_span(spans, "POST /v1/threads/runs")
     assert format_trace_id(span.context.trace_id) == TRACE_ID
     assert span.parent is not None and format_span_id(span.parent.span_id) == PARENT_ID and span.parent.is_remote
     upstream = children(spans, agent_of(spans, span))["POST /v1/threads/runs"]
@@ -328,7 +335,7 @@ async def test_a_client_trace_continues_and_reaches_the_upstream(traced, spans, 
 async def test_a_new_trace_starts_without_a_client_traceparent(traced, spans, simulator_state):
     gateway = await traced()
     await gateway.async_client().beta.assistants.list()
-    span = server_span(spans, "GET /v1/assistants")
+    span = await server_span(spans, "GET /v1/assistants")
     upstream = children(spans, span)["GET /v1/assistants"]
     trace_id, span_id = format_trace_id(span.context.trace_id), format_span_id(upstream.context.span_id)
     assert span.parent is None
@@ -370,7 +377,7 @@ async def test_content_is_captured_only_when_asked(traced, spans):
         assistant_id=assistant.id, thread=HI, instructions="Be brief."
     ) as stream:
         await stream.until_done()
-    span = agent_of(spans, server_span(spans, "POST /v1/threads/runs"))
+    span = agent_of(spans, await server_span(spans, "POST /v1/threads/runs"))
     inputs = orjson.loads(span.attributes["gen_ai.input.messages"])
     assert inputs == [{"role": "user", "parts": [{"type": "text", "content": "What is the weather?"}]}]
     assert orjson.loads(span.attributes["gen_ai.system_instructions"]) == [{"type": "text", "content": "Be brief."}]
