@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import pytest
@@ -25,6 +26,7 @@ UPSTREAM_KEY = "sk-upstream"
 TOKEN_CAPS: dict[str, Any] = {"tokens": {"max_prompt_tokens": {"max": 1000}, "max_completion_tokens": {"max": 1000}}}
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+T = TypeVar("T")
 
 # The same tests against either upstream protocol (the `protocol` fixture `make_gateway` reads):
 # forwarding the Assistants API, and serving it on the Responses API. As a test's or a module's mark.
@@ -115,6 +117,18 @@ class SteppedClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+async def read_until(read: Callable[[], Awaitable[T]], until: Callable[[T], bool], timeout_s: float = 5.0) -> T:
+    """`read()` again until `until` holds of what it reads, or `timeout_s` passed: the last reading.
+    A run is settled (counted, its SERVER span ended) just after its client has the answer that ends
+    it (README), so a read sent the instant the answer is whole may come first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reading = await read()
+        if until(reading) or time.monotonic() > deadline:
+            return reading
+        await asyncio.sleep(0.01)
 
 
 async def listed_for_reconciling(gateway: Gateway, run_id: str, timeout_s: float = 5.0) -> None:

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from gateway.keys import STATE
-from tests.support import TEAM_KEY, TOKEN_CAPS, scrape, team_tenant, value
+from tests.support import TEAM_KEY, TOKEN_CAPS, read_until, scrape, team_tenant, value
 
 MESSAGE = {"messages": [{"role": "user", "content": "Reply exactly: streamed"}]}
 
@@ -58,7 +58,7 @@ async def test_usage_is_settled_once_counted_and_audited(make_gateway, protocol,
     assert run.status == "completed" and run.usage is not None
     [record] = await gateway.runs.wait()
     assert record.usage is not None and record.usage.total_tokens == run.usage.total_tokens
-    [row] = await gateway.app[STATE].usage("team", "2000-01-01")
+    [row] = await read_until(lambda: gateway.app[STATE].usage("team", "2000-01-01"), bool)
     assert (row.runs, row.total_tokens) == (1, run.usage.total_tokens)
     metrics = await scrape(gateway)
     assert value(metrics, "gateway_runs_total", tenant="team", model="gpt-4o", status="completed") == 1

@@ -24,7 +24,7 @@ from gateway.keys import STATE
 from gateway.simulator import build_simulator_app
 from tests.conftest import Gateway
 from tests.http.test_relay import body, own_tasks, settle
-from tests.support import reconcile_until_settled, team_tenant
+from tests.support import read_until, reconcile_until_settled, team_tenant
 
 RUN = "/v1/threads/runs"
 TEAM = "sk-team"
@@ -200,11 +200,7 @@ async def test_usage_of_a_broken_stream_is_still_counted(make_gateway, upstream,
     assert status == 200 and b"event: error" in raw
     record = (await gateway.runs.wait())[-1]
     assert record.run_id and record.usage is None  # the stream never said
-    for _ in range(100):
-        rows = await gateway.app[STATE].usage("team", "2000-01-01")
-        if rows:
-            break
-        await asyncio.sleep(0.05)
+    rows = await read_until(lambda: gateway.app[STATE].usage("team", "2000-01-01"), bool)
     assert [(row.runs, row.total_tokens > 0) for row in rows] == [(1, True)]
     await runs_again(gateway, assistant_id)  # the reservation was settled, the rest given back
 

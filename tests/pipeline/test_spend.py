@@ -15,7 +15,15 @@ import orjson
 import pytest
 
 from tests.conftest import Gateway
-from tests.support import REDIS_TIMEOUT_S, TEAM_KEY, both_protocols, limited_tenant, run_with_tool_outputs, scrape
+from tests.support import (
+    REDIS_TIMEOUT_S,
+    TEAM_KEY,
+    both_protocols,
+    limited_tenant,
+    read_until,
+    run_with_tool_outputs,
+    scrape,
+)
 
 ADMIN = "sk-admin"
 FN = {"type": "function", "function": {"name": "get_weather"}}
@@ -48,16 +56,9 @@ async def admin_usage(gateway: Gateway) -> list[dict[str, Any]]:
         return list((await answer.json())["data"])
 
 
-async def settled_usage(gateway: Gateway, runs: int, timeout_s: float = 5.0) -> list[dict[str, Any]]:
-    """/admin/usage once it counts `runs` runs: a run is settled just after its client has the answer
-    that ends it (README), so a read right after the last call may come first."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        rows = await admin_usage(gateway)
-        if sum(row["runs"] for row in rows) >= runs or loop.time() > deadline:
-            return rows
-        await asyncio.sleep(0.02)
+async def settled_usage(gateway: Gateway, runs: int) -> list[dict[str, Any]]:
+    """/admin/usage once it counts `runs` runs."""
+    return await read_until(lambda: admin_usage(gateway), lambda rows: sum(row["runs"] for row in rows) >= runs)
 
 
 async def mixed_workload(client: openai.AsyncOpenAI) -> dict[str, int]:

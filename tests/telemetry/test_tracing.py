@@ -25,7 +25,7 @@ from gateway.keys import RECORDER
 from gateway.telemetry.run_spans import RunTracing
 from gateway.telemetry.tracing import Tracing
 from tests.conftest import API_KEY, Gateway, RunCollector
-from tests.support import both_protocols, free_port, team_tenant
+from tests.support import both_protocols, free_port, read_until, team_tenant
 
 ENV = {"UPSTREAM_KEY": "sk-upstream", "TEAM_KEY": "sk-team"}
 HI = {"messages": [{"role": "user", "content": "What is the weather?"}]}
@@ -71,15 +71,13 @@ def team(policy: dict[str, Any], **telemetry: Any) -> dict[str, Any]:
     return team_tenant(policy, **({"telemetry": telemetry} if telemetry else {}))
 
 
-async def server_span(spans: InMemorySpanExporter, name: str, timeout_s: float = 5.0) -> ReadableSpan:
-    """The one SERVER span `name`, once it has ended: a run call's ends just after its client has the
-    answer (its settlement comes first)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        found = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER and s.name == name]
-        if found or asyncio.get_running_loop().time() > deadline:
-            break
-        await asyncio.sleep(0.01)
+async def server_span(spans: InMemorySpanExporter, name: str) -> ReadableSpan:
+    """The one SERVER span `name`, once it has ended (a run call's, just after its settlement)."""
+
+    async def ended() -> list[ReadableSpan]:
+        return [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER and s.name == name]
+
+    found = await read_until(ended, bool)
     assert len(found) == 1, [s.name for s in spans.get_finished_spans()]
     return found[0]
 
