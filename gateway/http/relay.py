@@ -135,9 +135,11 @@ async def _tee_events(
     tee = _EventTee(request, response, upstream, tracker, drain)
     try:
         complete = await tee.pump()
-        # The answer is whole (to its `[DONE]`, or ended with an error event): a client that leaves
-        # from here on, while the call's bookkeeping goes on, had all of it.
-        request[COUNTED_STATUS] = response.status
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            # The answer is whole (to its `[DONE]`, or ended with an error event) and was written to an
+            # open connection: a client that leaves from here on, during the call's bookkeeping, had it all.
+            request.setdefault(COUNTED_STATUS, response.status)
         if complete:
             tracker.finish()  # the call is complete: what the upstream still holds open is not the client's
             await _write_eof(response)
